@@ -1,0 +1,53 @@
+"""Read a catalog written by `productqa prepare` (a folder with catalog.parquet + stats.json).
+
+    from indexing.catalog import read_catalog
+    df = read_catalog("data/catalog")        # pandas DataFrame: uid, title, content
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from indexing.errors import UserError
+
+
+def catalog_file(path: str | Path) -> Path:
+    """The catalog.parquet inside a catalog folder (or the file itself)."""
+    path = Path(path)
+    f = path / "catalog.parquet" if path.is_dir() else path
+    if not f.exists():
+        hint = " (run `productqa prepare` first)" if path.is_dir() or not path.exists() else ""
+        raise UserError(f"{path}: no catalog.parquet found{hint}")
+    return f
+
+
+def read_catalog(path: str | Path, columns: list[str] | None = None):
+    """The whole catalog as a pandas DataFrame (uid, title, content)."""
+    import pyarrow.parquet as pq
+
+    f = catalog_file(path)
+    try:
+        return pq.read_table(f, columns=columns).to_pandas()
+    except Exception as e:  # truncated / not parquet
+        raise UserError(f"{f}: cannot read catalog ({type(e).__name__}: {e})") from None
+
+
+def catalog_stats(path: str | Path) -> dict:
+    """stats.json of a catalog (empty dict if the catalog came without one)."""
+    f = catalog_file(path).parent / "stats.json"
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def catalog_fingerprint(path: str | Path) -> str:
+    """Content fingerprint recorded by prepare; falls back to hashing the Parquet file."""
+    fp = catalog_stats(path).get("fingerprint")
+    if fp:
+        return fp
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    with open(catalog_file(path), "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

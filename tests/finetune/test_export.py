@@ -1,0 +1,41 @@
+"""Training-pair export: Alpaca and OpenAI chat formats, English and Portuguese phrasings."""
+
+import json
+
+from finetune.export import export_pairs
+from indexing.questions import TEMPLATES_PT, make_question, make_questions
+from rag.prompt import INSTRUCTION
+
+
+def lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_alpaca_pairs(demo_catalog, tmp_path):
+    from indexing.catalog import read_catalog
+
+    df = read_catalog(demo_catalog)
+    n = export_pairs(demo_catalog, "alpaca", tmp_path / "a.jsonl", per_product=2, progress=False)
+    rows = lines(tmp_path / "a.jsonl")
+    assert n == len(rows) == 2 * len(df)
+    assert set(rows[0]) == {"instruction", "input", "output"}
+    assert rows[0]["output"] == df["content"][0] and rows[0]["input"] == ""
+    assert df["title"][0] in rows[0]["instruction"] and df["title"][0] in rows[1]["instruction"]
+    assert rows[0]["instruction"] != rows[1]["instruction"]
+
+
+def test_openai_pairs_in_portuguese(demo_catalog, tmp_path):
+    export_pairs(demo_catalog, "openai", tmp_path / "o.jsonl", lang="pt", limit=5, progress=False)
+    rows = lines(tmp_path / "o.jsonl")
+    assert len(rows) == 5
+    sys_msg, user, assistant = rows[0]["messages"]
+    assert sys_msg == {"role": "system", "content": INSTRUCTION}
+    assert any(p in user["content"] for p in ("descrição", "O que é", "Me fale", "Descreva"))
+    assert assistant["role"] == "assistant" and assistant["content"]
+
+
+def test_question_phrasings():
+    assert make_question("mog's kittens", "x", lang="pt") in [t.format(title="mog's kittens") for t in TEMPLATES_PT]
+    assert make_question("T", "uid1") == make_question("T", "uid1")  # deterministic
+    qs = make_questions("T", "uid1", n=3, lang="en")
+    assert len(set(qs)) == 3
