@@ -18,6 +18,14 @@ import sys
 COMMANDS = {
     "prepare": ("indexing.prepare", "clean raw AmazonTitles / Alpaca files into a Parquet catalog"),
     "export": ("finetune.export", "write question->description training pairs (Alpaca or OpenAI chat JSON lines)"),
+    "index": ("indexing.build", "build / update (add, remove) / inspect (info) a search index"),
+    "search": ("indexing.search", "search an index: hybrid dense + BM25 hits for questions"),
+}
+# Commands with sub-commands that live in different stages: name -> {sub: (module, help)}.
+GROUPS = {
+    "eval": ("measure retrieval / answer quality", {
+        "retrieval": ("indexing.evaluate", "hit@1, hit@5, MRR of dense, BM25 and hybrid search on generated questions"),
+    }),
 }
 
 
@@ -31,12 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"productqa {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_) in COMMANDS.items():
-        mod = importlib.import_module(module)
-        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip(),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        mod.add_arguments(p)
-        p.set_defaults(_main=mod.main)
+        _add(sub, name, module, help_)
+    for name, (help_, members) in GROUPS.items():
+        g = sub.add_parser(name, help=help_, description=help_)
+        gsub = g.add_subparsers(dest=f"{name}_command", metavar="WHAT", required=True)
+        for member, (module, mhelp) in members.items():
+            _add(gsub, member, module, mhelp)
     return parser
+
+
+def _add(sub, name: str, module: str, help_: str) -> None:
+    mod = importlib.import_module(module)
+    p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    mod.add_arguments(p)
+    p.set_defaults(_main=mod.main)
 
 
 def main(argv: list[str] | None = None) -> int:

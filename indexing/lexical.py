@@ -1,0 +1,68 @@
+"""BM25 over product texts (bm25s), with the question words of both languages removed.
+
+    bm = build_bm25(["Girls Ballet Tutu Neon Pink", ...]); I, S = bm25_search(bm, ["tutu pink"], k=10)
+
+English stemming (titles are English); English + Portuguese stop words and the words of the
+project's question phrasings are dropped from queries and documents alike, so "Qual é a descrição
+deste produto: mog's kittens?" is searched as "mog kitten".
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+# Words of the question phrasings (indexing/questions.py) that carry no product information.
+QUESTION_WORDS = {
+    "what", "describe", "description", "tell", "give", "product", "products", "about", "please",
+    "qual", "descrição", "descricao", "deste", "desse", "produto", "produtos", "fale", "descreva", "sobre", "que",
+}
+
+
+@lru_cache(maxsize=1)
+def _stopwords() -> list[str]:
+    from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_PORTUGUESE
+
+    return sorted(set(STOPWORDS_EN) | set(STOPWORDS_PORTUGUESE) | QUESTION_WORDS)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(texts: list[str], progress: bool = False) -> list[list[str]]:
+    import bm25s
+
+    return bm25s.tokenize(texts, stopwords=_stopwords(), stemmer=_stemmer(), return_ids=False,
+                          show_progress=progress)
+
+
+def build_bm25(texts: list[str], progress: bool = False):
+    import bm25s
+
+    tokens = bm25s.tokenize(texts, stopwords=_stopwords(), stemmer=_stemmer(), show_progress=progress,
+                            leave=False)
+    bm = bm25s.BM25()
+    bm.index(tokens, show_progress=progress, leave_progress=False)
+    return bm
+
+
+def bm25_search(bm, queries: list[str], k: int):
+    """Top-k rows per query -> (I [nq, k] int64 with -1 padding, S [nq, k] float32). Rows with score 0
+    (no query word in the product) are not hits."""
+    import numpy as np
+
+    n_docs = int(bm.scores["num_docs"])
+    kk = max(1, min(k, n_docs))
+    q = tokenize(queries)
+    I = np.full((len(queries), k), -1, dtype=np.int64)
+    S = np.zeros((len(queries), k), dtype=np.float32)
+    if n_docs == 0:
+        return I, S
+    docs, scores = bm.retrieve(q, k=kk, show_progress=False, n_threads=1)
+    hit = scores > 0
+    I[:, :kk] = np.where(hit, docs, -1)
+    S[:, :kk] = np.where(hit, scores, 0)
+    return I, S
