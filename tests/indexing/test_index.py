@@ -16,13 +16,6 @@ from indexing.search import load_index
 from tests.conftest import ROOT, write_jsonl
 
 
-@pytest.fixture(scope="module")
-def demo_index(demo_catalog, tmp_path_factory):
-    out = tmp_path_factory.mktemp("idx") / "index"
-    build_index(BuildConfig(catalog=str(demo_catalog), out=str(out), progress=False))
-    return out
-
-
 @pytest.fixture
 def index_copy(demo_index, tmp_path):
     dst = tmp_path / "index"

