@@ -56,6 +56,7 @@ class TrainConfig:
     target_modules: list = field(default_factory=lambda: list(LORA_TARGETS))  # layers that get adapters
     max_length: int = 1536  # tokens per example (prompt + answer); longer ones are cut
     padding_free: bool = True  # flatten each batch into one sequence: no pad tokens (see benchmarks/finetune.py)
+    pad_to_multiple_of: int | None = None  # with padding_free off: pad batches to a multiple of this (baselines)
     gradient_checkpointing: str = "auto"  # auto = on for CUDA (memory), off on CPU (speed)
     eval_steps: int = 20  # validation loss every N steps (and a checkpoint)
     save_steps: int = 20  # checkpoint every N steps (kept: best + latest)
@@ -209,7 +210,8 @@ def finetune(cfg: TrainConfig) -> dict:
         bf16=use_bf16, fp16=False, use_cpu=device == "cpu", activation_checkpointing=gc,
         # padding-free batches are not cut by trl: examples were length-filtered above instead
         max_length=None if cfg.padding_free else cfg.max_length, padding_free=cfg.padding_free,
-        completion_only_loss=True,
+        completion_only_loss=True, pad_to_multiple_of=None if cfg.padding_free else cfg.pad_to_multiple_of,
+        include_num_input_tokens_seen="non_padding",  # real tokens, for tokens/s
         eval_strategy="steps", eval_steps=cfg.eval_steps, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_loss",
         greater_is_better=False, logging_steps=cfg.logging_steps, report_to="none",
@@ -261,12 +263,17 @@ def finetune(cfg: TrainConfig) -> dict:
             "val_uids": sorted({e["uid"] for e in val_ex}),
         },
         "hyperparameters": {k: v for k, v in asdict(cfg).items() if k not in ("catalog", "index", "out", "progress")},
-        "loss_history": [{k: v for k, v in h.items() if k in ("step", "loss", "eval_loss", "learning_rate", "epoch")}
+        "loss_history": [{k: v for k, v in h.items()
+                          if k in ("step", "loss", "eval_loss", "eval_runtime", "learning_rate", "epoch")}
                          for h in history if "loss" in h or "eval_loss" in h],
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_eval_loss": trainer.state.best_metric,
         "global_step": trainer.state.global_step,
         "train_seconds": round(seconds, 1),
+        "tokens_seen": int(trainer.state.num_input_tokens_seen),
+        # real (non-padding) tokens per second of training, evaluation time excluded
+        "train_tokens_per_second": round(trainer.state.num_input_tokens_seen / max(
+            seconds - sum(h.get("eval_runtime", 0) for h in history), 1e-9), 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "productqa_version": __version__,
     }

@@ -122,6 +122,7 @@ def build_index(cfg: BuildConfig) -> dict:
     t_embed = time.time() - t0
     index, info = make_faiss(X, docs["id"].to_numpy(), cfg.index_type)
     bm = build_bm25(lexical_texts(docs["title"], docs["content"], cfg.lexical), progress=cfg.progress)
+    calib = calibrate(model, index, info, docs, cfg.embed)
     meta = {
         "embedding_model": {"name": ident["name"], "hash": ident["hash"], "path": ident["path"]},
         "dim": int(X.shape[1]),
@@ -132,6 +133,7 @@ def build_index(cfg: BuildConfig) -> dict:
         "bm25": f"bm25s over {cfg.lexical}; English stemming; EN+PT stop words",
         "count": len(docs),
         "next_id": len(docs),
+        **calib,
         "catalog": {"path": str(catalog_file(cfg.catalog)), "fingerprint": catalog_fingerprint(cfg.catalog)},
         "build_seconds": {"embed": round(t_embed, 1), "total": round(time.time() - t0, 1)},
         "device": model.device.type,
@@ -144,6 +146,24 @@ def build_index(cfg: BuildConfig) -> dict:
     return meta
 
 
+def calibrate(model, index, info: dict, docs, embed_field: str) -> dict:
+    """The "not in the catalog" cosine threshold for this catalog (indexing/calibrate.py)."""
+    import faiss
+
+    from indexing.calibrate import calibrate_threshold
+    from indexing.embed import embed
+    from indexing.search import focus
+
+    if info["index_type"] == "ivf":
+        faiss.extract_index_ivf(index).nprobe = info["nprobe"]
+
+    def best_cosine(questions):
+        D, _ = index.search(embed(model, [focus(q) for q in questions]), 1)
+        return D[:, 0]
+
+    return calibrate_threshold(best_cosine, docs)
+
+
 def format_info(folder: str | Path, meta: dict) -> str:
     m = meta
     lines = [
@@ -153,6 +173,9 @@ def format_info(folder: str | Path, meta: dict) -> str:
         + f", dim {m['dim']}, {m['metric']}, embeds {m['embed']}",
         f"model:      {m['embedding_model']['name']} (hash {m['embedding_model']['hash'][:12]})",
         f"lexical:    {m['bm25']}",
+        f"abstain:    best cosine < {m.get('abstain_threshold', 0):.3f} -> 'not in the catalog' "
+        f"(calibrated: {m.get('calibration', {}).get('correct_abstain_rate', 0):.1%} of invented products rejected, "
+        f"{m.get('calibration', {}).get('false_abstain_rate', 0):.1%} of real ones)",
         f"catalog:    {m['catalog']['path']} (fingerprint {m['catalog']['fingerprint'][:12]})",
         f"created:    {m['created']} by productqa {m['productqa_version']}"
         + (f", updated {m['updated']}" if m.get("updated") else ""),

@@ -21,6 +21,8 @@ COMMANDS = {
     "index": ("indexing.build", "build / update (add, remove) / inspect (info) a search index"),
     "search": ("indexing.search", "search an index: hybrid dense + BM25 hits for questions"),
     "finetune": ("finetune.train", "LoRA-tune a 4-bit Llama on retrieval-augmented question->description examples"),
+    "ask": ("rag.answer", "answer one question from the catalog, streamed, with its sources"),
+    "batch": ("rag.batch", "answer a file of questions (JSON lines, CSV or text), resumable"),
 }
 # Commands with sub-commands that live in different stages: name -> {sub: (module, help)}.
 GROUPS = {

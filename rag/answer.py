@@ -1,0 +1,294 @@
+"""Grounded answers: retrieve the products a question is about, then let the (fine-tuned) model answer
+from their descriptions, or abstain.
+
+    productqa ask "What is 'Girls Ballet Tutu Neon Pink'?" --index data/index --adapter data/adapter
+    productqa ask "Qual é a descrição deste produto: mog's kittens?" --index data/index --json
+
+    from rag.answer import Answerer
+    qa = Answerer("data/index", adapter="data/adapter")     # models load once
+    a = qa.ask("What is 'Mog's Kittens'?")                   # Answer(text, sources, abstained, ...)
+    for piece in qa.stream("..."): ...                       # text pieces, then the Answer
+
+Abstention happens twice: before generating, when the best retrieved product is not close enough
+(cosine below the threshold calibrated at index build time and stored in meta.json), and when the
+fine-tuned model itself answers that the product is not in the catalog. An answer always carries
+the products it was drawn from; with no sources there is no answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexing.errors import UserError
+
+MAX_QUESTION_CHARS = 2000  # longer questions are cut (with a notice): titles are short, prompts are not free
+DEFAULT_MAX_NEW_TOKENS = 320  # ~1,200 characters: the longest answer the prompt can support
+REPETITION_PENALTY = 1.05  # small models loop without it; larger values garble copied descriptions
+STOP_STRINGS = ["###"]  # the next Alpaca section means the answer is over
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    sources: list = field(default_factory=list)  # indexing.search.Hit, best first
+    abstained: bool = False
+    notice: str | None = None  # e.g. "question truncated to 2,000 characters"
+    latency_ms: float = 0.0
+    retrieval_ms: float = 0.0
+    first_token_ms: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"question": self.question, "answer": self.text, "abstained": self.abstained,
+                "sources": [{"uid": h.uid, "title": h.title, "score": round(h.dense_score or 0.0, 4)}
+                            for h in self.sources],
+                "notice": self.notice, "latency_ms": round(self.latency_ms, 1),
+                "retrieval_ms": round(self.retrieval_ms, 1),
+                "first_token_ms": None if self.first_token_ms is None else round(self.first_token_ms, 1)}
+
+
+def sanitize_question(question) -> tuple[str, str | None]:
+    """(clean question, notice). Raises UserError for an empty one."""
+    if not isinstance(question, str) or not question.strip():
+        raise UserError("the question is empty: ask about a product, e.g. \"What is 'Mog's Kittens'?\"")
+    q = " ".join(_CONTROL.sub(" ", question).split())
+    if not q:
+        raise UserError("the question is empty after removing control characters")
+    notice = None
+    if len(q) > MAX_QUESTION_CHARS:
+        notice = f"question truncated from {len(q):,} to {MAX_QUESTION_CHARS:,} characters"
+        q = q[:MAX_QUESTION_CHARS]
+    return q, notice
+
+
+def clean_generation(text: str) -> str:
+    """Cut at the next "###" section and trim."""
+    return text.split("###", 1)[0].strip()
+
+
+class Answerer:
+    """Index + base model (+ LoRA adapter), loaded once, shared by ask / batch / chat."""
+
+    def __init__(self, index: str | Path, adapter: str | Path | None = None, base_model: str | Path | None = None,
+                 device: str | None = None, four_bit: bool | None = None, progress: bool = False):
+        from indexing.search import load_index
+        from rag.model import base_identity, load_model, pick_device, resolve_base
+        from rag.prompt import PROMPT_VERSION
+
+        self.index = load_index(index)
+        self.threshold = float(self.index.meta.get("abstain_threshold", 0.0))
+        self.adapter = Path(adapter) if adapter else None
+        self.adapter_meta = None
+        if self.adapter:
+            meta_file = self.adapter / "training_meta.json"
+            if not (self.adapter / "adapter_config.json").exists() or not meta_file.exists():
+                raise UserError(f"{self.adapter}: not an adapter folder (run `productqa finetune` first)")
+            self.adapter_meta = json.loads(meta_file.read_text())
+            if self.adapter_meta.get("prompt_version") != PROMPT_VERSION:
+                raise UserError(f"{self.adapter}: trained with prompt version {self.adapter_meta.get('prompt_version')}, "
+                                f"this ProductQA builds version {PROMPT_VERSION}: retrain the adapter")
+            trained_on = self.adapter_meta["base_model"]
+            if base_model is None and Path(trained_on["path"]).is_dir():
+                base_model = trained_on["path"]
+        base = resolve_base(base_model, progress=progress)
+        ident = base_identity(base)
+        if self.adapter_meta and ident["hash"] != self.adapter_meta["base_model"]["hash"]:
+            raise UserError(f"{self.adapter} was trained on {self.adapter_meta['base_model']['name']} "
+                            f"(hash {self.adapter_meta['base_model']['hash'][:12]}), not on {base} "
+                            f"(hash {ident['hash'][:12]}): pass the matching --base-model")
+        self.base_identity = ident
+        self.device = pick_device(device)
+        # 4-bit NF4 saves memory on GPUs; on this CPU the fp32 weights generate faster (benchmarks/answer.py)
+        self.four_bit = (self.device == "cuda") if four_bit is None else four_bit
+        self.model, self.tok = load_model(base, four_bit=self.four_bit, device=self.device)
+        if self.adapter:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, str(self.adapter))
+        self.model.eval()
+        self.tok.padding_side = "left"  # batched generation continues every prompt from its end
+
+    # ------------------------------------------------------------------ steps
+
+    def retrieve(self, questions: list[str], k: int):
+        return self.index.retrieve_many(questions, k=k)
+
+    def should_abstain(self, hits) -> bool:
+        """No product close enough: the best cosine is below the calibrated threshold."""
+        if not hits:
+            return True
+        best = max((h.dense_score or 0.0) for h in hits)
+        return best < self.threshold
+
+    def _gen_kwargs(self, max_new_tokens: int, temperature: float) -> dict:
+        kw = dict(max_new_tokens=max_new_tokens, repetition_penalty=REPETITION_PENALTY,
+                  stop_strings=STOP_STRINGS, tokenizer=self.tok, pad_token_id=self.tok.pad_token_id,
+                  eos_token_id=self.tok.eos_token_id)
+        if temperature and temperature > 0:
+            kw.update(do_sample=True, temperature=temperature, top_p=0.95)
+        else:
+            kw.update(do_sample=False)
+        return kw
+
+    def _finish(self, ans: Answer, generated: str) -> Answer:
+        from rag.prompt import NOT_IN_CATALOG
+
+        text = clean_generation(generated)
+        if not text:
+            text = NOT_IN_CATALOG
+        ans.text = text
+        ans.abstained = text.startswith(NOT_IN_CATALOG.rstrip("."))
+        return ans
+
+    # ------------------------------------------------------------------ API
+
+    def stream(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+               temperature: float = 0.0, use_retrieval: bool = True):
+        """Yield the answer's text pieces as they are generated; the generator's return value (and a
+        final `Answer` yielded last) carries the sources and flags."""
+        import threading
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        from rag.prompt import NOT_IN_CATALOG, build_prompt
+
+        t0 = time.perf_counter()
+        q, notice = sanitize_question(question)
+        hits = self.retrieve([q], k)[0] if use_retrieval else []
+        ans = Answer(question=q, text="", sources=hits, notice=notice,
+                     retrieval_ms=(time.perf_counter() - t0) * 1000)
+        if use_retrieval and self.should_abstain(hits):
+            ans.text, ans.abstained = NOT_IN_CATALOG, True
+            ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
+            yield ans.text
+            yield ans
+            return ans
+        prompt = build_prompt(q, [(h.title, h.content) for h in hits])
+        ids = self.tok(prompt, return_tensors="pt").to(self.model.device)
+        streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True)
+        kw = {**ids, **self._gen_kwargs(max_new_tokens, temperature), "streamer": streamer}
+        errors = []
+
+        def run():
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**kw)
+            except Exception as e:  # surfaced below, never swallowed
+                errors.append(e)
+                streamer.end()
+
+        th = threading.Thread(target=run, daemon=True)
+        th.start()
+        text = ""
+        for piece in streamer:
+            if not piece:
+                continue
+            if ans.first_token_ms is None:
+                ans.first_token_ms = (time.perf_counter() - t0) * 1000
+            if "###" in text + piece:  # the stop string may arrive split over pieces
+                piece = (text + piece).split("###", 1)[0][len(text):]
+                text += piece
+                if piece:
+                    yield piece
+                continue
+            text += piece
+            yield piece
+        th.join()
+        if errors:
+            raise errors[0]
+        self._finish(ans, text)
+        ans.latency_ms = (time.perf_counter() - t0) * 1000
+        yield ans
+        return ans
+
+    def ask(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+            temperature: float = 0.0, use_retrieval: bool = True) -> Answer:
+        *_, ans = self.stream(question, k, max_new_tokens, temperature, use_retrieval)
+        return ans
+
+    def ask_many(self, questions: list[str], k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                 temperature: float = 0.0, use_retrieval: bool = True) -> list[Answer]:
+        """Answer a batch in one retrieval call and one batched generate (left-padded prompts)."""
+        import torch
+
+        from rag.prompt import NOT_IN_CATALOG, build_prompt
+
+        t0 = time.perf_counter()
+        clean = [sanitize_question(q) for q in questions]
+        qs = [q for q, _ in clean]
+        all_hits = self.retrieve(qs, k) if use_retrieval else [[] for _ in qs]
+        t_ret = (time.perf_counter() - t0) * 1000 / max(len(qs), 1)
+        answers = [Answer(question=q, text="", sources=h, notice=n, retrieval_ms=t_ret)
+                   for (q, n), h in zip(clean, all_hits)]
+        todo = []
+        for a in answers:
+            if use_retrieval and self.should_abstain(a.sources):
+                a.text, a.abstained = NOT_IN_CATALOG, True
+            else:
+                todo.append(a)
+        if todo:
+            prompts = [build_prompt(a.question, [(h.title, h.content) for h in a.sources]) for a in todo]
+            enc = self.tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
+            with torch.inference_mode():
+                out = self.model.generate(**enc, **self._gen_kwargs(max_new_tokens, temperature))
+            texts = self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            for a, t in zip(todo, texts):
+                self._finish(a, t)
+        total = (time.perf_counter() - t0) * 1000
+        for a in answers:
+            a.latency_ms = total / len(answers)  # batch time, shared
+        return answers
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("question", help="the question, e.g. \"What is 'Mog's Kittens'?\"")
+    p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
+    p.add_argument("--adapter", metavar="ADAPTER_DIR", help="LoRA adapter (productqa finetune); default: the base model")
+    p.add_argument("--base-model", metavar="PATH", help="base model folder (default: the adapter's, or SmolLM2)")
+    p.add_argument("-k", type=int, default=3, help="retrieved products in the prompt (default 3)")
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, metavar="N")
+    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
+    p.add_argument("--no-retrieval", action="store_true", help="answer without catalog context (for comparison)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    p.add_argument("--device", choices=("cpu", "cuda"))
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.k < 1:
+        raise UserError("-k must be >= 1")
+    if args.max_new_tokens < 1:
+        raise UserError("--max-new-tokens must be >= 1")
+    q, notice = sanitize_question(args.question)
+    qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True)
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
+    ans = None
+    for piece in qa.stream(q, k=args.k, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                           use_retrieval=not args.no_retrieval):
+        if isinstance(piece, Answer):
+            ans = piece
+        elif not args.json:
+            print(piece, end="", flush=True)
+    if args.json:
+        print(json.dumps(ans.to_dict(), ensure_ascii=False))
+        return 0
+    print()
+    label = "closest products (not in the catalog)" if ans.abstained else "sources"
+    if ans.sources:
+        print(f"\n{label}:")
+        for rank, h in enumerate(ans.sources, 1):
+            print(f"{rank:>2}. {h.uid}  {h.title}  (cosine {h.dense_score or 0:.3f})")
+    print(f"\n{ans.latency_ms:.0f} ms (retrieval {ans.retrieval_ms:.0f} ms"
+          + (f", first token {ans.first_token_ms:.0f} ms" if ans.first_token_ms else "") + ")")
+    return 0

@@ -1,0 +1,162 @@
+"""Answer many questions from a file, resumable.
+
+    productqa batch --index data/index --adapter data/adapter --questions q.jsonl --out answers.jsonl [-k 3] [--batch-size 8]
+
+Questions: JSON lines {"id": ..., "question": ...}, CSV with columns id,question, or plain text (one
+question a line; ids are line numbers), told apart by extension (.jsonl/.json, .csv, anything else
+= text). Invalid lines are reported with their line numbers and skipped.
+Output: JSON lines {"id", "question", "answer", "abstained", "sources": [{"uid", "title", "score"}],
+"latency_ms"}, each flushed as soon as its batch is done. Re-running the same command after a crash
+or Ctrl-C answers only the ids not yet in --out: nothing is lost or answered twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+from indexing.errors import UserError
+
+
+def read_questions(path: str | Path) -> tuple[list[dict], list[str]]:
+    """([{"id", "question"}], warnings). Ids are kept as given (strings or numbers)."""
+    import orjson
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:65536]:
+        raise UserError(f"{path}: looks like a binary file, expected JSON lines, CSV or text")
+    text = raw.decode("utf-8", errors="replace")
+    items, warnings, seen = [], [], set()
+
+    def add(id_, q, where):
+        from rag.answer import sanitize_question
+
+        try:
+            sanitize_question(q)
+        except UserError:
+            warnings.append(f"{path.name}:{where}: empty or missing question, skipped")
+            return
+        key = json.dumps(id_)
+        if key in seen:
+            warnings.append(f"{path.name}:{where}: duplicate id {id_!r}, skipped")
+            return
+        seen.add(key)
+        items.append({"id": id_, "question": q})
+
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                warnings.append(f"{path.name}:{n}: not valid JSON, skipped")
+                continue
+            if not isinstance(obj, dict) or "question" not in obj:
+                warnings.append(f"{path.name}:{n}: not a {{\"id\", \"question\"}} object, skipped")
+                continue
+            add(obj.get("id", n), obj["question"], n)
+    elif suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames or "question" not in reader.fieldnames:
+            raise UserError(f"{path}: CSV needs a header with columns id,question")
+        for n, row in enumerate(reader, 2):  # line 1 is the header
+            id_ = row.get("id")
+            add(id_ if id_ not in (None, "") else n, row.get("question"), n)
+    else:
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                add(n, line.strip(), n)
+    return items, warnings
+
+
+def done_ids(out: Path) -> set[str]:
+    """Ids already answered in `out` (a torn last line from a crash is ignored and answered again)."""
+    if not out.exists():
+        return set()
+    ids = set()
+    for line in out.read_bytes().splitlines():
+        try:
+            ids.add(json.dumps(json.loads(line)["id"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return ids
+
+
+def _drop_torn_tail(out: Path) -> None:
+    """A crash mid-write can leave a last line without its newline: cut it so appends stay valid."""
+    if not out.exists() or out.stat().st_size == 0:
+        return
+    data = out.read_bytes()
+    if not data.endswith(b"\n"):
+        with open(out, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def run_batch(qa, items: list[dict], out: str | Path, k: int = 3, batch_size: int = 8,
+              max_new_tokens: int | None = None, progress: bool = True) -> dict:
+    """Answer the items not yet in `out`, appending and flushing after each batch."""
+    from tqdm import tqdm
+
+    from rag.answer import DEFAULT_MAX_NEW_TOKENS
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _drop_torn_tail(out)
+    done = done_ids(out)
+    todo = [it for it in items if json.dumps(it["id"]) not in done]
+    with open(out, "a", encoding="utf-8") as f, tqdm(total=len(todo), unit="question", desc="answers",
+                                                      disable=not progress) as bar:
+        for s in range(0, len(todo), batch_size):
+            chunk = todo[s: s + batch_size]
+            answers = qa.ask_many([it["question"] for it in chunk], k=k,
+                                  max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
+            for it, a in zip(chunk, answers):
+                rec = {"id": it["id"], "question": it["question"], "answer": a.text, "abstained": a.abstained,
+                       "sources": a.to_dict()["sources"], "latency_ms": round(a.latency_ms, 1)}
+                if a.notice:
+                    rec["notice"] = a.notice
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(chunk))
+    return {"answered": len(todo), "already_done": len(items) - len(todo), "total": len(items)}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
+    p.add_argument("--adapter", metavar="ADAPTER_DIR", help="LoRA adapter (default: the base model)")
+    p.add_argument("--base-model", metavar="PATH", help="base model folder (default: the adapter's, or SmolLM2)")
+    p.add_argument("--questions", required=True, metavar="FILE", help=".jsonl {id, question} | .csv id,question | text")
+    p.add_argument("--out", required=True, metavar="FILE", help="JSON lines answers (appended; re-run resumes)")
+    p.add_argument("-k", type=int, default=3, help="retrieved products per question (default 3)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="questions per generate call (default 8)")
+    p.add_argument("--max-new-tokens", type=int, metavar="N")
+    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    from rag.answer import Answerer
+
+    if args.batch_size < 1 or args.k < 1:
+        raise UserError("--batch-size and -k must be >= 1")
+    items, warnings = read_questions(args.questions)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if not items:
+        raise UserError(f"{args.questions}: no valid questions")
+    qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device,
+                  progress=not args.quiet)
+    r = run_batch(qa, items, args.out, k=args.k, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                  progress=not args.quiet)
+    print(f"answered {r['answered']:,} (already done: {r['already_done']:,}) of {r['total']:,} -> {args.out}")
+    return 0
