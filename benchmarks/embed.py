@@ -1,13 +1,18 @@
 """Benchmark embedding throughput: the product's `indexing.embed.embed` against a plain `model.encode`.
 
-    python benchmarks/embed.py                                # 4,000 titles + 1,000 title+description texts, ~3 min
+    python benchmarks/embed.py                                # 4,000 titles + 1,000 title+description texts, ~4 min
+    python benchmarks/embed.py --threads 1                    # on a machine shared with other CPU work
     python benchmarks/embed.py --titles 1000 --descriptions 200 --no-bm25   # quicker
+
+On a 2-core machine where another process keeps one core busy, torch's default 2 OpenMP threads
+run 7-10x slower than 1 thread (they wait on each other); --threads 1 then gives stable numbers
+(per core). The paths alternate on --rounds slices of the texts, so load bursts hit all of them.
 
 Same loaded model (`indexing.embed.load_encoder()`: the packaged all-MiniLM-L6-v2), same texts, same
 run. The product path is `embed(model, texts, batch_size=64)`: bf16 autocast on CPUs with native
 bfloat16 (AVX512-BF16 / AMX), fp32 otherwise, length-sorted batches, normalised output. The baseline
 is `model.encode(texts)` with sentence-transformers' defaults (fp32, batch 32). A third, diagnostic
-row runs `embed(..., precision="fp32")` to separate the bf16 effect from batching. Both paths get a
+row runs `embed(..., precision="fp32")` to separate the bf16 effect from batching. Every path gets a
 small warm-up first. The cosine between the two paths' vectors (mean, min) shows what bf16 costs in
 precision.
 
@@ -16,8 +21,8 @@ the index embeds by default) and "title. description" (`--embed title+content`).
 a seeded random sample of the synthetic catalog that benchmarks/prepare.py writes
 (/tmp/productqa-bench/catalog/catalog.parquet), else the demo records (indexing/demo/demo_trn.jsonl,
 cleaned with `indexing.prepare.clean`, repeated to the count). The synthetic titles are random
-letter strings, which split into more word pieces than real titles: mean tokens are reported
-for both so the rates can be scaled.
+letter strings, which split into about twice the word pieces of real titles, so the real-looking
+demo titles are timed as well (--demo-titles) and mean tokens are reported for every set.
 
 Then a full-size extrapolation for the 1,370,282-product catalog: embedding time at the measured
 rates, BM25 build time (`indexing.lexical.build_bm25`, measured over all catalog titles when the

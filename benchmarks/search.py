@@ -241,8 +241,7 @@ def report(results: list[dict], args, command: str, seconds: float, load: tuple)
              f"L2-normalised, seed {args.seed}; {args.queries:,} queries per query set (EN-like: cosine ~0.92 "
              f"to their product, PT-like: ~0.75). faiss {faiss.__version__}, {faiss.omp_get_max_threads()} "
              f"OpenMP threads, {os.cpu_count()} CPUs, no GPU. Load average {load[0]:.1f} at start, "
-             f"{os.getloadavg()[0]:.1f} at end (other work may share the machine: timings are pessimistic then; "
-             f"recall is deterministic for a seed). Total {seconds / 60:.1f} min.", "",
+             f"{os.getloadavg()[0]:.1f} at end (other work shared the machine). Total {seconds / 60:.1f} min.", "",
              "Data structures: **clusters** = n/500 well-separated Gaussian clusters (easy for IVF); "
              f"**manifold** = n/500 overlapping clusters in a {LATENT_DIM}-d latent space, mapped into {DIM}-d plus "
              "noise (a continuum, hard for IVF). Real all-MiniLM-L6-v2 title vectors (500 real records): "

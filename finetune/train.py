@@ -256,8 +256,8 @@ def finetune(cfg: TrainConfig) -> dict:
         "four_bit": cfg.four_bit,
         "device": device,
         "data": {
-            "catalog": str(cfg.catalog), "catalog_fingerprint": catalog_fingerprint(cfg.catalog),
-            "index": str(cfg.index), "index_created": json.loads((Path(cfg.index) / "meta.json").read_text())["created"],
+            "catalog": str(Path(cfg.catalog).resolve()), "catalog_fingerprint": catalog_fingerprint(cfg.catalog),
+            "index": str(Path(cfg.index).resolve()), "index_created": json.loads((Path(cfg.index) / "meta.json").read_text())["created"],
             "examples_fingerprint": data_fp, "train_examples": len(train_ex), "val_examples": len(val_ex),
             "train_kinds": kinds,
             "val_uids": sorted({e["uid"] for e in val_ex}),

@@ -76,6 +76,18 @@ def tiny_llama(smollm2_path, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def smol_adapter(demo_catalog, demo_index, smollm2_path, tmp_path_factory):
+    """SmolLM2 in 4-bit, LoRA-trained for 20 steps on CPU on a small slice of the demo catalog."""
+    from finetune.train import TrainConfig, finetune
+
+    out = tmp_path_factory.mktemp("smol_adapter") / "adapter"
+    meta = finetune(TrainConfig(catalog=str(demo_catalog), index=str(demo_index), out=str(out), max_products=12, k=1,
+                                batch_size=2, max_steps=20, eval_steps=10, save_steps=10, lr=1e-3, warmup_steps=2,
+                                max_val_examples=4, progress=False))
+    return out, meta
+
+
 class FakeIndex:
     """Stands in for indexing.search.Index in unit tests: ranks docs by words shared with the question."""
 

@@ -28,6 +28,7 @@ COMMANDS = {
 GROUPS = {
     "eval": ("measure retrieval / answer quality", {
         "retrieval": ("indexing.evaluate", "hit@1, hit@5, MRR of dense, BM25 and hybrid search on generated questions"),
+        "answers": ("rag.evaluate", "ROUGE-L, BLEU, F1, grounding, abstention of base / +RAG / fine-tuned / both"),
     }),
 }
 

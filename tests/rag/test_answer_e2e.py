@@ -1,0 +1,87 @@
+"""End to end on the demo catalog with the real small models (MiniLM + SmolLM2 with a 20-step adapter)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from indexing.errors import UserError
+from rag.answer import Answer, Answerer
+from rag.prompt import NOT_IN_CATALOG
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def qa(demo_index, smol_adapter):
+    return Answerer(demo_index, adapter=smol_adapter[0])
+
+
+def test_ask_streams_a_grounded_answer(qa):
+    row = qa.index.docs.iloc[5]
+    pieces = list(qa.stream(f"What is '{row.title}'?", max_new_tokens=24))
+    final = pieces[-1]
+    assert isinstance(final, Answer) and all(isinstance(p, str) for p in pieces[:-1])
+    assert final.text and not final.abstained
+    assert final.sources and final.sources[0].uid == row.uid
+    assert "".join(pieces[:-1]).strip() == final.text or final.text == NOT_IN_CATALOG
+    assert final.first_token_ms is not None and final.latency_ms >= final.first_token_ms
+
+
+def test_invented_product_abstains_with_closest_products(qa):
+    a = qa.ask("What is 'Zorvex Levitating Sock Robot 9000'?")
+    assert a.abstained and a.text == NOT_IN_CATALOG and a.sources
+
+
+def test_batch_generation_matches_count_and_portuguese(qa):
+    titles = list(qa.index.docs["title"][:3])
+    answers = qa.ask_many([f"Qual é a descrição deste produto: {t.lower()}?" for t in titles], max_new_tokens=16)
+    assert len(answers) == 3 and all(a.sources for a in answers)
+    assert [a.sources[0].title for a in answers] == titles
+
+
+def test_adapter_on_the_wrong_base_is_refused(demo_index, smol_adapter, tiny_llama):
+    with pytest.raises(UserError, match="was trained on SmolLM2-135M-Instruct"):
+        Answerer(demo_index, adapter=smol_adapter[0], base_model=tiny_llama)
+
+
+def test_cli_ask_json_and_batch_csv(demo_index, smol_adapter, tmp_path):
+    adapter = str(smol_adapter[0])
+    r = subprocess.run([sys.executable, "-m", "ui.cli", "ask", "Qual é a descrição deste produto: moon rock toaster?",
+                        "--index", str(demo_index), "--adapter", adapter, "--json", "--max-new-tokens", "16"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert {"answer", "abstained", "sources"} <= set(out)
+    r = subprocess.run([sys.executable, "-m", "ui.cli", "ask", "   ", "--index", str(demo_index)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "empty" in r.stderr and "Traceback" not in r.stderr
+
+    q = tmp_path / "q.csv"
+    q.write_text("id,question\nx1,What is 'Tea Light Candles'?\nx2,\nx3,Tell me about a cast iron skillet.\n")
+    outf = tmp_path / "answers.jsonl"
+    cmd = [sys.executable, "-m", "ui.cli", "batch", "--index", str(demo_index), "--adapter", adapter,
+           "--questions", str(q), "--out", str(outf), "--max-new-tokens", "16", "--quiet"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "q.csv:3" in r.stderr
+    rows = [json.loads(x) for x in outf.read_text().splitlines()]
+    assert [x["id"] for x in rows] == ["x1", "x3"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert "answered 0 (already done: 2)" in r.stdout
+
+
+def test_eval_answers_report(demo_index, demo_catalog, smol_adapter, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "ui.cli", "eval", "answers", "--index", str(demo_index), "--catalog",
+                        str(demo_catalog), "--adapter", str(smol_adapter[0]), "--n", "2", "--max-new-tokens", "16",
+                        "--out", str(tmp_path / "eval"), "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert list(report["systems"]) == ["base", "base + RAG", "fine-tuned", "fine-tuned + RAG"]
+    for m in report["systems"].values():
+        assert 0 <= m["rougeL"] <= 1 and 0 <= m["grounding"] <= 1 and 0 <= m["correct_abstain"] <= 1
+    assert report["systems"]["fine-tuned + RAG"]["correct_abstain"] == 1.0  # invented products: caught by the threshold
+    assert (tmp_path / "eval" / "report.png").stat().st_size > 1000
+    assert "| fine-tuned + RAG |" in (tmp_path / "eval" / "report.md").read_text()
