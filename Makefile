@@ -20,15 +20,17 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/productqa prepare --input indexing/demo/demo_trn.jsonl --out $(ART)/catalog
-	$(BIN)/productqa export --catalog $(ART)/catalog --format alpaca --out $(ART)/pairs.alpaca.jsonl --per-product 2
-	$(BIN)/productqa export --catalog $(ART)/catalog --format openai --out $(ART)/pairs.openai.jsonl --per-product 2
+	$(BIN)/productqa demo --out $(ART)
 
 test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python benchmarks/prepare.py
+	$(BIN)/python benchmarks/embed.py
+	$(BIN)/python benchmarks/search.py
+	$(BIN)/python benchmarks/retrieval_choices.py
+	$(BIN)/python benchmarks/finetune.py
 
 clean:
 	rm -rf artifacts .pytest_cache

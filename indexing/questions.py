@@ -1,4 +1,7 @@
-"""The question phrasings ProductQA is asked in, English and Portuguese, shared by every stage.
+"""Questions: the phrasings ProductQA is asked in (English and Portuguese), and reading them safely.
+
+`sanitize_question` and `read_questions` (JSON lines, CSV or text files of questions) serve search,
+batch answering and the chat alike.
 
 `export` and fine-tuning turn each product into questions with these templates; the retrieval
 evaluation uses them (plus lower-casing, partial titles and typos) to test search.
@@ -6,7 +9,16 @@ evaluation uses them (plus lower-casing, partial titles and typos) to test searc
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
+import re
+from pathlib import Path
+
+from indexing.errors import UserError
+
+MAX_QUESTION_CHARS = 2000  # longer questions are cut (with a notice): titles are short, prompts are not free
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 # {title} is replaced by the product title. Keep the first English and first Portuguese phrasing:
 # they are the ones users and the earlier student notebooks used.
@@ -42,3 +54,71 @@ def make_questions(title: str, key: str, n: int = 1, lang: str = "any") -> list[
     pool = {"en": TEMPLATES_EN, "pt": TEMPLATES_PT, "any": TEMPLATES}[lang]
     start = _pick(key, len(pool))
     return [pool[(start + i) % len(pool)].format(title=title) for i in range(min(n, len(pool)))]
+
+
+def sanitize_question(question) -> tuple[str, str | None]:
+    """(clean question, notice). Raises UserError for an empty one."""
+    if not isinstance(question, str) or not question.strip():
+        raise UserError("the question is empty: ask about a product, e.g. \"What is 'Mog's Kittens'?\"")
+    q = " ".join(_CONTROL.sub(" ", question).split())
+    if not q:
+        raise UserError("the question is empty after removing control characters")
+    notice = None
+    if len(q) > MAX_QUESTION_CHARS:
+        notice = f"question truncated from {len(q):,} to {MAX_QUESTION_CHARS:,} characters"
+        q = q[:MAX_QUESTION_CHARS]
+    return q, notice
+
+
+def read_questions(path: str | Path) -> tuple[list[dict], list[str]]:
+    """([{"id", "question"}], warnings). Ids are kept as given (strings or numbers)."""
+    import orjson
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:65536]:
+        raise UserError(f"{path}: looks like a binary file, expected JSON lines, CSV or text")
+    text = raw.decode("utf-8", errors="replace")
+    items, warnings, seen = [], [], set()
+
+    def add(id_, q, where):
+        try:
+            sanitize_question(q)
+        except UserError:
+            warnings.append(f"{path.name}:{where}: empty or missing question, skipped")
+            return
+        key = json.dumps(id_)
+        if key in seen:
+            warnings.append(f"{path.name}:{where}: duplicate id {id_!r}, skipped")
+            return
+        seen.add(key)
+        items.append({"id": id_, "question": q})
+
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                warnings.append(f"{path.name}:{n}: not valid JSON, skipped")
+                continue
+            if not isinstance(obj, dict) or "question" not in obj:
+                warnings.append(f"{path.name}:{n}: not a {{\"id\", \"question\"}} object, skipped")
+                continue
+            add(obj.get("id", n), obj["question"], n)
+    elif suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames or "question" not in reader.fieldnames:
+            raise UserError(f"{path}: CSV needs a header with columns id,question")
+        for n, row in enumerate(reader, 2):  # line 1 is the header
+            id_ = row.get("id")
+            add(id_ if id_ not in (None, "") else n, row.get("question"), n)
+    else:
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                add(n, line.strip(), n)
+    return items, warnings

@@ -125,6 +125,7 @@ class Index:
         self.row_of_id = np.full(int(ids.max()) + 1 if len(ids) else 1, -1, dtype=np.int64)
         self.row_of_id[ids] = np.arange(len(ids))
         self.model = load_encoder(ident["path"], device)
+        self.model.encode(["warm-up"])  # the first call pays one-off setup: keep it out of the first question
 
     def _to_gpu(self):
         from indexing.build import gpu_available
@@ -206,34 +207,12 @@ def load_index(folder: str | Path, device: str | None = None, model: str | Path 
 # --------------------------------------------------------------------------- CLI
 
 
-def read_questions(path: str | Path) -> list[dict]:
-    """{"id", "question"} JSON lines; bad lines are reported on stderr and skipped."""
-    import orjson
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    out = []
-    for n, line in enumerate(path.read_bytes().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = orjson.loads(line)
-            q = obj["question"]
-            if not isinstance(q, str) or not q.strip():
-                raise ValueError
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            print(f"warning: {path}:{n}: not a {{\"id\", \"question\"}} JSON object, skipped", file=sys.stderr)
-            continue
-        out.append({"id": obj.get("id", n), "question": q})
-    return out
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("question", nargs="?", help="the question (or use --questions FILE)")
     p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder from `productqa index build`")
     p.add_argument("-k", type=int, default=5, help="hits per question (default 5)")
-    p.add_argument("--questions", metavar="FILE", help='JSON lines {"id", "question"}: search them all in one process')
+    p.add_argument("--questions", metavar="FILE",
+                   help='JSON lines {"id", "question"} (or CSV id,question, or text): search them all in one process')
     p.add_argument("--mode", choices=("hybrid", "dense", "bm25"), default="hybrid", help="retriever (default hybrid)")
     p.add_argument("--json", action="store_true",
                    help='one JSON line per question: {"id", "question", "hits": [{"uid", "title", "score"}]}')
@@ -248,7 +227,11 @@ def main(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise UserError("-k must be >= 1")
     if args.questions:
-        items = read_questions(args.questions)
+        from indexing.questions import read_questions
+
+        items, warnings = read_questions(args.questions)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
     else:
         if not args.question.strip():
             raise UserError("the question is empty")

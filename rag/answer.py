@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexing.errors import UserError
+from indexing.questions import MAX_QUESTION_CHARS, sanitize_question  # noqa: F401  (re-exported)
 
-MAX_QUESTION_CHARS = 2000  # longer questions are cut (with a notice): titles are short, prompts are not free
 DEFAULT_MAX_NEW_TOKENS = 320  # ~1,200 characters: the longest answer the prompt can support
 REPETITION_PENALTY = 1.05  # small models loop without it; larger values garble copied descriptions
 STOP_STRINGS = ["###"]  # the next Alpaca section means the answer is over
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -52,20 +50,6 @@ class Answer:
                 "notice": self.notice, "latency_ms": round(self.latency_ms, 1),
                 "retrieval_ms": round(self.retrieval_ms, 1),
                 "first_token_ms": None if self.first_token_ms is None else round(self.first_token_ms, 1)}
-
-
-def sanitize_question(question) -> tuple[str, str | None]:
-    """(clean question, notice). Raises UserError for an empty one."""
-    if not isinstance(question, str) or not question.strip():
-        raise UserError("the question is empty: ask about a product, e.g. \"What is 'Mog's Kittens'?\"")
-    q = " ".join(_CONTROL.sub(" ", question).split())
-    if not q:
-        raise UserError("the question is empty after removing control characters")
-    notice = None
-    if len(q) > MAX_QUESTION_CHARS:
-        notice = f"question truncated from {len(q):,} to {MAX_QUESTION_CHARS:,} characters"
-        q = q[:MAX_QUESTION_CHARS]
-    return q, notice
 
 
 def clean_generation(text: str) -> str:

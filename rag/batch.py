@@ -13,69 +13,13 @@ or Ctrl-C answers only the ids not yet in --out: nothing is lost or answered twi
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
 from pathlib import Path
 
 from indexing.errors import UserError
-
-
-def read_questions(path: str | Path) -> tuple[list[dict], list[str]]:
-    """([{"id", "question"}], warnings). Ids are kept as given (strings or numbers)."""
-    import orjson
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    raw = path.read_bytes()
-    if b"\x00" in raw[:65536]:
-        raise UserError(f"{path}: looks like a binary file, expected JSON lines, CSV or text")
-    text = raw.decode("utf-8", errors="replace")
-    items, warnings, seen = [], [], set()
-
-    def add(id_, q, where):
-        from rag.answer import sanitize_question
-
-        try:
-            sanitize_question(q)
-        except UserError:
-            warnings.append(f"{path.name}:{where}: empty or missing question, skipped")
-            return
-        key = json.dumps(id_)
-        if key in seen:
-            warnings.append(f"{path.name}:{where}: duplicate id {id_!r}, skipped")
-            return
-        seen.add(key)
-        items.append({"id": id_, "question": q})
-
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                warnings.append(f"{path.name}:{n}: not valid JSON, skipped")
-                continue
-            if not isinstance(obj, dict) or "question" not in obj:
-                warnings.append(f"{path.name}:{n}: not a {{\"id\", \"question\"}} object, skipped")
-                continue
-            add(obj.get("id", n), obj["question"], n)
-    elif suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        if not reader.fieldnames or "question" not in reader.fieldnames:
-            raise UserError(f"{path}: CSV needs a header with columns id,question")
-        for n, row in enumerate(reader, 2):  # line 1 is the header
-            id_ = row.get("id")
-            add(id_ if id_ not in (None, "") else n, row.get("question"), n)
-    else:
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                add(n, line.strip(), n)
-    return items, warnings
+from indexing.questions import read_questions  # noqa: F401  (re-exported: the batch input reader)
 
 
 def done_ids(out: Path) -> set[str]:

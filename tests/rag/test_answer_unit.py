@@ -8,7 +8,6 @@ from indexing.errors import UserError
 from indexing.search import Hit
 from rag.answer import MAX_QUESTION_CHARS, Answer, Answerer, clean_generation, sanitize_question
 from rag.batch import read_questions, run_batch
-from rag.prompt import NOT_IN_CATALOG
 
 
 @pytest.mark.parametrize("q", ["", "   ", "\t\n", "\x00\x07"])

@@ -1,0 +1,109 @@
+"""The demo: the whole pipeline on the shipped demo catalog, reusing what is already built.
+
+    productqa demo [--out artifacts/demo] [--steps 20] [--no-finetune]
+
+prepare (indexing/demo/demo_trn.jsonl) -> export training pairs -> index build -> a search ->
+a short 4-bit LoRA fine-tune -> a grounded answer and an abstention. Each step is skipped when its
+output exists and was made from the current inputs (catalog fingerprint, index creation time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+DEMO_RAW = Path(__file__).resolve().parent.parent / "indexing" / "demo" / "demo_trn.jsonl"
+
+
+def _step(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def run_demo(out: str | Path, steps: int = 20, finetune: bool = True) -> dict:
+    from finetune.export import export_pairs
+    from indexing.build import BuildConfig, build_index, format_info
+    from indexing.catalog import catalog_fingerprint
+    from indexing.prepare import format_stats, prepare
+    from indexing.search import load_index
+
+    out = Path(out)
+    cat, idx, adapter = out / "catalog", out / "index", out / "adapter"
+    t0 = time.time()
+
+    _step("prepare: clean the demo catalog")
+    stats_file = cat / "stats.json"
+    if stats_file.exists() and json.loads(stats_file.read_text())["files"][0]["path"] == str(DEMO_RAW):
+        print(f"reusing {cat}")
+    else:
+        print(format_stats(prepare([DEMO_RAW], cat, progress=True)))
+
+    _step("export: question -> description training pairs")
+    for fmt in ("alpaca", "openai"):
+        n = export_pairs(cat, fmt, out / f"pairs.{fmt}.jsonl", per_product=2, progress=False)
+        print(f"{n:,} {fmt} pairs -> {out / f'pairs.{fmt}.jsonl'}")
+
+    _step("index: embed titles, FAISS + BM25")
+    fp = catalog_fingerprint(cat)
+    meta_file = idx / "meta.json"
+    if meta_file.exists() and json.loads(meta_file.read_text())["catalog"]["fingerprint"] == fp:
+        print(f"reusing {idx}")
+    else:
+        print(format_info(idx, build_index(BuildConfig(catalog=str(cat), out=str(idx)))))
+
+    _step("search")
+    index = load_index(idx)
+    q = "Qual é a descrição deste produto: piano lullabies for babies, vol. 1?"
+    print(q)
+    for rank, h in enumerate(index.retrieve(q, k=3), 1):
+        print(f"{rank}. {h.title}  (cosine {h.dense_score or 0:.3f}, found by {'+'.join(h.retrievers)})")
+    del index
+
+    if finetune:
+        _step(f"finetune: {steps} steps of 4-bit LoRA on CPU (a taste; see README for real runs)")
+        tm = adapter / "training_meta.json"
+        index_created = json.loads(meta_file.read_text())["created"]
+        if tm.exists() and json.loads(tm.read_text())["data"]["index_created"] == index_created:
+            print(f"reusing {adapter}")
+        else:
+            import shutil
+
+            from finetune.train import TrainConfig
+            from finetune.train import finetune as train
+
+            shutil.rmtree(adapter, ignore_errors=True)
+            meta = train(TrainConfig(catalog=str(cat), index=str(idx), out=str(adapter), max_steps=steps,
+                                     max_products=60, batch_size=2, eval_steps=max(steps // 2, 1),
+                                     save_steps=max(steps // 2, 1),
+                                     max_val_examples=8))
+            print(f"loss {meta['loss_history'][0].get('loss', 0):.3f} -> best validation {meta['best_eval_loss']:.3f}; "
+                  f"{meta['train_tokens_per_second']:.0f} tokens/s")
+
+    _step("ask")
+    from rag.answer import Answer, Answerer
+
+    qa = Answerer(idx, adapter=adapter if finetune else None)
+    for question in ("What is 'Piano Lullabies for Babies, Vol. 1'?", "What is 'Zorvex Levitating Sock Robot'?"):
+        print(f"Q: {question}\nA: ", end="", flush=True)
+        ans = None
+        for piece in qa.stream(question, max_new_tokens=96):
+            if isinstance(piece, Answer):
+                ans = piece
+            else:
+                print(piece, end="", flush=True)
+        label = "closest products" if ans.abstained else "sources"
+        print(f"\n   {label}: " + "; ".join(f"{h.title} ({h.uid})" for h in ans.sources))
+    print(f"\ndemo done in {time.time() - t0:.0f} s; artifacts in {out}")
+    return {"catalog": str(cat), "index": str(idx), "adapter": str(adapter) if finetune else None}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="artifacts/demo", metavar="DIR", help="where the demo's artifacts go")
+    p.add_argument("--steps", type=int, default=20, help="fine-tuning steps (default 20: a minute or two on CPU)")
+    p.add_argument("--no-finetune", action="store_true", help="skip fine-tuning; answer with the base model")
+
+
+def main(args: argparse.Namespace) -> int:
+    run_demo(args.out, steps=args.steps, finetune=not args.no_finetune)
+    return 0
