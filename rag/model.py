@@ -19,6 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from indexing.embed import pick_device  # noqa: F401  (one device rule for every stage)
 from indexing.errors import UserError
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -98,16 +99,6 @@ def base_identity(path: str | Path) -> dict:
     src = path / "productqa_source.json"
     name = json.loads(src.read_text())["name"] if src.exists() else path.name
     return {"name": name, "path": str(path), "hash": h.hexdigest()}
-
-
-def pick_device(device: str | None = None) -> str:
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is visible to torch")
-    return device
 
 
 def disable_bnb_cpu_repack(model) -> int:
