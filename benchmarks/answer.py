@@ -1,0 +1,93 @@
+"""Answer latency and batch throughput on this machine.
+
+    python benchmarks/answer.py [--index DIR] [--adapter DIR] [--n 16] [--max-new-tokens 64]
+
+Builds the demo index if none is given. Measures, in one run with the same loaded models:
+  * `ask` one question at a time (streaming): time to first token, total latency (p50/p95), and the
+    share of the total spent in retrieval;
+  * batch answering (`ask_many`, --batch-size questions per generate) against answering the same
+    questions one at a time: questions/s and the ratio.
+Questions are about catalog products (English and Portuguese phrasings), so none abstain early.
+Writes benchmarks/results/answer.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def main() -> None:
+    from indexing.questions import make_question
+    from rag.answer import Answer, Answerer
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--index")
+    ap.add_argument("--adapter")
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    args = ap.parse_args()
+    index = args.index
+    if index is None:
+        from indexing.build import BuildConfig, build_index
+        from indexing.prepare import prepare
+
+        work = Path("/tmp/productqa-bench/answer")
+        if not (work / "index" / "meta.json").exists():
+            prepare([ROOT / "indexing" / "demo" / "demo_trn.jsonl"], work / "catalog", progress=False, workers=1)
+            build_index(BuildConfig(catalog=str(work / "catalog"), out=str(work / "index"), progress=False))
+        index = str(work / "index")
+    qa = Answerer(index, adapter=args.adapter)
+    docs = qa.index.docs.head(args.n)
+    questions = [make_question(t, u, "any", salt="bench") for u, t in zip(docs["uid"], docs["title"])]
+    qa.ask(questions[0], max_new_tokens=4)  # warm-up
+
+    ttft, total, share, t0 = [], [], [], time.perf_counter()
+    for q in questions:
+        ans = None
+        for piece in qa.stream(q, max_new_tokens=args.max_new_tokens):
+            if isinstance(piece, Answer):
+                ans = piece
+        ttft.append(ans.first_token_ms)
+        total.append(ans.latency_ms)
+        share.append(ans.retrieval_ms / ans.latency_ms)
+    one_by_one = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for s in range(0, len(questions), args.batch_size):
+        qa.ask_many(questions[s: s + args.batch_size], max_new_tokens=args.max_new_tokens)
+    batched = time.perf_counter() - t0
+
+    model = "SmolLM2-135M-Instruct" + (f" + adapter {args.adapter}" if args.adapter else " (base)")
+    lines = [f"{model}, fp32 on CPU (2 cores), index {index}, {len(questions)} questions, greedy, at most "
+             f"{args.max_new_tokens} new tokens. Command: `python benchmarks/answer.py --n {args.n} "
+             f"--batch-size {args.batch_size} --max-new-tokens {args.max_new_tokens}`", "",
+             "| measure | p50 | p95 |", "|---|---:|---:|",
+             f"| time to first token (ms) | {pct(ttft, .5):,.0f} | {pct(ttft, .95):,.0f} |",
+             f"| total latency (ms) | {pct(total, .5):,.0f} | {pct(total, .95):,.0f} |",
+             f"| retrieval share of total | {pct(share, .5):.1%} | {pct(share, .95):.1%} |", "",
+             "| answering | questions/s | vs one at a time |", "|---|---:|---:|",
+             f"| one at a time (`ask`) | {len(questions) / one_by_one:.2f} | 1.00x |",
+             f"| batched (`ask_many`, {args.batch_size} per generate) | {len(questions) / batched:.2f} | "
+             f"{one_by_one / batched:.2f}x |"]
+    report = "\n".join(lines)
+    print(report)
+    print(f"mean retrieval share {statistics.mean(share):.1%}")
+    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
+    (ROOT / "benchmarks" / "results" / "answer.md").write_text(report + "\n")
+
+
+if __name__ == "__main__":
+    main()
