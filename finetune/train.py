@@ -125,6 +125,25 @@ class _StopOnSignal:
         return Cb()
 
 
+def _loss_bar():
+    from transformers.trainer_callback import ProgressCallback
+
+    class LossBar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.training_bar is None or not logs:
+                return
+            post = {}
+            for k in ("loss", "eval_loss"):
+                try:
+                    post[k] = f"{float(logs[k]):.4f}"
+                except (KeyError, TypeError, ValueError):
+                    pass
+            if post:
+                self.training_bar.set_postfix(post, refresh=False)
+
+    return LossBar()
+
+
 def _fit_length(examples: list[dict], tok, max_length: int) -> tuple[list[dict], int]:
     """Examples whose prompt + answer + EOS fit in max_length tokens (cut ones would teach the model
     to stop mid-answer or lose the EOS)."""
@@ -226,6 +245,12 @@ def finetune(cfg: TrainConfig) -> dict:
         from rag.model import disable_bnb_cpu_repack
 
         disable_bnb_cpu_repack(trainer.model)
+
+    if cfg.progress:  # one progress bar with the latest losses, instead of a printed dict per step
+        from transformers.trainer_callback import ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_loss_bar())
 
     # ---- train (Ctrl-C -> checkpoint -> exit; --resume picks it up)
     stop = _StopOnSignal()
