@@ -8,7 +8,7 @@ from indexing.prepare import clean, stable_uid
 @pytest.mark.parametrize(
     "raw, expected",
     [
-        ("Judith Kerr&#8217;s best&#8211;selling", "Judith Kerr\u2019s best\u2013selling"),  # decimal
+        ("Anna Bell&#8217;s award&#8211;winning", "Anna Bell\u2019s award\u2013winning"),  # decimal
         ("it&#x2019;s", "it\u2019s"),  # hex
         ("Tom &amp; Jerry &eacute;t&eacute; &quot;hi&quot;", 'Tom & Jerry \u00e9t\u00e9 "hi"'),  # named
         ("a&#151;b and don&#146;t", "a\u2014b and don\u2019t"),  # cp1252 codes
