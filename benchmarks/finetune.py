@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,20 +47,11 @@ def run_one(name: str, steps: int, batch: int, work: Path) -> None:
 
 
 def measure(cmd: list[str]) -> tuple[dict, int]:
-    import psutil
+    """(the run's JSON result line, peak RSS of its process tree)."""
+    from benchmarks.prepare import run_measured
 
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    proc, peak = psutil.Process(p.pid), 0
-    while p.poll() is None:
-        try:
-            peak = max(peak, proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True)))
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    out = p.stdout.read().strip().splitlines()
-    if p.returncode != 0 or not out:
-        raise SystemExit(f"{cmd} failed ({p.returncode})")
-    return json.loads(out[-1]), peak
+    _, peak, out = run_measured(cmd)
+    return json.loads(out.strip().splitlines()[-1]), peak
 
 
 def main() -> None:
