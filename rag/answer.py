@@ -66,8 +66,6 @@ class Answerer:
         from rag.model import base_identity, load_model, pick_device, resolve_base
         from rag.prompt import PROMPT_VERSION
 
-        self.index = load_index(index)
-        self.threshold = float(self.index.meta.get("abstain_threshold", 0.0))
         self.adapter = Path(adapter) if adapter else None
         self.adapter_meta = None
         if self.adapter:
@@ -88,6 +86,9 @@ class Answerer:
                             f"(hash {self.adapter_meta['base_model']['hash'][:12]}), not on {base} "
                             f"(hash {ident['hash'][:12]}): pass the matching --base-model")
         self.base_identity = ident
+        # the index (and its encoder) loads after the cheap checks above, so a wrong --adapter fails fast
+        self.index = load_index(index)
+        self.threshold = float(self.index.meta.get("abstain_threshold", 0.0))
         self.device = pick_device(device)
         # 4-bit NF4 saves memory on GPUs; on this CPU the fp32 weights generate faster (benchmarks/answer.py)
         self.four_bit = (self.device == "cuda") if four_bit is None else four_bit
