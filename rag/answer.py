@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,35 @@ class Answer:
                 "first_token_ms": None if self.first_token_ms is None else round(self.first_token_ms, 1)}
 
 
+def token_streamer(tok, timeout: float | None = None):
+    """A TextIteratorStreamer that hands out text after every token. The stock one waits for a space
+    (a whole word: one to three tokens of extra first-token latency); this one only holds back a
+    token that ends inside a multi-byte character."""
+    from transformers import TextIteratorStreamer
+
+    class TokenStreamer(TextIteratorStreamer):
+        def put(self, value):
+            if len(value.shape) > 1:
+                if value.shape[0] > 1:
+                    raise ValueError("token_streamer supports batch size 1")
+                value = value[0]
+            if self.skip_prompt and self.next_tokens_are_prompt:
+                self.next_tokens_are_prompt = False
+                return
+            self.token_cache.extend(value.tolist())
+            text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+            if text.endswith("\ufffd"):  # half a character: wait for the rest
+                return
+            printable = text[self.print_len:]
+            if text.endswith("\n"):
+                self.token_cache, self.print_len = [], 0
+            else:
+                self.print_len = len(text)
+            self.on_finalized_text(printable)
+
+    return TokenStreamer(tok, skip_prompt=True, timeout=timeout, skip_special_tokens=True)
+
+
 def clean_generation(text: str) -> str:
     """Cut at the next "###" section and trim."""
     return text.split("###", 1)[0].strip()
@@ -61,13 +91,15 @@ class Answerer:
     """Index + base model (+ LoRA adapter), loaded once, shared by ask / batch / chat."""
 
     def __init__(self, index: str | Path, adapter: str | Path | None = None, base_model: str | Path | None = None,
-                 device: str | None = None, four_bit: bool | None = None, progress: bool = False):
+                 device: str | None = None, four_bit: bool | None = None, progress: bool = False,
+                 repetition_penalty: float = REPETITION_PENALTY):
         from indexing.search import load_index
         from rag.model import base_identity, load_model, pick_device, resolve_base
         from rag.prompt import PROMPT_VERSION
 
         self.adapter = Path(adapter) if adapter else None
         self.adapter_meta = None
+        self.repetition_penalty = repetition_penalty
         if self.adapter:
             meta_file = self.adapter / "training_meta.json"
             if not (self.adapter / "adapter_config.json").exists() or not meta_file.exists():
@@ -98,6 +130,7 @@ class Answerer:
 
             self.model = PeftModel.from_pretrained(self.model, str(self.adapter))
         self.model.eval()
+        self._lock = threading.Lock()
         self.tok.padding_side = "left"  # batched generation continues every prompt from its end
 
     # ------------------------------------------------------------------ steps
@@ -113,7 +146,7 @@ class Answerer:
         return best < self.threshold
 
     def _gen_kwargs(self, max_new_tokens: int, temperature: float) -> dict:
-        kw = dict(max_new_tokens=max_new_tokens, repetition_penalty=REPETITION_PENALTY,
+        kw = dict(max_new_tokens=max_new_tokens, repetition_penalty=self.repetition_penalty,
                   stop_strings=STOP_STRINGS, tokenizer=self.tok, pad_token_id=self.tok.pad_token_id,
                   eos_token_id=self.tok.eos_token_id)
         if temperature and temperature > 0:
@@ -134,20 +167,32 @@ class Answerer:
 
     # ------------------------------------------------------------------ API
 
+    def generation_context(self, use_adapter: bool = True):
+        """Held while generating: one generate at a time (the model and its adapter switch are shared;
+        on CPU two concurrent generates only fight over the cores), adapter off when asked."""
+        from contextlib import ExitStack
+
+        stack = ExitStack()
+        stack.enter_context(self._lock)
+        if self.adapter and not use_adapter:
+            stack.enter_context(self.model.disable_adapter())
+        return stack
+
     def stream(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-               temperature: float = 0.0, use_retrieval: bool = True):
+               temperature: float = 0.0, use_retrieval: bool = True, hits: list | None = None,
+               use_adapter: bool = True):
         """Yield the answer's text pieces as they are generated; the generator's return value (and a
-        final `Answer` yielded last) carries the sources and flags."""
-        import threading
+        final `Answer` yielded last) carries the sources and flags. `hits` replaces retrieval (the chat
+        passes the last product for follow-ups); `use_adapter=False` answers with the base model."""
 
         import torch
-        from transformers import TextIteratorStreamer
 
         from rag.prompt import NOT_IN_CATALOG, build_prompt
 
         t0 = time.perf_counter()
         q, notice = sanitize_question(question)
-        hits = self.retrieve([q], k)[0] if use_retrieval else []
+        if hits is None:
+            hits = self.retrieve([q], k)[0] if use_retrieval else []
         ans = Answer(question=q, text="", sources=hits, notice=notice,
                      retrieval_ms=(time.perf_counter() - t0) * 1000)
         if use_retrieval and self.should_abstain(hits):
@@ -158,13 +203,13 @@ class Answerer:
             return ans
         prompt = build_prompt(q, [(h.title, h.content) for h in hits])
         ids = self.tok(prompt, return_tensors="pt").to(self.model.device)
-        streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True)
+        streamer = token_streamer(self.tok)
         kw = {**ids, **self._gen_kwargs(max_new_tokens, temperature), "streamer": streamer}
         errors = []
 
         def run():
             try:
-                with torch.inference_mode():
+                with self.generation_context(use_adapter), torch.inference_mode():
                     self.model.generate(**kw)
             except Exception as e:  # surfaced below, never swallowed
                 errors.append(e)
@@ -195,12 +240,13 @@ class Answerer:
         return ans
 
     def ask(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-            temperature: float = 0.0, use_retrieval: bool = True) -> Answer:
-        *_, ans = self.stream(question, k, max_new_tokens, temperature, use_retrieval)
+            temperature: float = 0.0, use_retrieval: bool = True, hits: list | None = None,
+            use_adapter: bool = True) -> Answer:
+        *_, ans = self.stream(question, k, max_new_tokens, temperature, use_retrieval, hits, use_adapter)
         return ans
 
     def ask_many(self, questions: list[str], k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                 temperature: float = 0.0, use_retrieval: bool = True) -> list[Answer]:
+                 temperature: float = 0.0, use_retrieval: bool = True, use_adapter: bool = True) -> list[Answer]:
         """Answer a batch in one retrieval call and one batched generate (left-padded prompts)."""
         import torch
 
@@ -222,7 +268,7 @@ class Answerer:
         if todo:
             prompts = [build_prompt(a.question, [(h.title, h.content) for h in a.sources]) for a in todo]
             enc = self.tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
-            with torch.inference_mode():
+            with self.generation_context(use_adapter), torch.inference_mode():
                 out = self.model.generate(**enc, **self._gen_kwargs(max_new_tokens, temperature))
             texts = self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             for a, t in zip(todo, texts):

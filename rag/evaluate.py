@@ -25,6 +25,7 @@ from pathlib import Path
 from indexing.errors import UserError
 
 SYSTEMS = ("base", "base + RAG", "fine-tuned", "fine-tuned + RAG")
+SYSTEM_KEYS = {"base": "base", "base+rag": "base + RAG", "fine-tuned": "fine-tuned", "fine-tuned+rag": "fine-tuned + RAG"}
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
@@ -52,6 +53,15 @@ def grounding(pred: str, contexts: list[str]) -> float:
     return sum(t in vocab for t in p) / len(p)
 
 
+def loops(text: str, n: int = 3, times: int = 3) -> bool:
+    """Does some word n-gram occur `times` or more (a generation stuck in a loop)?"""
+    from collections import Counter
+
+    t = tokens(text)
+    grams = Counter(tuple(t[i: i + n]) for i in range(len(t) - n + 1))
+    return bool(grams) and max(grams.values()) >= times
+
+
 def score(answers: list, refs: list[str], contexts: list[list[str]]) -> dict:
     import sacrebleu
     from rouge_score import rouge_scorer
@@ -65,13 +75,13 @@ def score(answers: list, refs: list[str], contexts: list[list[str]]) -> dict:
         "token_f1": sum(token_f1(p, r) for p, r in zip(preds, refs)) / n,
         "grounding": sum(grounding(p, c) for p, c in zip(preds, contexts)) / n,
         "false_abstain": sum(a.abstained for a in answers) / n,
+        "loops": sum(loops(p) and not loops(r) for p, r in zip(preds, refs)) / n,
     }
 
 
 def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch_size: int = 8,
-                     max_new_tokens: int = 256, progress: bool = True) -> dict:
+                     max_new_tokens: int = 256, progress: bool = True, systems=SYSTEMS) -> dict:
     """Run the four systems on held-out products and invented ones; return the report dict."""
-    from contextlib import nullcontext
 
     from tqdm import tqdm
 
@@ -92,18 +102,17 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
 
     report = {"n_questions": len(questions), "n_invented": len(fake), "systems": {}, "examples": []}
     outputs = {}
-    for system in SYSTEMS:
+    for system in systems:
         tuned, rag = system.startswith("fine-tuned"), system.endswith("RAG")
         if tuned and qa.adapter is None:
             continue
-        ctx = nullcontext() if tuned or qa.adapter is None else qa.model.disable_adapter()
         answers, abst, t0 = [], [], time.perf_counter()
-        with ctx:
-            for s in tqdm(range(0, len(questions), batch_size), desc=system, disable=not progress):
-                answers += qa.ask_many(questions[s: s + batch_size], max_new_tokens=max_new_tokens, use_retrieval=rag)
-            secs = time.perf_counter() - t0
-            for s in range(0, len(fake), batch_size):
-                abst += qa.ask_many(fake[s: s + batch_size], max_new_tokens=64, use_retrieval=rag)
+        for s in tqdm(range(0, len(questions), batch_size), desc=system, disable=not progress):
+            answers += qa.ask_many(questions[s: s + batch_size], max_new_tokens=max_new_tokens, use_retrieval=rag,
+                                   use_adapter=tuned)
+        secs = time.perf_counter() - t0
+        for s in range(0, len(fake), batch_size):
+            abst += qa.ask_many(fake[s: s + batch_size], max_new_tokens=64, use_retrieval=rag, use_adapter=tuned)
         m = score(answers, refs, contexts)
         m["correct_abstain"] = sum(a.abstained for a in abst) / max(len(abst), 1)
         m["latency_ms_per_question"] = secs * 1000 / len(questions)
@@ -116,13 +125,16 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
 
 
 def format_report(report: dict) -> str:
-    lines = [f"{report['n_questions']} questions about held-out products, {report['n_invented']} about invented ones.", "",
+    penalty = report.get("repetition_penalty")
+    lines = [f"{report['n_questions']} questions about held-out products, {report['n_invented']} about invented ones"
+             + (f"; repetition penalty {penalty}" if penalty else "") + ".", "",
              "| system | ROUGE-L | BLEU | token F1 | grounding | correct 'not in catalog' (invented) | "
-             "false abstain (real) | latency / question (ms) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "false abstain (real) | looping answers | latency / question (ms) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s, m in report["systems"].items():
         lines.append(f"| {s} | {m['rougeL']:.3f} | {m['bleu']:.1f} | {m['token_f1']:.3f} | {m['grounding']:.3f} | "
-                     f"{m['correct_abstain']:.1%} | {m['false_abstain']:.1%} | {m['latency_ms_per_question']:,.0f} |")
+                     f"{m['correct_abstain']:.1%} | {m['false_abstain']:.1%} | {m.get('loops', 0):.1%} | "
+                     f"{m['latency_ms_per_question']:,.0f} |")
     return "\n".join(lines)
 
 
@@ -157,23 +169,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-invented", type=int, help="questions about invented products (default: --n)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--systems", default=",".join(SYSTEM_KEYS), metavar="LIST",
+                   help="comma-separated subset of " + ",".join(SYSTEM_KEYS) + " (default: all four)")
+    p.add_argument("--repetition-penalty", type=float, metavar="X",
+                   help="generation's repetition penalty (default: rag.answer.REPETITION_PENALTY)")
     p.add_argument("--out", metavar="DIR", help="report folder (default: ADAPTER_DIR/eval)")
     p.add_argument("--quiet", action="store_true")
 
 
 def main(args: argparse.Namespace) -> int:
     from indexing.catalog import read_catalog
-    from rag.answer import Answerer
+    from rag.answer import REPETITION_PENALTY, Answerer
 
     if args.n < 1:
         raise UserError("--n must be >= 1")
-    qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet)
+    keys = [k.strip().lower() for k in args.systems.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in SYSTEM_KEYS]
+    if unknown or not keys:
+        raise UserError(f"--systems: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(SYSTEM_KEYS)}")
+    penalty = REPETITION_PENALTY if args.repetition_penalty is None else args.repetition_penalty
+    if penalty <= 0:
+        raise UserError("--repetition-penalty must be > 0 (1.0 = none)")
+    qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, repetition_penalty=penalty)
     report = evaluate_answers(qa, read_catalog(args.catalog), n=args.n, n_invented=args.n_invented,
-                              batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+                              batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
+                              systems=[SYSTEM_KEYS[k] for k in keys])
+    report["repetition_penalty"] = penalty
     out = Path(args.out) if args.out else Path(args.adapter) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     table = format_report(report)
     cmd = f"productqa eval answers --index {args.index} --catalog {args.catalog} --adapter {args.adapter} --n {args.n}"
+    if args.systems != ",".join(SYSTEM_KEYS):
+        cmd += f" --systems {args.systems}"
+    if args.repetition_penalty is not None:
+        cmd += f" --repetition-penalty {args.repetition_penalty}"
     (out / "report.md").write_text(f"Command: `{cmd}`\n\n{table}\n")
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     plot(report, out / "report.png")

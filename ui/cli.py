@@ -23,6 +23,7 @@ COMMANDS = {
     "finetune": ("finetune.train", "LoRA-tune a 4-bit Llama on retrieval-augmented question->description examples"),
     "ask": ("rag.answer", "answer one question from the catalog, streamed, with its sources"),
     "batch": ("rag.batch", "answer a file of questions (JSON lines, CSV or text), resumable"),
+    "chat": ("ui.chat", "serve the Gradio chat: streamed grounded answers with their sources"),
     "demo": ("ui.demo", "run the whole pipeline on the shipped demo catalog (reuses what is built)"),
 }
 # Commands with sub-commands that live in different stages: name -> {sub: (module, help)}.

@@ -1,9 +1,10 @@
 """The demo: the whole pipeline on the shipped demo catalog, reusing what is already built.
 
-    productqa demo [--out artifacts/demo] [--steps 20] [--no-finetune]
+    productqa demo [--out artifacts/demo] [--steps 20] [--no-finetune] [--chat [--port 7860]]
 
 prepare (indexing/demo/demo_trn.jsonl) -> export training pairs -> index build -> a search ->
-a short 4-bit LoRA fine-tune -> a grounded answer and an abstention. Each step is skipped when its
+a short 4-bit LoRA fine-tune -> a grounded answer and an abstention -> with --chat (what `make demo`
+runs), the Gradio chat on the demo index, its URL printed. Each step is skipped when its
 output exists and was made from the current inputs (catalog fingerprint, index creation time).
 """
 
@@ -21,7 +22,8 @@ def _step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def run_demo(out: str | Path, steps: int = 20, finetune: bool = True) -> dict:
+def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool = False,
+             host: str = "127.0.0.1", port: int = 7860) -> dict:
     from finetune.export import export_pairs
     from indexing.build import BuildConfig, build_index, format_info
     from indexing.catalog import catalog_fingerprint
@@ -95,6 +97,12 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True) -> dict:
         label = "closest products" if ans.abstained else "sources"
         print(f"\n   {label}: " + "; ".join(f"{h.title} ({h.uid})" for h in ans.sources))
     print(f"\ndemo done in {time.time() - t0:.0f} s; artifacts in {out}")
+    if chat:
+        from ui.chat import serve
+
+        _step("chat: the Gradio page on the demo index (Ctrl-C stops)")
+        print(f"same as: productqa chat --index {idx}" + (f" --adapter {adapter}" if finetune else ""))
+        serve(qa, host=host, port=port)
     return {"catalog": str(cat), "index": str(idx), "adapter": str(adapter) if finetune else None}
 
 
@@ -102,8 +110,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="artifacts/demo", metavar="DIR", help="where the demo's artifacts go")
     p.add_argument("--steps", type=int, default=20, help="fine-tuning steps (default 20: a minute or two on CPU)")
     p.add_argument("--no-finetune", action="store_true", help="skip fine-tuning; answer with the base model")
+    p.add_argument("--chat", action="store_true", help="end by serving the Gradio chat on the demo index")
+    p.add_argument("--host", default="127.0.0.1", help="chat address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="chat port (default 7860)")
 
 
 def main(args: argparse.Namespace) -> int:
-    run_demo(args.out, steps=args.steps, finetune=not args.no_finetune)
+    run_demo(args.out, steps=args.steps, finetune=not args.no_finetune, chat=args.chat, host=args.host,
+             port=args.port)
     return 0

@@ -87,3 +87,43 @@ def test_batch_resume_after_interrupt(tmp_path):
     assert set(rows[0]) == {"id", "question", "answer", "abstained", "sources", "latency_ms"}
     assert rows[0]["sources"] == [{"uid": "u", "title": "t", "score": 0.9}]
     assert run_batch(FakeQA(), items, out, progress=False)["answered"] == 0
+
+
+def test_loops_detects_a_stuck_generation():
+    from rag.evaluate import loops
+
+    assert loops("the best tutu the best tutu the best tutu ever")
+    assert not loops("A pink tutu for girls, with a satin waistband and three layers of tulle.")
+
+
+def test_eval_answers_rejects_unknown_systems(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    r = subprocess.run([sys.executable, "-m", "ui.cli", "eval", "answers", "--index", str(tmp_path), "--catalog",
+                        str(tmp_path), "--adapter", str(tmp_path), "--systems", "base,gpt5"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "unknown gpt5" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_token_streamer_flushes_every_token_but_never_half_a_character(smollm2_path):
+    import torch
+    from transformers import AutoTokenizer
+
+    from rag.answer import token_streamer
+
+    tok = AutoTokenizer.from_pretrained(str(smollm2_path))
+    text = "Livro infantil: gatinhos 🐱 e ração.\nSegunda linha"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    s = token_streamer(tok, timeout=5)
+    s.put(torch.tensor([[1, 2, 3]]))  # the prompt: skipped
+    for i in ids:
+        s.put(torch.tensor([i]))
+    s.end()
+    pieces = [p for p in s if p]
+    assert "".join(pieces) == tok.decode(ids, skip_special_tokens=True)
+    assert not any("\ufffd" in p for p in pieces)
+    assert pieces[0] == tok.decode(ids[:1])  # the first token is out before the first word ends
+    assert len(pieces) > len(text.split())

@@ -19,3 +19,22 @@ def test_demo_runs_and_reuses_artifacts(tmp_path):
         assert (tmp_path / "demo" / f).exists()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0 and r.stdout.count("reusing") == 2
+    # `make demo` ends by serving the chat on the demo index and printing its URL
+    from tests.ui.test_chat_e2e import free_port
+
+    port = free_port()
+    p = subprocess.Popen(cmd + ["--chat", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, cwd=ROOT)
+    try:
+        lines = []
+        for line in p.stdout:
+            lines.append(line)
+            if "ProductQA chat on" in line:
+                break
+        assert f"http://127.0.0.1:{port}/" in lines[-1], "".join(lines)[-2000:]
+        import urllib.request
+
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).status == 200
+    finally:
+        p.terminate()
+        p.wait(timeout=60)

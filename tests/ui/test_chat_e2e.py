@@ -1,0 +1,153 @@
+"""The chat server for real: the demo catalog plus a hostile product, real MiniLM + SmolLM2, a localhost
+port, `gradio_client`, and Debian's chromium driven by Playwright (skipped with the reason when absent)."""
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+EVIL_TITLE = "Evil Widget Deluxe Edition"
+EVIL_CONTENT = ('<script>window.pwned = 1</script><img src="x" onerror="window.pwned = 2"> '
+                'Look: ![tracker](http://evil.test/pixel.png) and [click](javascript:window.pwned=3) '
+                '<img src="http://evil.test/img.png"> A widget that must render as plain text.')
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+
+
+def text(message: dict) -> str:
+    """A chat message's text: Gradio 6 sends content as a list of typed parts."""
+    c = message["content"]
+    return c if isinstance(c, str) else "".join(p.get("text", "") for p in c if isinstance(p, dict))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def xss_index(demo_index, tmp_path_factory):
+    """The demo index plus one product whose description is an XSS attempt (added with `index add`)."""
+    from indexing.update import add_products
+
+    folder = tmp_path_factory.mktemp("xss") / "index"
+    shutil.copytree(demo_index, folder)
+    raw = folder.parent / "evil.jsonl"
+    raw.write_text(json.dumps({"uid": "EVIL0001", "title": EVIL_TITLE, "content": EVIL_CONTENT}) + "\n")
+    add_products(folder, [raw], progress=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(xss_index):
+    from rag.answer import Answerer
+    from ui.chat import serve
+
+    qa = Answerer(xss_index)
+    app, url = serve(qa, port=free_port(), max_concurrency=2, block=False)
+    yield url, qa
+    app.close()
+
+
+def test_gradio_client_gets_answer_and_sources(server):
+    from gradio_client import Client
+
+    url, qa = server
+    row = qa.index.docs.iloc[3]
+    client = Client(url, verbose=False)
+    messages, box = client.predict(f"What is '{row.title}'?", [], 3, 0.0, 24, False, False, api_name="/chat")
+    assert box == ""
+    assert [m["role"] for m in messages[:2]] == ["user", "assistant"]
+    answer, sources = messages[1], messages[2:]
+    assert text(answer).strip() and "first token" in text(answer)
+    assert len(sources) == 3 and f"uid {row.uid}" in sources[0]["metadata"]["title"]
+    assert text(sources[0])  # the description travels with the source
+    # an empty message gets a polite reply, and the server keeps answering afterwards
+    messages, _ = client.predict("   ", [], 3, 0.0, 24, False, False, api_name="/chat")
+    assert "Please type a question" in text(messages[-1])
+    messages, _ = client.predict("What is 'Zorvex Levitating Sock Robot 9000'?", [], 3, 0.0, 24, False, False,
+                                 api_name="/chat")
+    assert "not in the catalog" in text(messages[1])
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian chromium not installed (make test installs it with apt-get where it can)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def open_page(browser, url):
+    """A page that records (and blocks) every request leaving localhost, and every dialog."""
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    page.outside, page.dialogs = [], []
+
+    def route(r):
+        if r.request.url.startswith(url.rstrip("/")):
+            return r.continue_()
+        page.outside.append(r.request.url)
+        return r.abort()
+
+    page.route("**/*", route)
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    page.add_init_script("window.pwned = 0")
+    page.goto(url)
+    page.wait_for_selector("#question textarea", timeout=60_000)
+    return page
+
+
+def ask(page, question):
+    page.fill("#question textarea", question)
+    page.press("#question textarea", "Enter")
+
+
+def test_browser_streams_answer_and_sources(server, browser):
+    url, qa = server
+    row = qa.index.docs.iloc[7]
+    page = open_page(browser, url)
+    assert f"{len(qa.index):,} products" in page.inner_text("#header")
+    ask(page, f"What is '{row.title}'?")
+    page.wait_for_function(f"document.querySelector('#chatbot').innerText.includes('uid {row.uid}')",
+                           timeout=120_000)
+    text = page.inner_text("#chatbot")
+    assert "first token" in text and "source 1" in text
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "chat.png"), full_page=True)
+    assert (SCREENSHOTS / "chat.png").stat().st_size > 10_000
+    page.close()
+
+
+def test_browser_renders_hostile_description_as_text(server, browser):
+    url, _ = server
+    page = open_page(browser, url)
+    ask(page, f"What is '{EVIL_TITLE}'?")
+    page.wait_for_function("document.querySelector('#chatbot').innerText.includes('uid EVIL0001')", timeout=120_000)
+    page.wait_for_timeout(1500)  # the turn's last update re-renders the messages (and would fold it again)
+    page.get_by_text("uid EVIL0001").first.click()  # open the collapsed description
+    page.get_by_text("must render as plain text").first.wait_for(state="visible", timeout=30_000)
+    text = page.inner_text("#chatbot")
+    assert f"What is '{EVIL_TITLE}'?" in text  # entities decoded for display, not shown raw
+    assert "<script>window.pwned = 1</script>" in text  # shown, as text
+    assert "![tracker](http://evil.test/pixel.png)" in text
+    assert page.evaluate("window.pwned") == 0
+    assert page.evaluate("document.querySelectorAll('#chatbot script, #chatbot img[onerror]').length") == 0
+    assert page.evaluate("[...document.querySelectorAll('#chatbot img')].filter(i => i.src.includes('evil')).length") == 0
+    assert page.evaluate("[...document.querySelectorAll('#chatbot a')].filter(a => a.href.startsWith('javascript')).length") == 0
+    assert not [u for u in page.outside if "evil.test" in u] and not page.dialogs
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(1000)  # let the accordion's opening animation finish
+    page.screenshot(path=str(SCREENSHOTS / "chat_xss.png"), full_page=True)
+    page.close()

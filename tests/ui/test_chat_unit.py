@@ -1,0 +1,142 @@
+"""The chat turn logic (ui.chat.ChatSession) and its escaping, with a fake answerer: no models, no server."""
+
+import pandas as pd
+import pytest
+
+from rag.answer import Answer
+from rag.prompt import NOT_IN_CATALOG
+from tests.conftest import FakeIndex
+from ui.chat import EMPTY_REPLY, ERROR_REPLY, ChatSession, escape_md, is_followup, parse_auth
+
+XSS = "<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\"> ![t](http://evil.test/i.png) [c](javascript:alert(1))"
+
+
+class FakeQA:
+    """Retrieval by shared words; the "answer" is the first hit's description, streamed word by word."""
+
+    threshold = 0.1
+
+    def __init__(self, docs, fail=False):
+        self.index = FakeIndex(docs)
+        self.fail = fail
+        self.calls = []
+
+    def retrieve(self, questions, k):
+        return self.index.retrieve_many(questions, k=k)
+
+    def should_abstain(self, hits):
+        return not hits or max(h.dense_score or 0 for h in hits) < self.threshold
+
+    def stream(self, question, k=3, max_new_tokens=320, temperature=0.0, use_retrieval=True, hits=None,
+               use_adapter=True):
+        self.calls.append({"question": question, "hits": hits, "use_adapter": use_adapter})
+        if self.fail:
+            raise RuntimeError("boom")
+        if self.should_abstain(hits):
+            yield NOT_IN_CATALOG
+            yield Answer(question, NOT_IN_CATALOG, hits, abstained=True, latency_ms=1.0)
+            return
+        for w in hits[0].content.split():
+            yield w + " "
+        yield Answer(question, hits[0].content, hits, latency_ms=5.0, first_token_ms=1.0)
+
+
+@pytest.fixture
+def docs():
+    return pd.DataFrame({"uid": ["u1", "u2", "u3"],
+                         "title": ["Girls Ballet Tutu Neon Pink", "Mog's Kittens", "Evil Widget"],
+                         "content": ["A pink tutu for girls, 30 cm long.", "A board book about kittens.", XSS]})
+
+
+def run(session, *args, **kw):
+    *steps, last = list(session.respond(*args, **kw))
+    return steps, last
+
+
+def test_escape_md_neutralises_html_and_markdown():
+    out = escape_md(XSS)
+    for bad in ("<script", "<img", "](", "![", "[c]", "http://"):
+        assert bad not in out
+    assert escape_md("Pink 4-inch tutu (30 cm), it's 1.5 kg.") == "Pink 4-inch tutu (30 cm), it's 1.5 kg."
+    assert escape_md("a & b <i>") == "a &#38; b &#60;i&#62;"
+    assert escape_md("- item\n2. second\nsee www.x.com") == "&#45; item\n&#50;. second\nsee www&#46;x.com"
+
+
+def test_is_followup():
+    assert is_followup("and how long is it?")
+    assert is_followup("Quanto custa isso?")
+    assert not is_followup("What is 'Mog's Kittens'?")
+    assert not is_followup("Girls Ballet Tutu Neon Pink")
+
+
+def test_answer_then_collapsed_escaped_sources(docs):
+    qa = FakeQA(docs)
+    steps, (messages, last) = run(ChatSession(qa), "What is 'Evil Widget'?", [])
+    assert len(steps) > 2  # streamed: the answer grew over several updates
+    user, answer, *sources = messages
+    assert user == {"role": "user", "content": escape_md("What is 'Evil Widget'?")}
+    assert "<script" not in answer["content"] and "window" in answer["content"]
+    assert sources[0]["metadata"]["status"] == "done"  # collapsed
+    assert "uid u3" in sources[0]["metadata"]["title"] and "cosine" in sources[0]["metadata"]["title"]
+    assert all("<img" not in m["content"] and "<script" not in m["content"] for m in messages)
+    assert last.uid == "u3"
+
+
+def test_followup_is_about_the_last_product(docs):
+    qa, chat = FakeQA(docs), ChatSession(FakeQA(docs))
+    _, (messages, last) = run(chat, "What is 'Girls Ballet Tutu Neon Pink'?", [])
+    _, (messages, last2) = run(chat, "and how long is it?", messages, last=last)
+    call = chat.qa.calls[-1]
+    assert [h.uid for h in call["hits"]] == ["u1"] and "Girls Ballet Tutu Neon Pink" in call["question"]
+    assert last2.uid == "u1" and "30 cm" in messages[-2]["content"]
+    # without a previous product the same question is not a follow-up: it abstains
+    _, (messages, _) = run(ChatSession(qa), "and how long is it?", [])
+    assert NOT_IN_CATALOG.split()[0] in messages[1]["content"]
+
+
+def test_abstention_is_labelled(docs):
+    _, (messages, last) = run(ChatSession(FakeQA(docs)), "What is 'Zorvex Sock Robot'?", [])
+    assert messages[1]["content"].startswith("**") and last is None
+    assert all(m["metadata"]["title"].startswith("closest") for m in messages[2:])
+
+
+def test_retrieval_only_does_not_generate(docs):
+    qa = FakeQA(docs)
+    _, (messages, _) = run(ChatSession(qa), "What is 'Mog's Kittens'?", [], retrieval_only=True)
+    assert not qa.calls and messages[1]["content"].startswith("Retrieval only")
+    assert "uid u2" in messages[2]["metadata"]["title"]
+
+
+def test_adapter_switch_is_passed_on(docs):
+    qa = FakeQA(docs)
+    run(ChatSession(qa), "What is 'Mog's Kittens'?", [], use_adapter=False)
+    assert qa.calls[-1]["use_adapter"] is False
+
+
+@pytest.mark.parametrize("message", ["", "   ", None, "\x00\x01"])
+def test_empty_message_gets_a_polite_reply(docs, message):
+    qa = FakeQA(docs)
+    _, (messages, _) = run(ChatSession(qa), message, [])
+    assert messages[-1]["content"] == escape_md(EMPTY_REPLY) and not qa.calls
+
+
+def test_long_message_is_truncated_with_a_notice(docs):
+    _, (messages, _) = run(ChatSession(FakeQA(docs)), "What is 'Mog's Kittens'? " + "x" * 50_000, [])
+    assert "truncated" in messages[1]["content"] and len(messages[0]["content"]) < 30_000
+
+
+def test_an_error_in_one_request_is_reported_not_raised(docs):
+    _, (messages, last) = run(ChatSession(FakeQA(docs, fail=True)), "What is 'Mog's Kittens'?", [], last="keep")
+    assert messages[-1]["content"] == escape_md(ERROR_REPLY) and last == "keep"
+
+
+def test_parse_auth(monkeypatch):
+    from indexing.errors import UserError
+
+    monkeypatch.delenv("PRODUCTQA_AUTH", raising=False)
+    assert parse_auth(None) is None
+    assert parse_auth("alice:se:cret") == ("alice", "se:cret")
+    monkeypatch.setenv("PRODUCTQA_AUTH", "bob:pw")
+    assert parse_auth(None) == ("bob", "pw")
+    with pytest.raises(UserError):
+        parse_auth("nocolon")

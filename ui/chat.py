@@ -1,0 +1,259 @@
+"""The Gradio chat: ask about products, watch a grounded answer stream in, see where it came from.
+
+    productqa chat --index data/index --adapter data/adapter            # http://127.0.0.1:7860
+    productqa chat --index data/index --auth alice:secret --max-concurrency 4
+    PRODUCTQA_AUTH=alice:secret productqa chat --index data/index --host 0.0.0.0
+
+The models load once per process and every browser session shares them (`rag.answer.Answerer`;
+one generate runs at a time, the others wait in Gradio's queue). Each answer is followed by its
+sources (title, uid, cosine, the description collapsed). A follow-up that names no product
+("and how long is it?") is answered about the last product discussed. Settings: retrieved products,
+temperature, new tokens, adapter on/off, retrieval only.
+
+Safety: binds 127.0.0.1 unless --host says otherwise; no public share link unless --share; Gradio
+analytics off. Every string shown (questions, titles, descriptions, answers) goes through
+`escape_md`, so catalog text holding `<script>`, `<img onerror>` or markdown links/images renders
+as text and never runs or loads anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from indexing.errors import UserError
+
+log = logging.getLogger("productqa.chat")
+
+# Characters that start HTML or markdown syntax anywhere (tags, entities, links, images, emphasis,
+# code, headings, tables), written as decimal entities: the renderer shows the character but never
+# parses it. Decimal, not hex: Gradio's markdown renderer shows `&#x27;` literally. Characters that
+# are syntax only in some places (list markers, URLs) are escaped only there, so screen readers
+# (which get the raw message as its aria-label) see few entities.
+_MD_ALWAYS = re.compile(r"[<>&\\`*_\[\]#|~]")
+_MD_LINE_START = re.compile(r"^([ \t]*)([-+=]|\d+(?=[.)]))", re.MULTILINE)  # lists, setext headings
+_AUTOLINK = re.compile(r"(?i)(\w)(://)|\b(www)(\.)")  # bare URLs GFM would turn into links
+# Words that point back at something said before (English and Portuguese).
+_FOLLOWUP_WORDS = re.compile(
+    r"\b(it|its|it's|this|that|these|those|they|them|one|ele|ela|eles|elas|isso|isto|dele|dela|deles|"
+    r"esse|essa|este|esta|desse|dessa|deste|desta|nele|nela|o mesmo|a mesma)\b", re.IGNORECASE)
+EMPTY_REPLY = "Please type a question about a product, for example: What is 'Mog's Kittens'?"
+ERROR_REPLY = "Sorry, something went wrong while answering this question. Please try again."
+
+
+def escape_md(text: str) -> str:
+    """Text that Gradio's markdown renderer shows literally: HTML escaped, markdown syntax neutralised."""
+    def ent(c: str) -> str:
+        return f"&#{ord(c)};"
+
+    text = _MD_ALWAYS.sub(lambda m: ent(m.group(0)), str(text))
+    text = _MD_LINE_START.sub(lambda m: m.group(1) + "".join(ent(c) for c in m.group(2)), text)
+    return _AUTOLINK.sub(lambda m: (m.group(1) + ent(":") + "//") if m.group(2) else (m.group(3) + ent(".")), text)
+
+
+def is_followup(question: str) -> bool:
+    """Does the question refer back ("it", "this one", "isso") rather than name a product?"""
+    return bool(_FOLLOWUP_WORDS.search(question)) and "'" not in question and '"' not in question
+
+
+def source_messages(hits: list, abstained: bool) -> list[dict]:
+    """One collapsed chat message per source: title, uid and cosine in its header, the description inside."""
+    label = "closest, not a match" if abstained else "source"
+    out = []
+    for rank, h in enumerate(hits, 1):
+        score = f"cosine {h.dense_score:.3f}" if h.dense_score is not None else "found by keywords"
+        title = f"{label} {rank}: {escape_md(h.title)} · uid {escape_md(h.uid)} · {score}"
+        out.append({"role": "assistant", "content": escape_md(h.content) or "(no description)",
+                    "metadata": {"title": title, "status": "done"}})
+    return out
+
+
+def example_questions(index, n: int = 2) -> list[str]:
+    """Questions about products that are in this index (English and Portuguese), a follow-up, and one
+    about a product that is not."""
+    titles = index.docs["title"].tolist()
+    picks = [titles[i * len(titles) // n] for i in range(n)] if titles else ["Mog's Kittens"]
+    return [f"What is '{picks[0]}'?",
+            f"Qual é a descrição deste produto: {picks[-1]}?",
+            "And what is it about?",
+            "What is 'Zorvex Levitating Sock Robot'?"]
+
+
+class ChatSession:
+    """What one chat turn does, independent of Gradio (tested directly): returns updated messages."""
+
+    def __init__(self, qa):
+        self.qa = qa
+
+    def respond(self, message, history, k=3, temperature=0.0, max_new_tokens=320, use_adapter=True,
+                retrieval_only=False, last=None):
+        """Yield (messages, last product) as the answer streams; `last` is the product follow-ups refer to."""
+        from indexing.questions import sanitize_question
+        from rag.answer import Answer
+
+        history = list(history or [])
+        try:
+            q, notice = sanitize_question(message)
+        except UserError:
+            history += [{"role": "user", "content": escape_md(message or "")},
+                        {"role": "assistant", "content": escape_md(EMPTY_REPLY)}]
+            yield copy.deepcopy(history), last
+            return
+        history.append({"role": "user", "content": escape_md(q)})
+        answer = {"role": "assistant", "content": "…"}
+        history.append(answer)
+        yield copy.deepcopy(history), last
+        try:
+            k = max(1, min(int(k), 20))
+            hits = self.qa.retrieve([q], k)[0]
+            prompt_q = q
+            if last is not None and self.qa.should_abstain(hits) and is_followup(q):
+                # a follow-up: answer about the product discussed last
+                hits, prompt_q = [last], f"{q} (about '{last.title}')"
+            if retrieval_only:
+                close = not self.qa.should_abstain(hits)
+                answer["content"] = (f"Retrieval only: the {len(hits)} closest products"
+                                     + ("." if close else ", none close enough to be the product asked about."))
+                history += source_messages(hits, abstained=not close)
+                yield copy.deepcopy(history), (hits[0] if close and hits else last)
+                return
+            text, final = "", None
+            for piece in self.qa.stream(prompt_q, k=k, max_new_tokens=int(max_new_tokens),
+                                        temperature=float(temperature), hits=hits, use_adapter=bool(use_adapter)):
+                if isinstance(piece, Answer):
+                    final = piece
+                    break
+                text += piece
+                answer["content"] = escape_md(text)
+                yield copy.deepcopy(history), last
+            body = escape_md(final.text)
+            if final.abstained:
+                body = f"**{body}**"
+            timing = f"{final.latency_ms / 1000:.1f} s"
+            if final.first_token_ms:
+                timing = f"first token {final.first_token_ms / 1000:.2f} s · total {timing}"
+            answer["content"] = ((f"_{escape_md(notice)}_\n\n" if notice else "") + body
+                                 + f"\n\n_{escape_md(timing)}_")
+            history += source_messages(final.sources, final.abstained)
+            yield copy.deepcopy(history), (final.sources[0] if final.sources and not final.abstained else last)
+        except Exception:  # one failed request must never take the server down
+            log.exception("chat request failed: %r", q[:200])
+            answer["content"] = escape_md(ERROR_REPLY)
+            yield copy.deepcopy(history), last
+
+
+def build_app(qa, max_concurrency: int = 2):
+    """The Gradio Blocks app around a loaded Answerer."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    from rag.answer import DEFAULT_MAX_NEW_TOKENS
+
+    session = ChatSession(qa)
+    adapter = qa.adapter.name if qa.adapter else "none (base model)"
+    header = (f"### ProductQA\n{len(qa.index):,} products in the index · model "
+              f"{escape_md(qa.base_identity['name'])} · adapter {escape_md(adapter)}")
+
+    def respond(message, history, k, temperature, max_new_tokens, use_adapter, retrieval_only, last):
+        for messages, product in session.respond(message, history, k, temperature, max_new_tokens,
+                                                 use_adapter, retrieval_only, last):
+            yield messages, product, ""
+
+    with gr.Blocks(analytics_enabled=False, title="ProductQA") as demo:
+        gr.Markdown(header, elem_id="header")
+        chatbot = gr.Chatbot(label="ProductQA", height=560, elem_id="chatbot", sanitize_html=True,
+                             render_markdown=True, allow_tags=False)
+        last = gr.State(None)
+        with gr.Row():
+            box = gr.Textbox(placeholder="Ask about a product: What is '...'? / Qual é a descrição deste produto: ...",
+                             show_label=False, scale=8, elem_id="question", max_length=20_000)
+            send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+        with gr.Accordion("Settings", open=False):
+            k = gr.Slider(1, 10, value=3, step=1, label="retrieved products (k)")
+            temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
+            max_new = gr.Slider(16, 512, value=DEFAULT_MAX_NEW_TOKENS, step=16, label="max new tokens")
+            use_adapter = gr.Checkbox(value=qa.adapter is not None, interactive=qa.adapter is not None,
+                                      label="use the fine-tuned adapter (off: base model)")
+            retrieval_only = gr.Checkbox(value=False, label="retrieval only (show the products, no answer)")
+        gr.Examples(example_questions(qa.index), inputs=[box], label="Examples")
+        clear = gr.Button("New conversation", size="sm")
+        inputs = [box, chatbot, k, temperature, max_new, use_adapter, retrieval_only, last]
+        outputs = [chatbot, last, box]
+        box.submit(respond, inputs, outputs, api_name="chat", concurrency_limit=max_concurrency)
+        send.click(respond, inputs, outputs, api_name=False, concurrency_limit=max_concurrency)
+        clear.click(lambda: ([], None, ""), None, outputs, api_name=False)
+    return demo
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """USER:PASS from --auth or $PRODUCTQA_AUTH; None = no login."""
+    value = value or os.environ.get("PRODUCTQA_AUTH")
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise UserError("--auth / PRODUCTQA_AUTH must be USER:PASS")
+    return user, password
+
+
+def serve(qa, host: str = "127.0.0.1", port: int = 7860, auth=None, max_concurrency: int = 2,
+          share: bool = False, block: bool = True):
+    """Start the server; returns (app, local URL). With block=False it runs in a background thread."""
+    import gradio as gr
+
+    demo = build_app(qa, max_concurrency=max_concurrency)
+    # system fonts: the page loads nothing from outside this server (the default theme fetches Google Fonts)
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                              font_mono=["ui-monospace", "monospace"])
+    demo.queue(default_concurrency_limit=max_concurrency, max_size=512)
+    try:
+        demo.launch(server_name=host, server_port=port, auth=auth, share=share, prevent_thread_lock=True,
+                    show_error=False, quiet=True, ssr_mode=False, enable_monitoring=False, inbrowser=False,
+                    theme=theme)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port} ({e}); pick another --port") from None
+    url = demo.local_url or f"http://{host}:{port}/"
+    if block:
+        print(f"ProductQA chat on {url}" + (f"  (public link: {demo.share_url})" if share else "")
+              + "  (Ctrl-C stops)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            demo.close()
+    return demo, url
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
+    p.add_argument("--adapter", metavar="ADAPTER_DIR", help="LoRA adapter (productqa finetune); default: base model")
+    p.add_argument("--base-model", metavar="PATH", help="base model folder (default: the adapter's, or SmolLM2)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--auth", metavar="USER:PASS", help="require a login (or set PRODUCTQA_AUTH=USER:PASS)")
+    p.add_argument("--max-concurrency", type=int, default=2, metavar="N",
+                   help="requests worked on at once; the rest wait in the queue (default 2)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    p.add_argument("--device", choices=("cpu", "cuda"))
+
+
+def main(args: argparse.Namespace) -> int:
+    from rag.answer import Answerer
+
+    auth = parse_auth(args.auth)
+    if not 0 < args.port < 65536:
+        raise UserError("--port must be between 1 and 65535")
+    if args.max_concurrency < 1:
+        raise UserError("--max-concurrency must be >= 1")
+    if not Path(args.index).is_dir():
+        raise UserError(f"{args.index}: no index here (run `productqa index build` first)")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True)
+    serve(qa, host=args.host, port=args.port, auth=auth, max_concurrency=args.max_concurrency, share=args.share)
+    return 0
