@@ -1,6 +1,7 @@
 """Answer latency and batch throughput on this machine.
 
     python benchmarks/answer.py [--index DIR] [--adapter DIR] [--n 16] [--max-new-tokens 64]
+                                [--batch-size 8] [--dtype auto|fp32|bf16] [--no-merge] [--name NAME]
 
 Builds the demo index if none is given. Measures, in one run with the same loaded models:
   * `ask` one question at a time (streaming): time to first token, total latency (p50/p95), and the
@@ -8,7 +9,7 @@ Builds the demo index if none is given. Measures, in one run with the same loade
   * batch answering (`ask_many`, --batch-size questions per generate) against answering the same
     questions one at a time: questions/s and the ratio.
 Questions are about catalog products (English and Portuguese phrasings), so none abstain early.
-Writes benchmarks/results/answer.md.
+Writes benchmarks/results/answer[-NAME].md.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"), help="weights when answering")
+    ap.add_argument("--no-merge", action="store_true", help="keep the LoRA adapter unmerged")
+    ap.add_argument("--name", help="results file suffix: benchmarks/results/answer-NAME.md")
     args = ap.parse_args()
     index = args.index
     if index is None:
@@ -49,7 +53,7 @@ def main() -> None:
             prepare([ROOT / "indexing" / "demo" / "demo_trn.jsonl"], work / "catalog", progress=False, workers=1)
             build_index(BuildConfig(catalog=str(work / "catalog"), out=str(work / "index"), progress=False))
         index = str(work / "index")
-    qa = Answerer(index, adapter=args.adapter)
+    qa = Answerer(index, adapter=args.adapter, dtype=args.dtype, merge=not args.no_merge)
     docs = qa.index.docs.head(args.n)
     questions = [make_question(t, u, "any", salt="bench") for u, t in zip(docs["uid"], docs["title"])]
     qa.ask(questions[0], max_new_tokens=4)  # warm-up
@@ -70,10 +74,11 @@ def main() -> None:
         qa.ask_many(questions[s: s + args.batch_size], max_new_tokens=args.max_new_tokens)
     batched = time.perf_counter() - t0
 
-    model = "SmolLM2-135M-Instruct" + (f" + adapter {args.adapter}" if args.adapter else " (base)")
-    lines = [f"{model}, fp32 on CPU (2 cores), index {index}, {len(questions)} questions, greedy, at most "
-             f"{args.max_new_tokens} new tokens. Command: `python benchmarks/answer.py --n {args.n} "
-             f"--batch-size {args.batch_size} --max-new-tokens {args.max_new_tokens}`", "",
+    model = "SmolLM2-135M-Instruct" + (f" + adapter {args.adapter}" + (" (merged)" if qa.merged else " (unmerged)")
+                                       if args.adapter else " (base)")
+    cmd = " ".join(sys.argv[1:])
+    lines = [f"{model}, {qa.dtype} on CPU (2 cores), index {index}, {len(questions)} questions, greedy, at most "
+             f"{args.max_new_tokens} new tokens. Command: `python benchmarks/answer.py {cmd}`", "",
              "| measure | p50 | p95 |", "|---|---:|---:|",
              f"| time to first token (ms) | {pct(ttft, .5):,.0f} | {pct(ttft, .95):,.0f} |",
              f"| total latency (ms) | {pct(total, .5):,.0f} | {pct(total, .95):,.0f} |",
@@ -86,7 +91,9 @@ def main() -> None:
     print(report)
     print(f"mean retrieval share {statistics.mean(share):.1%}")
     (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "answer.md").write_text(report + "\n")
+    out = ROOT / "benchmarks" / "results" / (f"answer-{args.name}.md" if args.name else "answer.md")
+    out.write_text(report + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

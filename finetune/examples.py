@@ -67,7 +67,8 @@ def build_examples(docs, index, cfg: ExampleConfig = ExampleConfig(), progress: 
                 pos = rng.randint(1, len(ctx)) if ctx and rng.random() < cfg.p_not_first else 0
                 ctx.insert(pos, (title, content))
                 answer, kind = content, "oracle" if pos == 0 else "oracle-not-first"
-            ex = {"prompt": build_prompt(q, ctx), "completion": build_response(answer), "uid": uid, "kind": kind,
+            completion = build_response(answer, title, pos + 1) if answer is not None else build_response(None)
+            ex = {"prompt": build_prompt(q, ctx), "completion": completion, "uid": uid, "kind": kind,
                   "question": q}
             (val if held_out else train).append(ex)
     return train, val

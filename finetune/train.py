@@ -186,7 +186,7 @@ def finetune(cfg: TrainConfig) -> dict:
         raise UserError(f"{cfg.catalog}: fewer than 2 of its products are in {cfg.index}: wrong index?")
 
     # ---- build examples
-    from finetune.examples import ExampleConfig, build_examples, examples_fingerprint
+    from finetune.examples import ExampleConfig, build_examples, examples_fingerprint, is_validation
 
     ecfg = ExampleConfig(k=cfg.k, p_distractor_only=cfg.p_distractor_only, p_not_first=cfg.p_not_first,
                          questions_per_product=cfg.questions_per_product, val_fraction=cfg.val_fraction,
@@ -286,6 +286,8 @@ def finetune(cfg: TrainConfig) -> dict:
             "examples_fingerprint": data_fp, "train_examples": len(train_ex), "val_examples": len(val_ex),
             "train_kinds": kinds,
             "val_uids": sorted({e["uid"] for e in val_ex}),
+            # every product kept out of training (val_uids is capped by --max-val-examples)
+            "held_out_uids": sorted(u for u in docs["uid"] if is_validation(u, cfg.val_fraction)),
         },
         "hyperparameters": {k: v for k, v in asdict(cfg).items() if k not in ("catalog", "index", "out", "progress")},
         "loss_history": [{k: v for k, v in h.items()

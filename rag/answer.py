@@ -22,6 +22,7 @@ import json
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,10 @@ from indexing.errors import UserError
 from indexing.questions import MAX_QUESTION_CHARS, sanitize_question  # noqa: F401  (re-exported)
 
 DEFAULT_MAX_NEW_TOKENS = 320  # ~1,200 characters: the longest answer the prompt can support
-REPETITION_PENALTY = 1.05  # small models loop without it; larger values garble copied descriptions
+# Measured (README, `eval answers --repetition-penalty`): transformers' penalty also counts the
+# prompt's tokens, so any value > 1 punishes copying the retrieved description (ROUGE-L 0.684 at 1.0,
+# 0.338 at 1.05 on held-out products); loops are rare and cut by max_new_tokens.
+REPETITION_PENALTY = 1.0
 STOP_STRINGS = ["###"]  # the next Alpaca section means the answer is over
 
 
@@ -43,9 +47,16 @@ class Answer:
     latency_ms: float = 0.0
     retrieval_ms: float = 0.0
     first_token_ms: float | None = None
+    cited: int | None = None  # the source (1-based rank) the answer's citation line names, if any
+
+    @property
+    def cited_source(self):
+        return self.sources[self.cited - 1] if self.cited and self.cited <= len(self.sources) else None
 
     def to_dict(self) -> dict:
+        cited = self.cited_source
         return {"question": self.question, "answer": self.text, "abstained": self.abstained,
+                "cited_uid": cited.uid if cited else None,
                 "sources": [{"uid": h.uid, "title": h.title, "score": round(h.dense_score or 0.0, 4)}
                             for h in self.sources],
                 "notice": self.notice, "latency_ms": round(self.latency_ms, 1),
@@ -87,18 +98,35 @@ def clean_generation(text: str) -> str:
     return text.split("###", 1)[0].strip()
 
 
+def inference_dtype(device: str, four_bit: bool) -> str:
+    """Weights' dtype for answering: bf16 on GPUs and on CPUs with bf16 instructions (AVX512-BF16 or
+    AMX: a faster prefill, so a faster first token and batch; see benchmarks/answer.py), else fp32."""
+    import torch
+
+    if four_bit:
+        return "auto"
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    try:
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    except AttributeError:  # older torch: no probe, stay safe
+        native = False
+    return "bf16" if native else "fp32"
+
+
 class Answerer:
     """Index + base model (+ LoRA adapter), loaded once, shared by ask / batch / chat."""
 
     def __init__(self, index: str | Path, adapter: str | Path | None = None, base_model: str | Path | None = None,
                  device: str | None = None, four_bit: bool | None = None, progress: bool = False,
-                 repetition_penalty: float = REPETITION_PENALTY):
+                 repetition_penalty: float = REPETITION_PENALTY, merge: bool = True, dtype: str = "auto"):
         from indexing.search import load_index
         from rag.model import base_identity, load_model, pick_device, resolve_base
         from rag.prompt import PROMPT_VERSION
 
         self.adapter = Path(adapter) if adapter else None
         self.adapter_meta = None
+        self.merged = False
         self.repetition_penalty = repetition_penalty
         if self.adapter:
             meta_file = self.adapter / "training_meta.json"
@@ -124,11 +152,23 @@ class Answerer:
         self.device = pick_device(device)
         # 4-bit NF4 saves memory on GPUs; on this CPU the fp32 weights generate faster (benchmarks/answer.py)
         self.four_bit = (self.device == "cuda") if four_bit is None else four_bit
-        self.model, self.tok = load_model(base, four_bit=self.four_bit, device=self.device)
+        self.dtype = inference_dtype(self.device, self.four_bit) if dtype == "auto" else dtype
+        self.base_path, self._base_model = base, None
+        # unquantized weights load in fp32 so that a LoRA merge is exact; cast afterwards
+        load_dtype = "auto" if self.four_bit else "fp32"
+        self.model, self.tok = load_model(base, four_bit=self.four_bit, device=self.device, dtype=load_dtype)
         if self.adapter:
             from peft import PeftModel
 
             self.model = PeftModel.from_pretrained(self.model, str(self.adapter))
+            # merged LoRA weights: no extra matmuls per layer when generating; never into 4-bit ones
+            self.merged = merge and not self.four_bit
+            if self.merged:
+                self.model = self.model.merge_and_unload()
+        if not self.four_bit and self.dtype != "fp32":
+            import torch
+
+            self.model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[self.dtype])
         self.model.eval()
         self._lock = threading.Lock()
         self.tok.padding_side = "left"  # batched generation continues every prompt from its end
@@ -156,27 +196,37 @@ class Answerer:
         return kw
 
     def _finish(self, ans: Answer, generated: str) -> Answer:
-        from rag.prompt import NOT_IN_CATALOG
+        """The final text: cut at the next section, the citation line ("[2] Title") taken off into
+        `ans.cited`, an empty answer turned into "not in the catalog"."""
+        from rag.prompt import NOT_IN_CATALOG, split_citation
 
-        text = clean_generation(generated)
-        if not text:
-            text = NOT_IN_CATALOG
-        ans.text = text
-        ans.abstained = text.startswith(NOT_IN_CATALOG.rstrip("."))
+        rank, title, body = split_citation(clean_generation(generated))
+        ans.cited = rank if rank and rank <= len(ans.sources) else None
+        ans.text = body or (f"[{rank}] {title}" if rank else NOT_IN_CATALOG)
+        ans.abstained = ans.text.startswith(NOT_IN_CATALOG.rstrip("."))
         return ans
 
     # ------------------------------------------------------------------ API
 
+    @contextmanager
     def generation_context(self, use_adapter: bool = True):
-        """Held while generating: one generate at a time (the model and its adapter switch are shared;
-        on CPU two concurrent generates only fight over the cores), adapter off when asked."""
-        from contextlib import ExitStack
+        """The model to generate with, held exclusively: one generate at a time (the model and its
+        adapter switch are shared; on CPU two concurrent generates only fight over the cores).
+        Adapter off: peft's switch for an unmerged adapter; for a merged one, the base model, loaded
+        on first use (unmerging in place would drift in bf16)."""
+        with self._lock:
+            if not self.adapter or use_adapter:
+                yield self.model
+            elif self.merged:
+                if self._base_model is None:
+                    from rag.model import load_model
 
-        stack = ExitStack()
-        stack.enter_context(self._lock)
-        if self.adapter and not use_adapter:
-            stack.enter_context(self.model.disable_adapter())
-        return stack
+                    self._base_model, _ = load_model(self.base_path, four_bit=False, device=self.device, dtype=self.dtype)
+                    self._base_model.eval()
+                yield self._base_model
+            else:
+                with self.model.disable_adapter():
+                    yield self.model
 
     def stream(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                temperature: float = 0.0, use_retrieval: bool = True, hits: list | None = None,
@@ -209,8 +259,8 @@ class Answerer:
 
         def run():
             try:
-                with self.generation_context(use_adapter), torch.inference_mode():
-                    self.model.generate(**kw)
+                with self.generation_context(use_adapter) as model, torch.inference_mode():
+                    model.generate(**kw)
             except Exception as e:  # surfaced below, never swallowed
                 errors.append(e)
                 streamer.end()
@@ -268,8 +318,8 @@ class Answerer:
         if todo:
             prompts = [build_prompt(a.question, [(h.title, h.content) for h in a.sources]) for a in todo]
             enc = self.tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
-            with self.generation_context(use_adapter), torch.inference_mode():
-                out = self.model.generate(**enc, **self._gen_kwargs(max_new_tokens, temperature))
+            with self.generation_context(use_adapter) as model, torch.inference_mode():
+                out = model.generate(**enc, **self._gen_kwargs(max_new_tokens, temperature))
             texts = self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             for a, t in zip(todo, texts):
                 self._finish(a, t)
@@ -319,7 +369,8 @@ def main(args: argparse.Namespace) -> int:
     if ans.sources:
         print(f"\n{label}:")
         for rank, h in enumerate(ans.sources, 1):
-            print(f"{rank:>2}. {h.uid}  {h.title}  (cosine {h.dense_score or 0:.3f})")
+            mark = "  <- cited" if rank == ans.cited else ""
+            print(f"{rank:>2}. {h.uid}  {h.title}  (cosine {h.dense_score or 0:.3f}){mark}")
     print(f"\n{ans.latency_ms:.0f} ms (retrieval {ans.retrieval_ms:.0f} ms"
           + (f", first token {ans.first_token_ms:.0f} ms" if ans.first_token_ms else "") + ")")
     return 0

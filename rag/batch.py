@@ -65,7 +65,8 @@ def run_batch(qa, items: list[dict], out: str | Path, k: int = 3, batch_size: in
                                   max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
             for it, a in zip(chunk, answers):
                 rec = {"id": it["id"], "question": it["question"], "answer": a.text, "abstained": a.abstained,
-                       "sources": a.to_dict()["sources"], "latency_ms": round(a.latency_ms, 1)}
+                       "sources": a.to_dict()["sources"], "cited_uid": a.to_dict()["cited_uid"],
+                       "latency_ms": round(a.latency_ms, 1)}
                 if a.notice:
                     rec["notice"] = a.notice
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")

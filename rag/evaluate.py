@@ -88,7 +88,8 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
     from indexing.calibrate import invented_titles
     from indexing.questions import make_question
 
-    val_uids = set((qa.adapter_meta or {}).get("data", {}).get("val_uids", []))
+    data = (qa.adapter_meta or {}).get("data", {})
+    val_uids = set(data.get("held_out_uids") or data.get("val_uids", []))
     held = docs[docs["uid"].isin(val_uids)] if val_uids else docs
     held = held[held["uid"].isin(set(qa.index.docs["uid"]))].head(n)
     if held.empty:
@@ -114,6 +115,9 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
         for s in range(0, len(fake), batch_size):
             abst += qa.ask_many(fake[s: s + batch_size], max_new_tokens=64, use_retrieval=rag, use_adapter=tuned)
         m = score(answers, refs, contexts)
+        # answers whose citation line names the product asked about (RAG systems cite; others cannot)
+        m["cited_right"] = sum(bool(a.cited_source and a.cited_source.uid == u)
+                               for a, u in zip(answers, held["uid"])) / len(answers)
         m["correct_abstain"] = sum(a.abstained for a in abst) / max(len(abst), 1)
         m["latency_ms_per_question"] = secs * 1000 / len(questions)
         report["systems"][system] = m
@@ -129,11 +133,12 @@ def format_report(report: dict) -> str:
     lines = [f"{report['n_questions']} questions about held-out products, {report['n_invented']} about invented ones"
              + (f"; repetition penalty {penalty}" if penalty else "") + ".", "",
              "| system | ROUGE-L | BLEU | token F1 | grounding | correct 'not in catalog' (invented) | "
-             "false abstain (real) | looping answers | latency / question (ms) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "false abstain (real) | cites the right product | looping answers | latency / question (ms) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s, m in report["systems"].items():
         lines.append(f"| {s} | {m['rougeL']:.3f} | {m['bleu']:.1f} | {m['token_f1']:.3f} | {m['grounding']:.3f} | "
-                     f"{m['correct_abstain']:.1%} | {m['false_abstain']:.1%} | {m.get('loops', 0):.1%} | "
+                     f"{m['correct_abstain']:.1%} | {m['false_abstain']:.1%} | {m.get('cited_right', 0):.1%} | "
+                     f"{m.get('loops', 0):.1%} | "
                      f"{m['latency_ms_per_question']:,.0f} |")
     return "\n".join(lines)
 

@@ -3,15 +3,23 @@
     from rag.prompt import build_prompt, build_response
     build_prompt("What is 'Mog's Kittens'?", [("Mog's Kittens", "Board book ...")])
 
-Training examples are `build_prompt(question, contexts) + build_response(description) + EOS`; at
-inference the model continues `build_prompt(question, retrieved)`. Changing any string here changes
-what the model was trained on: bump PROMPT_VERSION, and adapters trained on another version are
-refused at load time.
+Training examples are `build_prompt(question, contexts) + build_response(description, title, rank)
++ EOS`; at inference the model continues `build_prompt(question, retrieved)`. Changing any string
+here changes what the model was trained on: bump PROMPT_VERSION, and adapters trained on another
+version are refused at load time.
+
+The response first cites the entry it answers from ("[2] Title", a line of its own), then copies that
+entry's description. Citing is why the answers are the catalog's text: choosing the entry is one
+easy decision, and once the model has written an entry's title line, copying the description that
+follows that line in the prompt is what small models do best. (Version 1 answered with the bare
+description: its adapter reached a low average loss, yet at generation time it did not know where
+to start and wrote the product's title or a generic sentence instead; see README.) `split_citation`
+takes the line off again, so `Answer.text` is the description.
 """
 
 from __future__ import annotations
 
-PROMPT_VERSION = 1
+PROMPT_VERSION = 2
 
 # The instruction the model is given (and, in OpenAI-style exports, the system message).
 INSTRUCTION = (
@@ -57,6 +65,26 @@ def build_prompt(question: str, contexts: list[tuple[str, str]], max_chars: int 
                                   input=format_context(contexts, max_chars))
 
 
-def build_response(description: str | None, max_chars: int = MAX_CONTEXT_CHARS) -> str:
-    """What the model should answer: the description as the prompt shows it, or NOT_IN_CATALOG."""
-    return NOT_IN_CATALOG if description is None else truncate(description, max_chars)
+def build_response(description: str | None, title: str = "", rank: int = 1,
+                   max_chars: int = MAX_CONTEXT_CHARS) -> str:
+    """What the model should answer: the citation line of the entry ("[rank] title", as the prompt
+    labels it) and its description as the prompt shows it; or NOT_IN_CATALOG."""
+    if description is None:
+        return NOT_IN_CATALOG
+    return f"[{rank}] {title}\n{truncate(description, max_chars)}"
+
+
+_CITATION = None
+
+
+def split_citation(text: str) -> tuple[int | None, str | None, str]:
+    """(cited rank, cited title, the rest) of a generated answer; (None, None, text) without a citation line."""
+    import re
+
+    global _CITATION
+    if _CITATION is None:
+        _CITATION = re.compile(r"\A\s*\[(\d{1,2})\] ?([^\n]*)\n")
+    m = _CITATION.match(text)
+    if not m:
+        return None, None, text.strip()
+    return int(m.group(1)), m.group(2).strip(), text[m.end():].strip()

@@ -62,11 +62,11 @@ def is_followup(question: str) -> bool:
     return bool(_FOLLOWUP_WORDS.search(question)) and "'" not in question and '"' not in question
 
 
-def source_messages(hits: list, abstained: bool) -> list[dict]:
+def source_messages(hits: list, abstained: bool, cited: int | None = None) -> list[dict]:
     """One collapsed chat message per source: title, uid and cosine in its header, the description inside."""
-    label = "closest, not a match" if abstained else "source"
     out = []
     for rank, h in enumerate(hits, 1):
+        label = "closest, not a match" if abstained else ("source (cited)" if rank == cited else "source")
         score = f"cosine {h.dense_score:.3f}" if h.dense_score is not None else "found by keywords"
         title = f"{label} {rank}: {escape_md(h.title)} · uid {escape_md(h.uid)} · {score}"
         out.append({"role": "assistant", "content": escape_md(h.content) or "(no description)",
@@ -135,12 +135,14 @@ class ChatSession:
             body = escape_md(final.text)
             if final.abstained:
                 body = f"**{body}**"
+            elif final.cited_source is not None:  # the model's citation line, shown as a heading
+                body = f"**{escape_md(final.cited_source.title)}** ({final.cited})\n\n{body}"
             timing = f"{final.latency_ms / 1000:.1f} s"
             if final.first_token_ms:
                 timing = f"first token {final.first_token_ms / 1000:.2f} s · total {timing}"
             answer["content"] = ((f"_{escape_md(notice)}_\n\n" if notice else "") + body
                                  + f"\n\n_{escape_md(timing)}_")
-            history += source_messages(final.sources, final.abstained)
+            history += source_messages(final.sources, final.abstained, final.cited)
             yield copy.deepcopy(history), (final.sources[0] if final.sources and not final.abstained else last)
         except Exception:  # one failed request must never take the server down
             log.exception("chat request failed: %r", q[:200])

@@ -27,6 +27,21 @@ def test_generation_stops_at_next_section():
     assert clean_generation("") == ""
 
 
+def test_finish_takes_the_citation_off():
+    from rag.answer import Answer
+    from rag.prompt import NOT_IN_CATALOG
+
+    qa = Answerer.__new__(Answerer)
+    a = qa._finish(Answer("q", "", sources=[hit(0.9), hit(0.8)]), "[2] t\nA pink tutu.\n### Instruction: x")
+    assert (a.text, a.cited, a.abstained, a.cited_source.uid) == ("A pink tutu.", 2, False, "u")
+    assert a.to_dict()["cited_uid"] == "u"
+    a = qa._finish(Answer("q", "", sources=[hit(0.9)]), "[3] t\nA pink tutu.")  # cites a source it was not given
+    assert a.cited is None and a.text == "A pink tutu."
+    a = qa._finish(Answer("q", "", sources=[hit(0.9)]), NOT_IN_CATALOG)
+    assert a.abstained and a.cited is None
+    assert qa._finish(Answer("q", "", sources=[hit(0.9)]), "  ").text == NOT_IN_CATALOG
+
+
 def hit(score):
     return Hit(uid="u", title="t", content="c", score=0.1, dense_score=score, retrievers=("dense",))
 

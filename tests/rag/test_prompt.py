@@ -1,6 +1,6 @@
 """The one prompt builder: exact strings, shared by training and inference."""
 
-from rag.prompt import INSTRUCTION, NOT_IN_CATALOG, build_prompt, build_response, truncate
+from rag.prompt import INSTRUCTION, NOT_IN_CATALOG, build_prompt, build_response, split_citation, truncate
 
 EXPECTED = """Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.
 
@@ -33,14 +33,26 @@ def test_prompt_without_entries_and_portuguese():
     assert got.startswith("Below is an instruction") and INSTRUCTION in got
 
 
+def test_response_exact_string():
+    assert build_response("Board book for toddlers.", "Mog's Kittens", 2) == "[2] Mog's Kittens\nBoard book for toddlers."
+    assert build_response(None) == NOT_IN_CATALOG == "This product is not in the catalog."
+
+
 def test_training_text_is_inference_prompt_plus_response():
-    ctx = [("A", "x " * 700)]
+    ctx = [("B", "other"), ("A", "x " * 700)]
     prompt = build_prompt("What is 'A'?", ctx)
-    train_text = prompt + build_response("x " * 700)
-    assert train_text.startswith(prompt) and train_text[len(prompt):] == truncate("x " * 700)
-    # the answer is cut exactly like the context, so the model can copy it
-    assert build_response("x " * 700) in prompt
-    assert build_response(None) == NOT_IN_CATALOG
+    response = build_response("x " * 700, "A", 2)
+    train_text = prompt + response
+    assert train_text.startswith(prompt) and train_text[len(prompt):] == "[2] A\n" + truncate("x " * 700)
+    # the citation line and the description are exactly as the prompt shows them, so the model copies
+    assert response in prompt
+
+
+def test_split_citation():
+    assert split_citation("[2] Mog's Kittens\nBoard book.") == (2, "Mog's Kittens", "Board book.")
+    assert split_citation(" [10] T\n\nLine one.\nLine two. ") == (10, "T", "Line one.\nLine two.")
+    assert split_citation(NOT_IN_CATALOG) == (None, None, NOT_IN_CATALOG)
+    assert split_citation("[2] only a title") == (None, None, "[2] only a title")  # no line: not a citation
 
 
 def test_truncate_at_word_boundary():

@@ -38,7 +38,7 @@ class FakeQA:
             return
         for w in hits[0].content.split():
             yield w + " "
-        yield Answer(question, hits[0].content, hits, latency_ms=5.0, first_token_ms=1.0)
+        yield Answer(question, hits[0].content, hits, latency_ms=5.0, first_token_ms=1.0, cited=1)
 
 
 @pytest.fixture
@@ -76,7 +76,9 @@ def test_answer_then_collapsed_escaped_sources(docs):
     user, answer, *sources = messages
     assert user == {"role": "user", "content": escape_md("What is 'Evil Widget'?")}
     assert "<script" not in answer["content"] and "window" in answer["content"]
+    assert answer["content"].startswith(f"**{escape_md('Evil Widget')}** (1)")  # the cited product as heading
     assert sources[0]["metadata"]["status"] == "done"  # collapsed
+    assert sources[0]["metadata"]["title"].startswith("source (cited) 1")
     assert "uid u3" in sources[0]["metadata"]["title"] and "cosine" in sources[0]["metadata"]["title"]
     assert all("<img" not in m["content"] and "<script" not in m["content"] for m in messages)
     assert last.uid == "u3"
