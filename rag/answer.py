@@ -296,8 +296,10 @@ class Answerer:
         return ans
 
     def ask_many(self, questions: list[str], k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                 temperature: float = 0.0, use_retrieval: bool = True, use_adapter: bool = True) -> list[Answer]:
-        """Answer a batch in one retrieval call and one batched generate (left-padded prompts)."""
+                 temperature: float = 0.0, use_retrieval: bool = True, use_adapter: bool = True,
+                 batch_size: int | None = None) -> list[Answer]:
+        """Answer many questions: one retrieval call, then batched generates (left-padded prompts) of
+        `batch_size` (default: all at once). Answers come back in the questions' order."""
         import torch
 
         from rag.prompt import NOT_IN_CATALOG, build_prompt
@@ -315,13 +317,19 @@ class Answerer:
                 a.text, a.abstained = NOT_IN_CATALOG, True
             else:
                 todo.append(a)
-        if todo:
-            prompts = [build_prompt(a.question, [(h.title, h.content) for h in a.sources]) for a in todo]
+        # A batch generates until its longest answer ends, and pads to its longest prompt. The answer
+        # copies the top source's description, so batching answers by that length groups similar
+        # prompt and answer lengths (benchmarks/answer.py: sorted vs arrival order).
+        todo.sort(key=lambda a: len(a.sources[0].content) if a.sources else 0)
+        bs = batch_size or max(len(todo), 1)
+        for s in range(0, len(todo), bs):
+            chunk = todo[s: s + bs]
+            prompts = [build_prompt(a.question, [(h.title, h.content) for h in a.sources]) for a in chunk]
             enc = self.tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
             with self.generation_context(use_adapter) as model, torch.inference_mode():
                 out = model.generate(**enc, **self._gen_kwargs(max_new_tokens, temperature))
             texts = self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            for a, t in zip(todo, texts):
+            for a, t in zip(chunk, texts):
                 self._finish(a, t)
         total = (time.perf_counter() - t0) * 1000
         for a in answers:

@@ -7,7 +7,7 @@ import pytest
 from indexing.errors import UserError
 from indexing.search import Hit
 from rag.answer import MAX_QUESTION_CHARS, Answer, Answerer, clean_generation, sanitize_question
-from rag.batch import read_questions, run_batch
+from rag.batch import GROUP, read_questions, run_batch
 
 
 @pytest.mark.parametrize("q", ["", "   ", "\t\n", "\x00\x07"])
@@ -79,7 +79,7 @@ class FakeQA:
     def __init__(self, crash_after=None):
         self.calls, self.crash_after = 0, crash_after
 
-    def ask_many(self, questions, k=3, max_new_tokens=None):
+    def ask_many(self, questions, k=3, max_new_tokens=None, batch_size=None):
         if self.crash_after is not None and self.calls >= self.crash_after:
             raise KeyboardInterrupt
         self.calls += 1
@@ -90,16 +90,16 @@ def test_batch_resume_after_interrupt(tmp_path):
     items = [{"id": i, "question": f"q{i}"} for i in range(10)]
     out = tmp_path / "answers.jsonl"
     with pytest.raises(KeyboardInterrupt):
-        run_batch(FakeQA(crash_after=2), items, out, batch_size=3, progress=False)
+        run_batch(FakeQA(crash_after=1), items, out, batch_size=1, progress=False)
     first = [json.loads(x)["id"] for x in out.read_text().splitlines()]
-    assert first == list(range(6))  # two full batches flushed
+    assert first == list(range(GROUP))  # the first group of batches was flushed
     with open(out, "a") as f:
         f.write('{"id": 6, "question": "q6", "ans')  # a torn line from a crash mid-write
     r = run_batch(FakeQA(), items, out, batch_size=3, progress=False)
-    assert r == {"answered": 4, "already_done": 6, "total": 10}
+    assert r == {"answered": 10 - GROUP, "already_done": GROUP, "total": 10}
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["id"] for x in rows] == list(range(10))
-    assert set(rows[0]) == {"id", "question", "answer", "abstained", "sources", "latency_ms"}
+    assert set(rows[0]) == {"id", "question", "answer", "abstained", "sources", "cited_uid", "latency_ms"}
     assert rows[0]["sources"] == [{"uid": "u", "title": "t", "score": 0.9}]
     assert run_batch(FakeQA(), items, out, progress=False)["answered"] == 0
 
