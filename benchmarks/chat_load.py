@@ -129,7 +129,7 @@ def main() -> None:
     lines = [f"{len(questions)} concurrent chat questions through gradio_client to `productqa chat` on localhost "
              f"(this 2-core CPU; {model}; at most {args.max_new_tokens} new tokens; server --max-concurrency "
              f"{args.max_concurrency}; server start-up {startup:.0f} s). Command: `python benchmarks/chat_load.py "
-             f"--n {args.n} --max-new-tokens {args.max_new_tokens} --max-concurrency {args.max_concurrency}`", "",
+             f"{' '.join(sys.argv[1:])}`", "",
              "| completed | failed | latency p50 (s) | latency p95 (s) | throughput (questions/s) | answering afterwards |",
              "|---:|---:|---:|---:|---:|---|",
              f"| {len(ok)} | {len(results) - len(ok)} | {pct(ok, .5):.1f} | {pct(ok, .95):.1f} | "
