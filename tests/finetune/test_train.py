@@ -28,7 +28,10 @@ def test_tiny_llama_4bit_run_writes_a_complete_adapter(demo_catalog, demo_index,
     saved = json.loads((out / "training_meta.json").read_text())
     assert saved["global_step"] == 6 and saved["four_bit"] is True
     assert saved["base_model"]["path"] == str(tiny_llama) and len(saved["base_model"]["hash"]) == 32
-    assert saved["prompt_version"] == 1 and len(saved["data"]["examples_fingerprint"]) == 32
+    from rag.prompt import PROMPT_VERSION
+
+    assert saved["prompt_version"] == PROMPT_VERSION and len(saved["data"]["examples_fingerprint"]) == 32
+    assert saved["data"]["held_out_uids"] and set(saved["data"]["val_uids"]) <= set(saved["data"]["held_out_uids"])
     assert saved["hyperparameters"]["lora_r"] == 16 and saved["hyperparameters"]["lr"] == 2e-4
     assert [h["step"] for h in saved["loss_history"] if "loss" in h] == [1, 2, 3, 4, 5, 6]
     assert any("eval_loss" in h for h in saved["loss_history"])

@@ -51,6 +51,8 @@ def server(xss_index):
 
     qa = Answerer(xss_index)
     app, url = serve(qa, port=free_port(), max_concurrency=2, block=False)
+    # the defaults: this machine only, no public link, no analytics
+    assert url.startswith("http://127.0.0.1:") and app.share_url is None and app.analytics_enabled is False
     yield url, qa
     app.close()
 
