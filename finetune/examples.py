@@ -61,13 +61,12 @@ def build_examples(docs, index, cfg: ExampleConfig = ExampleConfig(), progress: 
                       if h.uid != uid and h.title.casefold() != title.casefold()
                       and (held_out or h.uid not in val_uids)]
             if rng.random() < cfg.p_distractor_only:
-                ctx, answer, kind = others[: cfg.k], None, "distractor"
+                ctx, completion, kind = others[: cfg.k], build_response(None), "distractor"
             else:
                 ctx = others[: cfg.k - 1]
                 pos = rng.randint(1, len(ctx)) if ctx and rng.random() < cfg.p_not_first else 0
                 ctx.insert(pos, (title, content))
-                answer, kind = content, "oracle" if pos == 0 else "oracle-not-first"
-            completion = build_response(answer, title, pos + 1) if answer is not None else build_response(None)
+                completion, kind = build_response(content, title, pos + 1), "oracle" if pos == 0 else "oracle-not-first"
             ex = {"prompt": build_prompt(q, ctx), "completion": completion, "uid": uid, "kind": kind,
                   "question": q}
             (val if held_out else train).append(ex)

@@ -13,7 +13,8 @@ Importing `rag` is cheap: torch and transformers load on the first `load`.
 
 from __future__ import annotations
 
-_loaded: dict = {}  # (index, adapter, base_model) -> Answerer; the last one loaded is the default
+_loaded: dict = {}  # (index, adapter, base_model) -> Answerer
+_default = None  # the Answerer of the last `load`: what ask/stream use without index=
 
 
 def load(index, adapter=None, base_model=None, **kwargs):
@@ -24,10 +25,11 @@ def load(index, adapter=None, base_model=None, **kwargs):
 
     key = (str(Path(index).resolve()), str(Path(adapter).resolve()) if adapter else None,
            str(base_model) if base_model else None)
+    global _default
     if key not in _loaded:
         _loaded[key] = Answerer(index, adapter=adapter, base_model=base_model, **kwargs)
-    _loaded["default"] = _loaded[key]
-    return _loaded[key]
+    _default = _loaded[key]
+    return _default
 
 
 def _answerer(index, adapter):
@@ -35,9 +37,9 @@ def _answerer(index, adapter):
 
     if index is not None:
         return load(index, adapter)
-    if "default" not in _loaded:
+    if _default is None:
         raise UserError("no index loaded: call rag.load(INDEX_DIR) or pass index=INDEX_DIR")
-    return _loaded["default"]
+    return _default
 
 
 def ask(question: str, index=None, adapter=None, **kwargs):

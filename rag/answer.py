@@ -150,7 +150,7 @@ class Answerer:
         self.index = load_index(index)
         self.threshold = float(self.index.meta.get("abstain_threshold", 0.0))
         self.device = pick_device(device)
-        # 4-bit NF4 saves memory on GPUs; on this CPU the fp32 weights generate faster (benchmarks/answer.py)
+        # 4-bit NF4 saves memory on GPUs; on CPUs unquantized weights generate faster
         self.four_bit = (self.device == "cuda") if four_bit is None else four_bit
         self.dtype = inference_dtype(self.device, self.four_bit) if dtype == "auto" else dtype
         self.base_path, self._base_model = base, None

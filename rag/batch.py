@@ -70,9 +70,9 @@ def run_batch(qa, items: list[dict], out: str | Path, k: int = 3, batch_size: in
             answers = qa.ask_many([it["question"] for it in chunk], k=k, batch_size=batch_size,
                                   max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
             for it, a in zip(chunk, answers):
+                d = a.to_dict()
                 rec = {"id": it["id"], "question": it["question"], "answer": a.text, "abstained": a.abstained,
-                       "sources": a.to_dict()["sources"], "cited_uid": a.to_dict()["cited_uid"],
-                       "latency_ms": round(a.latency_ms, 1)}
+                       "sources": d["sources"], "cited_uid": d["cited_uid"], "latency_ms": round(a.latency_ms, 1)}
                 if a.notice:
                     rec["notice"] = a.notice
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")

@@ -19,6 +19,8 @@ takes the line off again, so `Answer.text` is the description.
 
 from __future__ import annotations
 
+import re
+
 PROMPT_VERSION = 2
 
 # The instruction the model is given (and, in OpenAI-style exports, the system message).
@@ -51,12 +53,16 @@ def truncate(text: str, max_chars: int = MAX_CONTEXT_CHARS) -> str:
     return (cut[:space] if space > max_chars // 2 else cut).rstrip()
 
 
+def entry(rank: int, title: str, content: str, max_chars: int = MAX_CONTEXT_CHARS) -> str:
+    """One catalog entry as the prompt shows it, and as a cited answer repeats it."""
+    return f"[{rank}] {title}\n{truncate(content, max_chars)}"
+
+
 def format_context(contexts: list[tuple[str, str]], max_chars: int = MAX_CONTEXT_CHARS) -> str:
     """Retrieved products as numbered entries, each labelled with its title."""
     if not contexts:
         return NO_ENTRIES
-    return "\n\n".join(f"[{i}] {title}\n{truncate(content, max_chars)}"
-                       for i, (title, content) in enumerate(contexts, start=1))
+    return "\n\n".join(entry(i, title, content, max_chars) for i, (title, content) in enumerate(contexts, start=1))
 
 
 def build_prompt(question: str, contexts: list[tuple[str, str]], max_chars: int = MAX_CONTEXT_CHARS) -> str:
@@ -69,21 +75,14 @@ def build_response(description: str | None, title: str = "", rank: int = 1,
                    max_chars: int = MAX_CONTEXT_CHARS) -> str:
     """What the model should answer: the citation line of the entry ("[rank] title", as the prompt
     labels it) and its description as the prompt shows it; or NOT_IN_CATALOG."""
-    if description is None:
-        return NOT_IN_CATALOG
-    return f"[{rank}] {title}\n{truncate(description, max_chars)}"
+    return NOT_IN_CATALOG if description is None else entry(rank, title, description, max_chars)
 
 
-_CITATION = None
+_CITATION = re.compile(r"\A\s*\[(\d{1,2})\] ?([^\n]*)\n")  # "[2] Title" on the answer's first line
 
 
 def split_citation(text: str) -> tuple[int | None, str | None, str]:
     """(cited rank, cited title, the rest) of a generated answer; (None, None, text) without a citation line."""
-    import re
-
-    global _CITATION
-    if _CITATION is None:
-        _CITATION = re.compile(r"\A\s*\[(\d{1,2})\] ?([^\n]*)\n")
     m = _CITATION.match(text)
     if not m:
         return None, None, text.strip()

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from indexing.errors import UserError
+from rag.answer import DEFAULT_MAX_NEW_TOKENS
 
 log = logging.getLogger("productqa.chat")
 
@@ -91,8 +92,8 @@ class ChatSession:
     def __init__(self, qa):
         self.qa = qa
 
-    def respond(self, message, history, k=3, temperature=0.0, max_new_tokens=320, use_adapter=True,
-                retrieval_only=False, last=None):
+    def respond(self, message, history, k=3, temperature=0.0, max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+                use_adapter=True, retrieval_only=False, last=None):
         """Yield (messages, last product) as the answer streams; `last` is the product follow-ups refer to."""
         from indexing.questions import sanitize_question
         from rag.answer import Answer
@@ -111,7 +112,9 @@ class ChatSession:
         yield copy.deepcopy(history), last
         try:
             k = max(1, min(int(k), 20))
+            t0 = time.perf_counter()
             hits = self.qa.retrieve([q], k)[0]
+            retrieval_ms = (time.perf_counter() - t0) * 1000  # done here, so stream() does not count it
             prompt_q = q
             if last is not None and self.qa.should_abstain(hits) and is_followup(q):
                 # a follow-up: answer about the product discussed last
@@ -132,6 +135,10 @@ class ChatSession:
                 text += piece
                 answer["content"] = escape_md(text)
                 yield copy.deepcopy(history), last
+            final.retrieval_ms += retrieval_ms
+            final.latency_ms += retrieval_ms
+            if final.first_token_ms is not None:
+                final.first_token_ms += retrieval_ms
             body = escape_md(final.text)
             if final.abstained:
                 body = f"**{body}**"
@@ -154,8 +161,6 @@ def build_app(qa, max_concurrency: int = 2):
     """The Gradio Blocks app around a loaded Answerer."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
-
-    from rag.answer import DEFAULT_MAX_NEW_TOKENS
 
     session = ChatSession(qa)
     adapter = qa.adapter.name if qa.adapter else "none (base model)"
@@ -255,6 +260,13 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--max-concurrency must be >= 1")
     if not Path(args.index).is_dir():
         raise UserError(f"{args.index}: no index here (run `productqa index build` first)")
+    import socket
+
+    with socket.socket() as s:  # a taken port fails now, not after the models have loaded
+        try:
+            s.bind((args.host, args.port))
+        except OSError as e:
+            raise UserError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port") from None
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True)
     serve(qa, host=args.host, port=args.port, auth=auth, max_concurrency=args.max_concurrency, share=args.share)

@@ -142,3 +142,20 @@ def test_parse_auth(monkeypatch):
     assert parse_auth(None) == ("bob", "pw")
     with pytest.raises(UserError):
         parse_auth("nocolon")
+
+
+def test_chat_command_refuses_a_taken_port_before_loading_models(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (tmp_path / "index").mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "ui.cli", "chat", "--index", str(tmp_path / "index"), "--port",
+                            str(port)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr
