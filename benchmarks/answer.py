@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"), help="weights when answering")
     ap.add_argument("--no-merge", action="store_true", help="keep the LoRA adapter unmerged")
+    ap.add_argument("--answer-mode", default="auto", choices=("auto", "verbatim", "generate"),
+                    help="rag.answer mode (default auto: verbatim for these 'what is X' questions)")
     ap.add_argument("--name", help="results file suffix: benchmarks/results/answer-NAME.md")
     args = ap.parse_args()
     index = args.index
@@ -53,7 +55,7 @@ def main() -> None:
             prepare([ROOT / "indexing" / "demo" / "demo_trn.jsonl"], work / "catalog", progress=False, workers=1)
             build_index(BuildConfig(catalog=str(work / "catalog"), out=str(work / "index"), progress=False))
         index = str(work / "index")
-    qa = Answerer(index, adapter=args.adapter, dtype=args.dtype, merge=not args.no_merge)
+    qa = Answerer(index, adapter=args.adapter, dtype=args.dtype, merge=not args.no_merge, mode=args.answer_mode)
     docs = qa.index.docs.head(args.n)
     questions = [make_question(t, u, "any", salt="bench") for u, t in zip(docs["uid"], docs["title"])]
     qa.ask(questions[0], max_new_tokens=4)  # warm-up
@@ -80,7 +82,8 @@ def main() -> None:
     model = "SmolLM2-135M-Instruct" + (f" + adapter {args.adapter}" + (" (merged)" if qa.merged else " (unmerged)")
                                        if args.adapter else " (base)")
     cmd = " ".join(sys.argv[1:])
-    lines = [f"{model}, {qa.dtype} on CPU (2 cores), index {index}, {len(questions)} questions, greedy, at most "
+    lines = [f"{model}, {qa.dtype} on CPU (2 cores), answer mode {qa.mode}, index {index}, {len(questions)} "
+             f"questions, greedy, at most "
              f"{args.max_new_tokens} new tokens. Command: `python benchmarks/answer.py {cmd}`", "",
              "| measure | p50 | p95 |", "|---|---:|---:|",
              f"| time to first token (ms) | {pct(ttft, .5):,.0f} | {pct(ttft, .95):,.0f} |",

@@ -56,6 +56,27 @@ def make_questions(title: str, key: str, n: int = 1, lang: str = "any") -> list[
     return [pool[(start + i) % len(pool)].format(title=title) for i in range(min(n, len(pool)))]
 
 
+# A question asks for one detail (rather than what the product is) when a clause opens with a detail
+# question word ("how long...", "and who wrote it?", "Mog's Kittens: how many pages?") and no
+# description word is named. English and Portuguese. ("the book where a tiger comes to tea" describes.)
+_DESCRIPTION_WORDS = re.compile(
+    r"\b(what\s+is|what's|whats|tell\s+me\s+about|describe|description|"
+    r"o\s+que\s+[ée]|descri[çc][ãa]o|descreva|fale\s+(?:sobre|do|da)|me\s+fale)\b", re.I)
+_DETAIL_WORDS = re.compile(
+    r"(?:^|[:;,.?!]\s*)(?:(?:and|but|so|e|mas)\s+)?"
+    r"(how|who|when|where|why|which|does|do|did|is|are|can|will|would|should|"
+    r"quanto|quanta|quantos|quantas|como|quem|quando|onde|por\s*que|porque|serve|tem|funciona)\b", re.I)
+
+
+def asks_for_description(question: str) -> bool:
+    """Does the question ask what a product is (its description), rather than one detail of it?
+    "What is 'Mog's Kittens'?", "qual é a descrição deste produto: ...", "the picture book where a tiger
+    comes to tea" and a bare title do; "how long is it?", "quantas páginas tem?" do not."""
+    if _DESCRIPTION_WORDS.search(question):
+        return True
+    return not _DETAIL_WORDS.search(question)
+
+
 def sanitize_question(question) -> tuple[str, str | None]:
     """(clean question, notice). Raises UserError for an empty one."""
     if not isinstance(question, str) or not question.strip():

@@ -9,6 +9,15 @@ from their descriptions, or abstain.
     a = qa.ask("What is 'Mog's Kittens'?")                   # Answer(text, sources, abstained, ...)
     for piece in qa.stream("..."): ...                       # text pieces, then the Answer
 
+What the answer is (`mode`, measured in README "Answer modes"):
+  verbatim   the model reads the question and the retrieved entries and picks one: it writes only the
+             citation ("[2]"), and the answer is that entry's catalog description, word for word
+  generate   the model writes the answer (citation line, then the description as it copies it); the
+             answer ends at EOS, "###" or the start of the next entry, and an answer that is empty,
+             only a citation, or loops falls back to the cited entry's catalog description
+  auto       (default) verbatim for questions that ask what a product is; generate for questions
+             that ask one detail of it ("how long is it?"), which the description must be read for
+
 Abstention happens twice: before generating, when the best retrieved product is not close enough
 (cosine below the threshold calibrated at index build time and stored in meta.json), and when the
 fine-tuned model itself answers that the product is not in the catalog. An answer always carries
@@ -20,8 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import re
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +45,13 @@ DEFAULT_MAX_NEW_TOKENS = 320  # ~1,200 characters: the longest answer the prompt
 # prompt's tokens, so any value > 1 punishes copying the retrieved description (ROUGE-L 0.684 at 1.0,
 # 0.338 at 1.05 on held-out products); loops are rare and cut by max_new_tokens.
 REPETITION_PENALTY = 1.0
-STOP_STRINGS = ["###"]  # the next Alpaca section means the answer is over
+MODES = ("auto", "verbatim", "generate")
+DEFAULT_MODE = "auto"
+# verbatim: the model writes "[2]" (3 tokens) or starts "This product is not in the catalog." (its
+# first 4 tokens are REFUSAL_START); it stops at "]" or the end of the line
+PICK_TOKENS = 6
+REFUSAL_START = "This product is not"
+PICK_STOP = ["]", "\n", "###"]
 
 
 @dataclass
@@ -48,6 +65,11 @@ class Answer:
     retrieval_ms: float = 0.0
     first_token_ms: float | None = None
     cited: int | None = None  # the source (1-based rank) the answer's citation line names, if any
+    # where the text comes from: "generated" (the model's words), "catalog" (verbatim mode: the cited
+    # entry's description), "fallback" (the model's answer was unusable, see fallback_reason: the cited
+    # entry's description instead), "refused" (not in the catalog)
+    origin: str = "generated"
+    fallback_reason: str | None = None  # "empty", "citation only", "looping"
 
     @property
     def cited_source(self):
@@ -56,7 +78,8 @@ class Answer:
     def to_dict(self) -> dict:
         cited = self.cited_source
         return {"question": self.question, "answer": self.text, "abstained": self.abstained,
-                "cited_uid": cited.uid if cited else None,
+                "cited_uid": cited.uid if cited else None, "origin": self.origin,
+                "fallback_reason": self.fallback_reason,
                 "sources": [{"uid": h.uid, "title": h.title, "score": round(h.dense_score or 0.0, 4)}
                             for h in self.sources],
                 "notice": self.notice, "latency_ms": round(self.latency_ms, 1),
@@ -94,8 +117,72 @@ def token_streamer(tok, timeout: float | None = None):
 
 
 def clean_generation(text: str) -> str:
-    """Cut at the next "###" section and trim."""
-    return text.split("###", 1)[0].strip()
+    """The answer part of a generation: cut at the next "###" section or the next "[n] Title" entry."""
+    from rag.prompt import cut_answer
+
+    return cut_answer(text)[0]
+
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+_WORD = re.compile(r"[^\W_]", re.UNICODE)  # an answer without a letter or digit ("", "[", "...") is empty
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def loops(text: str, n: int = 3, times: int = 3) -> bool:
+    """Does some word n-gram occur `times` or more (a generation stuck in a loop)?"""
+    t = tokens(text)
+    grams = Counter(tuple(t[i: i + n]) for i in range(len(t) - n + 1))
+    return bool(grams) and max(grams.values()) >= times
+
+
+def should_abstain(hits, threshold: float) -> bool:
+    """No product close enough: the best cosine is below the calibrated threshold (no sources: always)."""
+    if not hits:
+        return True
+    return max((h.dense_score or 0.0) for h in hits) < threshold
+
+
+def answer_mode(mode: str, question: str) -> str:
+    """"verbatim" or "generate" for this question; "auto" decides by what the question asks."""
+    from indexing.questions import asks_for_description
+
+    if mode == "auto":
+        return "verbatim" if asks_for_description(question) else "generate"
+    return mode
+
+
+def finish(ans: Answer, generated: str, mode: str = "generate") -> Answer:
+    """The final answer from the model's output. The citation line ("[2] Title") goes into
+    `ans.cited`; "not in the catalog" is an abstention. Verbatim mode answers with the cited entry's
+    description. In generate mode the text is cut at the next "###" section or entry, and an answer
+    that is empty, only a citation, or loops (a word 3-gram three times, where the source does not)
+    is replaced by the cited entry's description (the top source when none is cited), marked
+    origin="fallback" with the reason: never a bare title, never another entry's text."""
+    from rag.prompt import NOT_IN_CATALOG, split_citation
+
+    text = clean_generation(generated)
+    if text.startswith(REFUSAL_START):
+        ans.text, ans.abstained, ans.cited, ans.origin = NOT_IN_CATALOG, True, None, "refused"
+        return ans
+    rank, _, body = split_citation(text + "\n")  # "+ \n": a citation line cut short still counts
+    ans.cited = rank if rank and rank <= len(ans.sources) else None
+    # the entry the answer is about: the cited one, else the best retrieved one
+    source = ans.cited_source or (ans.sources[0] if ans.sources else None)
+    if mode == "verbatim" and source is not None:
+        ans.text, ans.origin, ans.cited = source.content, "catalog", ans.cited or 1
+        return ans
+    reason = ("empty" if not _WORD.search(text) else "citation only" if rank and not body
+              else "looping" if loops(body) and not (source and loops(source.content)) else None)
+    if reason and source is not None:
+        ans.text, ans.origin, ans.fallback_reason, ans.cited = source.content, "fallback", reason, ans.cited or 1
+    else:  # no sources to fall back on (answers without retrieval): the model's words, as they are
+        ans.text, ans.origin = body if rank else text, "generated"
+    if not ans.text:
+        ans.text, ans.abstained, ans.origin = NOT_IN_CATALOG, True, "refused"
+    return ans
 
 
 def inference_dtype(device: str, four_bit: bool) -> str:
@@ -119,11 +206,15 @@ class Answerer:
 
     def __init__(self, index: str | Path, adapter: str | Path | None = None, base_model: str | Path | None = None,
                  device: str | None = None, four_bit: bool | None = None, progress: bool = False,
-                 repetition_penalty: float = REPETITION_PENALTY, merge: bool = True, dtype: str = "auto"):
+                 repetition_penalty: float = REPETITION_PENALTY, merge: bool = True, dtype: str = "auto",
+                 mode: str = DEFAULT_MODE):
         from indexing.search import load_index
         from rag.model import base_identity, load_model, pick_device, resolve_base
         from rag.prompt import PROMPT_VERSION
 
+        if mode not in MODES:
+            raise UserError(f"answer mode {mode!r}: choose from {', '.join(MODES)}")
+        self.mode = mode
         self.adapter = Path(adapter) if adapter else None
         self.adapter_meta = None
         self.merged = False
@@ -179,31 +270,32 @@ class Answerer:
         return self.index.retrieve_many(questions, k=k)
 
     def should_abstain(self, hits) -> bool:
-        """No product close enough: the best cosine is below the calibrated threshold."""
-        if not hits:
-            return True
-        best = max((h.dense_score or 0.0) for h in hits)
-        return best < self.threshold
+        return should_abstain(hits, self.threshold)
 
-    def _gen_kwargs(self, max_new_tokens: int, temperature: float) -> dict:
+    def _gen_kwargs(self, max_new_tokens: int, temperature: float, mode: str = "generate") -> dict:
+        from rag.prompt import STOP_STRINGS
+
+        if mode == "verbatim":  # only the pick: "[2]" or the start of "not in the catalog"
+            max_new_tokens, temperature = min(max_new_tokens, PICK_TOKENS), 0.0
         kw = dict(max_new_tokens=max_new_tokens, repetition_penalty=self.repetition_penalty,
-                  stop_strings=STOP_STRINGS, tokenizer=self.tok, pad_token_id=self.tok.pad_token_id,
-                  eos_token_id=self.tok.eos_token_id)
+                  stop_strings=PICK_STOP if mode == "verbatim" else STOP_STRINGS, tokenizer=self.tok,
+                  pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
         if temperature and temperature > 0:
             kw.update(do_sample=True, temperature=temperature, top_p=0.95)
         else:
             kw.update(do_sample=False)
         return kw
 
-    def _finish(self, ans: Answer, generated: str) -> Answer:
-        """The final text: cut at the next section, the citation line ("[2] Title") taken off into
-        `ans.cited`, an empty answer turned into "not in the catalog"."""
-        from rag.prompt import NOT_IN_CATALOG, split_citation
+    def _prepare(self, question: str, k: int, use_retrieval: bool, hits: list | None, t0: float) -> Answer:
+        """Sanitise, retrieve (unless `hits` are given) and abstain below the threshold."""
+        from rag.prompt import NOT_IN_CATALOG
 
-        rank, title, body = split_citation(clean_generation(generated))
-        ans.cited = rank if rank and rank <= len(ans.sources) else None
-        ans.text = body or (f"[{rank}] {title}" if rank else NOT_IN_CATALOG)
-        ans.abstained = ans.text.startswith(NOT_IN_CATALOG.rstrip("."))
+        q, notice = sanitize_question(question)
+        if hits is None:
+            hits = self.retrieve([q], k)[0] if use_retrieval else []
+        ans = Answer(question=q, text="", sources=hits, notice=notice, retrieval_ms=(time.perf_counter() - t0) * 1000)
+        if use_retrieval and self.should_abstain(hits):
+            ans.text, ans.abstained, ans.origin = NOT_IN_CATALOG, True, "refused"
         return ans
 
     # ------------------------------------------------------------------ API
@@ -228,113 +320,135 @@ class Answerer:
                 with self.model.disable_adapter():
                     yield self.model
 
-    def stream(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-               temperature: float = 0.0, use_retrieval: bool = True, hits: list | None = None,
-               use_adapter: bool = True):
-        """Yield the answer's text pieces as they are generated; the generator's return value (and a
-        final `Answer` yielded last) carries the sources and flags. `hits` replaces retrieval (the chat
-        passes the last product for follow-ups); `use_adapter=False` answers with the base model."""
-
+    def _generate(self, prompts: list[str], max_new_tokens: int, temperature: float, use_adapter: bool,
+                  mode: str, streamer=None) -> list[str]:
+        """One (left-padded) generate over `prompts`; the generated texts."""
         import torch
 
-        from rag.prompt import NOT_IN_CATALOG, build_prompt
+        enc = self.tok(prompts, return_tensors="pt", padding=len(prompts) > 1).to(self.model.device)
+        kw = self._gen_kwargs(max_new_tokens, temperature, mode)
+        if streamer is not None:
+            kw["streamer"] = streamer
+        with self.generation_context(use_adapter) as model, torch.inference_mode():
+            out = model.generate(**enc, **kw)
+        return self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def stream(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+               temperature: float = 0.0, use_retrieval: bool = True, hits: list | None = None,
+               use_adapter: bool = True, mode: str | None = None):
+        """Yield the answer's text pieces as they are generated; the generator's return value (and a
+        final `Answer` yielded last) carries the sources and flags. `hits` replaces retrieval (the chat
+        passes the last product for follow-ups); `use_adapter=False` answers with the base model.
+        Verbatim answers arrive as one piece (the description) once the model has picked the entry.
+        The pieces stop where the answer ends (never into the next entry); a generated answer that
+        falls back shows its catalog description only in the final `Answer`."""
+        from rag.prompt import build_prompt, cut_answer
 
         t0 = time.perf_counter()
-        q, notice = sanitize_question(question)
-        if hits is None:
-            hits = self.retrieve([q], k)[0] if use_retrieval else []
-        ans = Answer(question=q, text="", sources=hits, notice=notice,
-                     retrieval_ms=(time.perf_counter() - t0) * 1000)
-        if use_retrieval and self.should_abstain(hits):
-            ans.text, ans.abstained = NOT_IN_CATALOG, True
+        ans = self._prepare(question, k, use_retrieval, hits, t0)
+        mode = answer_mode(mode or self.mode, ans.question) if ans.sources else "generate"
+        if ans.abstained:
             ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
             yield ans.text
             yield ans
             return ans
-        prompt = build_prompt(q, [(h.title, h.content) for h in hits])
-        ids = self.tok(prompt, return_tensors="pt").to(self.model.device)
+        prompt = build_prompt(ans.question, [(h.title, h.content) for h in ans.sources])
+        if mode == "verbatim":
+            finish(ans, self._generate([prompt], max_new_tokens, temperature, use_adapter, mode)[0], mode)
+            ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
+            yield ans.text
+            yield ans
+            return ans
         streamer = token_streamer(self.tok)
-        kw = {**ids, **self._gen_kwargs(max_new_tokens, temperature), "streamer": streamer}
         errors = []
 
         def run():
             try:
-                with self.generation_context(use_adapter) as model, torch.inference_mode():
-                    model.generate(**kw)
+                self._generate([prompt], max_new_tokens, temperature, use_adapter, mode, streamer=streamer)
             except Exception as e:  # surfaced below, never swallowed
                 errors.append(e)
                 streamer.end()
 
         th = threading.Thread(target=run, daemon=True)
         th.start()
-        text = ""
+        raw, shown = "", 0
         for piece in streamer:
             if not piece:
                 continue
             if ans.first_token_ms is None:
                 ans.first_token_ms = (time.perf_counter() - t0) * 1000
-            if "###" in text + piece:  # the stop string may arrive split over pieces
-                piece = (text + piece).split("###", 1)[0][len(text):]
-                text += piece
-                if piece:
-                    yield piece
-                continue
-            text += piece
-            yield piece
+            raw += piece
+            # show only what is surely answer: up to an end marker, holding back a possible partial one
+            visible, ended = cut_answer(raw, final=False)
+            if len(visible) > shown:
+                yield visible[shown:]
+                shown = len(visible)
+            if ended:
+                break  # the rest is another entry or section: never shown (generation stops right after)
         th.join()
         if errors:
             raise errors[0]
-        self._finish(ans, text)
+        finish(ans, raw, mode)
         ans.latency_ms = (time.perf_counter() - t0) * 1000
         yield ans
         return ans
 
     def ask(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
             temperature: float = 0.0, use_retrieval: bool = True, hits: list | None = None,
-            use_adapter: bool = True) -> Answer:
-        *_, ans = self.stream(question, k, max_new_tokens, temperature, use_retrieval, hits, use_adapter)
+            use_adapter: bool = True, mode: str | None = None) -> Answer:
+        *_, ans = self.stream(question, k, max_new_tokens, temperature, use_retrieval, hits, use_adapter, mode)
         return ans
+
+    def iter_answers(self, questions: list[str], k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                     temperature: float = 0.0, use_retrieval: bool = True, use_adapter: bool = True,
+                     batch_size: int | None = None, mode: str | None = None):
+        """Yield (i, Answer) for questions[i] as each becomes known: one retrieval call, then every
+        refusal (no generation needed), then each batched generate's answers (left-padded prompts,
+        `batch_size` per generate, default all at once)."""
+        from rag.prompt import build_prompt
+
+        t0 = time.perf_counter()
+        qs = [sanitize_question(q)[0] for q in questions]
+        all_hits = self.retrieve(qs, k) if use_retrieval else [[] for _ in qs]
+        t_ret = (time.perf_counter() - t0) * 1000 / max(len(qs), 1)
+        todo = []
+        for i, (q, hits) in enumerate(zip(questions, all_hits)):
+            a = self._prepare(q, k, use_retrieval, hits, t0)
+            a.retrieval_ms = t_ret
+            if a.abstained:
+                a.latency_ms = t_ret
+                yield i, a
+            else:
+                todo.append((i, a, answer_mode(mode or self.mode, a.question) if a.sources else "generate"))
+        # A batch generates until its longest answer ends, and pads to its longest prompt. Verbatim picks
+        # are a few tokens each, so they batch together; a generated answer copies the top source's
+        # description, so sorting by that length groups similar prompt and answer lengths
+        # (benchmarks/answer.py: sorted vs arrival order).
+        todo.sort(key=lambda t: (t[2] != "verbatim", len(t[1].sources[0].content) if t[1].sources else 0))
+        bs = batch_size or max(len(todo), 1)
+        s = 0
+        while s < len(todo):
+            m = todo[s][2]
+            chunk = [t for t in todo[s: s + bs] if t[2] == m]
+            s += len(chunk)
+            t1 = time.perf_counter()
+            prompts = [build_prompt(a.question, [(h.title, h.content) for h in a.sources]) for _, a, _ in chunk]
+            texts = self._generate(prompts, max_new_tokens, temperature, use_adapter, m)
+            per = (time.perf_counter() - t1) * 1000 / len(chunk)
+            for (i, a, _), t in zip(chunk, texts):
+                finish(a, t, m)
+                a.latency_ms = t_ret + per  # this answer's share of its batch
+                yield i, a
 
     def ask_many(self, questions: list[str], k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                  temperature: float = 0.0, use_retrieval: bool = True, use_adapter: bool = True,
-                 batch_size: int | None = None) -> list[Answer]:
-        """Answer many questions: one retrieval call, then batched generates (left-padded prompts) of
-        `batch_size` (default: all at once). Answers come back in the questions' order."""
-        import torch
-
-        from rag.prompt import NOT_IN_CATALOG, build_prompt
-
-        t0 = time.perf_counter()
-        clean = [sanitize_question(q) for q in questions]
-        qs = [q for q, _ in clean]
-        all_hits = self.retrieve(qs, k) if use_retrieval else [[] for _ in qs]
-        t_ret = (time.perf_counter() - t0) * 1000 / max(len(qs), 1)
-        answers = [Answer(question=q, text="", sources=h, notice=n, retrieval_ms=t_ret)
-                   for (q, n), h in zip(clean, all_hits)]
-        todo = []
-        for a in answers:
-            if use_retrieval and self.should_abstain(a.sources):
-                a.text, a.abstained = NOT_IN_CATALOG, True
-            else:
-                todo.append(a)
-        # A batch generates until its longest answer ends, and pads to its longest prompt. The answer
-        # copies the top source's description, so batching answers by that length groups similar
-        # prompt and answer lengths (benchmarks/answer.py: sorted vs arrival order).
-        todo.sort(key=lambda a: len(a.sources[0].content) if a.sources else 0)
-        bs = batch_size or max(len(todo), 1)
-        for s in range(0, len(todo), bs):
-            chunk = todo[s: s + bs]
-            prompts = [build_prompt(a.question, [(h.title, h.content) for h in a.sources]) for a in chunk]
-            enc = self.tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
-            with self.generation_context(use_adapter) as model, torch.inference_mode():
-                out = model.generate(**enc, **self._gen_kwargs(max_new_tokens, temperature))
-            texts = self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            for a, t in zip(chunk, texts):
-                self._finish(a, t)
-        total = (time.perf_counter() - t0) * 1000
-        for a in answers:
-            a.latency_ms = total / len(answers)  # batch time, shared
-        return answers
+                 batch_size: int | None = None, mode: str | None = None) -> list[Answer]:
+        """`iter_answers`, collected: the answers in the questions' order."""
+        out: list = [None] * len(questions)
+        for i, a in self.iter_answers(questions, k, max_new_tokens, temperature, use_retrieval, use_adapter,
+                                      batch_size, mode):
+            out[i] = a
+        return out
 
 
 # --------------------------------------------------------------------------- CLI
@@ -350,7 +464,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
     p.add_argument("--no-retrieval", action="store_true", help="answer without catalog context (for comparison)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    add_mode_argument(p)
     p.add_argument("--device", choices=("cpu", "cuda"))
+
+
+def add_mode_argument(p: argparse.ArgumentParser) -> None:
+    """--answer-mode, shared by ask, batch and chat."""
+    p.add_argument("--answer-mode", choices=MODES, default=DEFAULT_MODE,
+                   help="verbatim: the model picks the entry, the answer is its catalog description; generate: "
+                        "the model writes the answer; auto (default): verbatim for 'what is X' questions, "
+                        "generate for questions about one detail")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -359,7 +482,8 @@ def main(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 1:
         raise UserError("--max-new-tokens must be >= 1")
     q, notice = sanitize_question(args.question)
-    qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True)
+    qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True,
+                  mode=args.answer_mode)
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     ans = None
@@ -373,11 +497,15 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(ans.to_dict(), ensure_ascii=False))
         return 0
     print()
+    if ans.origin == "fallback":  # what streamed was unusable: say so, then show the catalog's text
+        print(f"\n(the model's answer was {ans.fallback_reason}; the catalog's description of the "
+              f"{'cited' if ans.cited else 'closest'} product instead:)\n{ans.text}")
     label = "closest products (not in the catalog)" if ans.abstained else "sources"
     if ans.sources:
         print(f"\n{label}:")
         for rank, h in enumerate(ans.sources, 1):
-            mark = "  <- cited" if rank == ans.cited else ""
+            mark = ("" if rank != ans.cited else "  <- cited" if ans.origin == "generated"
+                    else "  <- answer (its catalog description)")
             print(f"{rank:>2}. {h.uid}  {h.title}  (cosine {h.dense_score or 0:.3f}){mark}")
     print(f"\n{ans.latency_ms:.0f} ms (retrieval {ans.retrieval_ms:.0f} ms"
           + (f", first token {ans.first_token_ms:.0f} ms" if ans.first_token_ms else "") + ")")

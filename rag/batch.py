@@ -5,8 +5,10 @@
 Questions: JSON lines {"id": ..., "question": ...}, CSV with columns id,question, or plain text (one
 question a line; ids are line numbers), told apart by extension (.jsonl/.json, .csv, anything else
 = text). Invalid lines are reported with their line numbers and skipped.
-Output: JSON lines {"id", "question", "answer", "abstained", "sources": [{"uid", "title", "score"}],
-"latency_ms"}, each flushed as soon as its batch is done. Re-running the same command after a crash
+Output: JSON lines {"id", "question", "answer", "abstained", "origin", "fallback_reason",
+"sources": [{"uid", "title", "score"}], "cited_uid", "latency_ms"}, each written and flushed as soon as
+it is known (refusals right after retrieval, answers as their generate finishes), so lines come in
+that order, not the input's; `id` ties them back. Re-running the same command after a crash
 or Ctrl-C answers only the ids not yet in --out: nothing is lost or answered twice.
 """
 
@@ -22,7 +24,7 @@ from indexing.errors import UserError
 from indexing.questions import read_questions  # noqa: F401  (re-exported: the batch input reader)
 
 
-GROUP = 4  # batches answered (and flushed) together
+CHUNK = 1024  # questions retrieved together; their refusals are written before any of them is generated
 
 
 def done_ids(out: Path) -> set[str]:
@@ -50,7 +52,8 @@ def _drop_torn_tail(out: Path) -> None:
 
 def run_batch(qa, items: list[dict], out: str | Path, k: int = 3, batch_size: int = 8,
               max_new_tokens: int | None = None, progress: bool = True) -> dict:
-    """Answer the items not yet in `out`, appending and flushing after each batch."""
+    """Answer the items not yet in `out`, appending (and flushing) each answer as soon as it is known:
+    refusals right after retrieval, generated answers as their batch finishes."""
     from tqdm import tqdm
 
     from rag.answer import DEFAULT_MAX_NEW_TOKENS
@@ -62,27 +65,27 @@ def run_batch(qa, items: list[dict], out: str | Path, k: int = 3, batch_size: in
     todo = [it for it in items if json.dumps(it["id"]) not in done]
     with open(out, "a", encoding="utf-8") as f, tqdm(total=len(todo), unit="question", desc="answers",
                                                       disable=not progress) as bar:
-        # groups of GROUP batches: ask_many sorts a group by expected answer length (faster batches);
-        # the group is the unit that is flushed (a crash loses at most one group's work)
-        step = batch_size * GROUP
-        for s in range(0, len(todo), step):
-            chunk = todo[s: s + step]
-            answers = qa.ask_many([it["question"] for it in chunk], k=k, batch_size=batch_size,
-                                  max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
-            for it, a in zip(chunk, answers):
+        for s in range(0, len(todo), CHUNK):
+            chunk = todo[s: s + CHUNK]
+            for i, a in qa.iter_answers([it["question"] for it in chunk], k=k, batch_size=batch_size,
+                                        max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS):
+                it = chunk[i]
                 d = a.to_dict()
                 rec = {"id": it["id"], "question": it["question"], "answer": a.text, "abstained": a.abstained,
-                       "sources": d["sources"], "cited_uid": d["cited_uid"], "latency_ms": round(a.latency_ms, 1)}
+                       "origin": a.origin, "fallback_reason": a.fallback_reason, "sources": d["sources"],
+                       "cited_uid": d["cited_uid"], "latency_ms": round(a.latency_ms, 1)}
                 if a.notice:
                     rec["notice"] = a.notice
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            f.flush()
+                f.flush()  # a crash loses no finished answer (the OS holds the page; a torn line is repaired)
+                bar.update(1)
             os.fsync(f.fileno())
-            bar.update(len(chunk))
     return {"answered": len(todo), "already_done": len(items) - len(todo), "total": len(items)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from rag.answer import add_mode_argument
+
     p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
     p.add_argument("--adapter", metavar="ADAPTER_DIR", help="LoRA adapter (default: the base model)")
     p.add_argument("--base-model", metavar="PATH", help="base model folder (default: the adapter's, or SmolLM2)")
@@ -91,6 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", type=int, default=3, help="retrieved products per question (default 3)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="questions per generate call (default 8)")
     p.add_argument("--max-new-tokens", type=int, metavar="N")
+    add_mode_argument(p)
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -106,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
     if not items:
         raise UserError(f"{args.questions}: no valid questions")
     qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device,
-                  progress=not args.quiet)
+                  progress=not args.quiet, mode=args.answer_mode)
     r = run_batch(qa, items, args.out, k=args.k, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                   progress=not args.quiet)
     print(f"answered {r['answered']:,} (already done: {r['already_done']:,}) of {r['total']:,} -> {args.out}")

@@ -1,15 +1,26 @@
-"""Answer evaluation: how much retrieval and fine-tuning each add, with numbers.
+"""Answer evaluation: how much retrieval and fine-tuning each add, and whether answers are the right
+product's text and nothing else, with numbers.
 
     productqa eval answers --index data/index --catalog data/catalog --adapter data/adapter [--n 40] [--out DIR]
+        [--systems base,base+rag,fine-tuned,fine-tuned+rag,retrieval] [--answer-mode verbatim,generate]
 
-On held-out products (the adapter's validation products: it never trained on them) asks one
-question each and compares four systems:
+On held-out products (the adapter's held-out products: it never trained on them) asks about each one
+in five ways (the phrasings of `eval retrieval`: exact title, lower-case, partial title, a typo,
+Portuguese) and compares systems:
   base                the base model alone (no catalog context)
   base + RAG          the base model with the retrieved descriptions in its prompt
   fine-tuned          the adapter without retrieval (the earlier student notebooks' approach)
   fine-tuned + RAG    the adapter with retrieval (ProductQA)
-Metrics against the true description: ROUGE-L F (rouge-score), BLEU (sacrebleu, corpus), token F1;
-grounding = share of answer tokens found in the retrieved descriptions; abstention on questions about
+  retrieval           no model: the best retrieved product's description (the baseline for "verbatim")
+Systems with retrieval run once per `--answer-mode` (rag.answer: verbatim = the model picks the entry
+and the answer is its catalog text; generate = the model writes it; auto = by question).
+Metrics against the true description, both cut to what the prompt shows (the first
+rag.prompt.MAX_CONTEXT_CHARS characters, at a word boundary): ROUGE-L F (rouge-score), BLEU
+(sacrebleu, corpus), token F1; right product (the answer is about the product asked, or an edition
+with the same title); grounding = share of answer tokens found in the retrieved descriptions; answers
+holding another entry's text (a word 8-gram of another retrieved description that the true one lacks);
+citation-only or empty answers; looping answers (a word 3-gram three times, where the reference has
+none); fallbacks (generated answers replaced by the catalog text); abstention on questions about
 invented products (correct "not in the catalog" rate) and on real ones (false-abstain rate); latency.
 Writes DIR/report.md, DIR/report.json and DIR/report.png (default DIR: ADAPTER_DIR/eval).
 """
@@ -23,14 +34,13 @@ import time
 from pathlib import Path
 
 from indexing.errors import UserError
+from rag.answer import loops, tokens
 
-SYSTEMS = ("base", "base + RAG", "fine-tuned", "fine-tuned + RAG")
-SYSTEM_KEYS = {"base": "base", "base+rag": "base + RAG", "fine-tuned": "fine-tuned", "fine-tuned+rag": "fine-tuned + RAG"}
-_TOKEN = re.compile(r"\w+", re.UNICODE)
-
-
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text.lower())
+SYSTEMS = ("base", "base + RAG", "fine-tuned", "fine-tuned + RAG", "retrieval")
+SYSTEM_KEYS = {"base": "base", "base+rag": "base + RAG", "fine-tuned": "fine-tuned",
+               "fine-tuned+rag": "fine-tuned + RAG", "retrieval": "retrieval"}
+DEFAULT_SYSTEMS = "base,base+rag,fine-tuned,fine-tuned+rag"
+_BARE_CITATION = re.compile(r"\A\s*\[\d{1,2}\][^\n]*\Z")
 
 
 def token_f1(pred: str, ref: str) -> float:
@@ -53,76 +63,138 @@ def grounding(pred: str, contexts: list[str]) -> float:
     return sum(t in vocab for t in p) / len(p)
 
 
-def loops(text: str, n: int = 3, times: int = 3) -> bool:
-    """Does some word n-gram occur `times` or more (a generation stuck in a loop)?"""
-    from collections import Counter
-
+def _grams(text: str, n: int) -> set:
     t = tokens(text)
-    grams = Counter(tuple(t[i: i + n]) for i in range(len(t) - n + 1))
-    return bool(grams) and max(grams.values()) >= times
+    return {tuple(t[i: i + n]) for i in range(len(t) - n + 1)}
+
+
+def borrows(pred: str, ref: str, others: list[str], n: int = 8) -> bool:
+    """Does the answer hold text of another entry: a word n-gram found in another description but not
+    in the true one? (8 words: long enough that two descriptions do not share it by chance.)"""
+    mine = _grams(pred, n) - _grams(ref, n)
+    return any(mine & _grams(o, n) for o in others)
+
+
+def bare(text: str, titles: list[str]) -> bool:
+    """An answer that is empty, only a citation line ("[1] Title"), or only a title."""
+    t = text.strip()
+    return not t or bool(_BARE_CITATION.match(t)) or t.casefold() in {x.casefold() for x in titles}
 
 
 def score(answers: list, refs: list[str], contexts: list[list[str]]) -> dict:
     import sacrebleu
     from rouge_score import rouge_scorer
 
+    from rag.prompt import truncate
+
     sc = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    preds = [a.text for a in answers]
+    # both sides cut to what the prompt shows: a generated answer can only copy that much
+    preds, refs = [truncate(a.text) for a in answers], [truncate(r) for r in refs]
     n = max(len(preds), 1)
+    rouge = [sc.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs)]
     return {
-        "rougeL": sum(sc.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs)) / n,
+        "rougeL": sum(rouge) / n,
+        "rougeL_each": rouge,
         "bleu": sacrebleu.corpus_bleu(preds, [refs]).score,
         "token_f1": sum(token_f1(p, r) for p, r in zip(preds, refs)) / n,
         "grounding": sum(grounding(p, c) for p, c in zip(preds, contexts)) / n,
         "false_abstain": sum(a.abstained for a in answers) / n,
         "loops": sum(loops(p) and not loops(r) for p, r in zip(preds, refs)) / n,
+        "fallbacks": sum(a.origin == "fallback" for a in answers) / n,
     }
 
 
+def right_product(a, uid: str, title: str) -> bool:
+    """Is the answer about the asked product (or an edition with exactly its title)?"""
+    src = a.cited_source
+    return bool(src) and not a.abstained and (src.uid == uid or src.title == title)
+
+
+class TopRetrieved:
+    """The "retrieval" system: no model, the best retrieved product's description (or abstain)."""
+
+    def __init__(self, qa):
+        self.qa = qa
+
+    def ask_many(self, questions, **kw):
+        from rag.answer import Answer
+        from rag.prompt import NOT_IN_CATALOG
+
+        t0 = time.perf_counter()
+        out = []
+        for q, hits in zip(questions, self.qa.retrieve(questions, 3)):
+            if self.qa.should_abstain(hits):
+                out.append(Answer(q, NOT_IN_CATALOG, hits, abstained=True, origin="refused"))
+            else:
+                out.append(Answer(q, hits[0].content, hits, cited=1, origin="catalog"))
+        for a in out:
+            a.latency_ms = (time.perf_counter() - t0) * 1000 / max(len(out), 1)
+        return out
+
+
 def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch_size: int = 8,
-                     max_new_tokens: int = 256, progress: bool = True, systems=SYSTEMS) -> dict:
-    """Run the four systems on held-out products and invented ones; return the report dict."""
+                     max_new_tokens: int = 256, progress: bool = True, systems=SYSTEMS[:4],
+                     modes=("auto",), variants=None) -> dict:
+    """Run the systems on held-out products and invented ones; return the report dict."""
 
     from tqdm import tqdm
 
     from indexing.calibrate import invented_titles
+    from indexing.evaluate import VARIANTS, make_eval_questions
     from indexing.questions import make_question
 
+    variants = tuple(variants or VARIANTS)
     data = (qa.adapter_meta or {}).get("data", {})
     val_uids = set(data.get("held_out_uids") or data.get("val_uids", []))
     held = docs[docs["uid"].isin(val_uids)] if val_uids else docs
-    held = held[held["uid"].isin(set(qa.index.docs["uid"]))].head(n)
+    held = held[held["uid"].isin(set(qa.index.docs["uid"]))].head(n).reset_index(drop=True)
     if held.empty:
         raise UserError("no held-out product of this adapter is in the index/catalog")
-    questions = [make_question(t, u, "any", salt="eval") for u, t in zip(held["uid"], held["title"])]
-    refs = list(held["content"])
+    rows = [r for r in make_eval_questions(held, n=len(held), seed=0) if r["variant"] in variants]
+    questions = [r["question"] for r in rows]
+    content = dict(zip(held["uid"], held["content"]))
+    refs = [content[r["uid"]] for r in rows]
     fake = [make_question(t, t, "any", salt="eval")
             for t in invented_titles(n_invented or len(held), {t.casefold() for t in docs["title"]}, seed=1)]
     # what retrieval returns for each question: the grounding reference for every system
-    contexts = [[h.content for h in hits] for hits in qa.retrieve(questions, 3)]
+    retrieved = qa.retrieve(questions, 3)
+    contexts = [[h.content for h in hits] for hits in retrieved]
 
-    report = {"n_questions": len(questions), "n_invented": len(fake), "systems": {}, "examples": []}
+    report = {"n_products": len(held), "n_questions": len(questions), "n_invented": len(fake),
+              "variants": list(variants), "systems": {}, "examples": []}
     outputs = {}
+    runs = []
     for system in systems:
         tuned, rag = system.startswith("fine-tuned"), system.endswith("RAG")
         if tuned and qa.adapter is None:
             continue
+        for mode in (modes if rag else [None]):
+            runs.append((system + (f" ({mode})" if mode else ""), system, mode))
+    for name, system, mode in runs:
+        tuned, rag = system.startswith("fine-tuned"), system.endswith("RAG")
+        asker = TopRetrieved(qa) if system == "retrieval" else qa
+        kw = {} if system == "retrieval" else dict(max_new_tokens=max_new_tokens, use_retrieval=rag,
+                                                    use_adapter=tuned, mode=mode or "generate")
         answers, abst, t0 = [], [], time.perf_counter()
-        for s in tqdm(range(0, len(questions), batch_size), desc=system, disable=not progress):
-            answers += qa.ask_many(questions[s: s + batch_size], max_new_tokens=max_new_tokens, use_retrieval=rag,
-                                   use_adapter=tuned)
+        for s in tqdm(range(0, len(questions), batch_size), desc=name, disable=not progress):
+            answers += asker.ask_many(questions[s: s + batch_size], **kw)
         secs = time.perf_counter() - t0
         for s in range(0, len(fake), batch_size):
-            abst += qa.ask_many(fake[s: s + batch_size], max_new_tokens=64, use_retrieval=rag, use_adapter=tuned)
+            abst += asker.ask_many(fake[s: s + batch_size], **{**kw, "max_new_tokens": 64} if kw else {})
         m = score(answers, refs, contexts)
-        # answers whose citation line names the product asked about (RAG systems cite; others cannot)
-        m["cited_right"] = sum(bool(a.cited_source and a.cited_source.uid == u)
-                               for a, u in zip(answers, held["uid"])) / len(answers)
+        each = m.pop("rougeL_each")
+        m["by_variant"] = {v: sum(x for x, r in zip(each, rows) if r["variant"] == v)
+                           / max(sum(r["variant"] == v for r in rows), 1) for v in variants}
+        m["right_product"] = sum(right_product(a, r["uid"], r["title"]) for a, r in zip(answers, rows)) / len(rows)
+        m["other_entry"] = sum(borrows(a.text, ref, [h.content for h in a.sources if h.uid != r["uid"]
+                                                      and h.content != ref])
+                               for a, ref, r in zip(answers, refs, rows)) / len(rows)
+        m["bare"] = sum(bare(a.text, [h.title for h in a.sources]) for a in answers) / len(rows)
         m["correct_abstain"] = sum(a.abstained for a in abst) / max(len(abst), 1)
         m["latency_ms_per_question"] = secs * 1000 / len(questions)
-        report["systems"][system] = m
-        outputs[system] = answers
-    for i in range(min(3, len(questions))):
+        report["systems"][name] = m
+        outputs[name] = answers
+    for i in range(0, min(3 * len(variants), len(questions)), len(variants)):
         report["examples"].append({"question": questions[i], "reference": refs[i],
                                    **{s: outputs[s][i].text for s in outputs}})
     return report
@@ -130,16 +202,24 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
 
 def format_report(report: dict) -> str:
     penalty = report.get("repetition_penalty")
-    lines = [f"{report['n_questions']} questions about held-out products, {report['n_invented']} about invented ones"
+    lines = [f"{report['n_questions']} questions about {report.get('n_products', '?')} held-out products "
+             f"({', '.join(report.get('variants', []))}), {report['n_invented']} about invented ones"
              + (f"; repetition penalty {penalty}" if penalty else "") + ".", "",
-             "| system | ROUGE-L | BLEU | token F1 | grounding | correct 'not in catalog' (invented) | "
-             "false abstain (real) | cites the right product | looping answers | latency / question (ms) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| system | ROUGE-L | right product | another entry's text | citation-only or empty | looping | "
+             "fallbacks | BLEU | token F1 | grounding | correct 'not in catalog' (invented) | false abstain (real) | "
+             "latency / question (ms) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s, m in report["systems"].items():
-        lines.append(f"| {s} | {m['rougeL']:.3f} | {m['bleu']:.1f} | {m['token_f1']:.3f} | {m['grounding']:.3f} | "
-                     f"{m['correct_abstain']:.1%} | {m['false_abstain']:.1%} | {m.get('cited_right', 0):.1%} | "
-                     f"{m.get('loops', 0):.1%} | "
-                     f"{m['latency_ms_per_question']:,.0f} |")
+        lines.append(f"| {s} | {m['rougeL']:.3f} | {m['right_product']:.1%} | {m['other_entry']:.1%} | "
+                     f"{m['bare']:.1%} | {m['loops']:.1%} | {m['fallbacks']:.1%} | {m['bleu']:.1f} | "
+                     f"{m['token_f1']:.3f} | {m['grounding']:.3f} | {m['correct_abstain']:.1%} | "
+                     f"{m['false_abstain']:.1%} | {m['latency_ms_per_question']:,.0f} |")
+    variants = report.get("variants") or []
+    if variants:
+        lines += ["", "ROUGE-L by phrasing:", "", "| system | " + " | ".join(variants) + " |",
+                  "|---|" + "---:|" * len(variants)]
+        for s, m in report["systems"].items():
+            lines.append(f"| {s} | " + " | ".join(f"{m['by_variant'][v]:.3f}" for v in variants) + " |")
     return "\n".join(lines)
 
 
@@ -174,8 +254,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-invented", type=int, help="questions about invented products (default: --n)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--systems", default=",".join(SYSTEM_KEYS), metavar="LIST",
-                   help="comma-separated subset of " + ",".join(SYSTEM_KEYS) + " (default: all four)")
+    p.add_argument("--systems", default=DEFAULT_SYSTEMS, metavar="LIST",
+                   help="comma-separated subset of " + ",".join(SYSTEM_KEYS) + f" (default: {DEFAULT_SYSTEMS})")
+    p.add_argument("--answer-mode", default="auto", metavar="LIST",
+                   help="comma-separated answer modes to run the RAG systems in: auto, verbatim, generate (default auto)")
+    p.add_argument("--variants", metavar="LIST", help="question phrasings (default: exact,lower,partial,typo,portuguese)")
     p.add_argument("--repetition-penalty", type=float, metavar="X",
                    help="generation's repetition penalty (default: rag.answer.REPETITION_PENALTY)")
     p.add_argument("--out", metavar="DIR", help="report folder (default: ADAPTER_DIR/eval)")
@@ -184,7 +267,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from indexing.catalog import read_catalog
-    from rag.answer import REPETITION_PENALTY, Answerer
+    from indexing.evaluate import VARIANTS
+    from rag.answer import MODES, REPETITION_PENALTY, Answerer
 
     if args.n < 1:
         raise UserError("--n must be >= 1")
@@ -192,20 +276,30 @@ def main(args: argparse.Namespace) -> int:
     unknown = [k for k in keys if k not in SYSTEM_KEYS]
     if unknown or not keys:
         raise UserError(f"--systems: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(SYSTEM_KEYS)}")
+    modes = [m.strip().lower() for m in args.answer_mode.split(",") if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        raise UserError(f"--answer-mode: choose from {', '.join(MODES)} (comma-separated)")
+    variants = [v.strip() for v in (args.variants or ",".join(VARIANTS)).split(",") if v.strip()]
+    if not variants or any(v not in VARIANTS for v in variants):
+        raise UserError(f"--variants: choose from {', '.join(VARIANTS)} (comma-separated)")
     penalty = REPETITION_PENALTY if args.repetition_penalty is None else args.repetition_penalty
     if penalty <= 0:
         raise UserError("--repetition-penalty must be > 0 (1.0 = none)")
     qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, repetition_penalty=penalty)
     report = evaluate_answers(qa, read_catalog(args.catalog), n=args.n, n_invented=args.n_invented,
                               batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
-                              systems=[SYSTEM_KEYS[k] for k in keys])
+                              systems=[SYSTEM_KEYS[k] for k in keys], modes=modes, variants=variants)
     report["repetition_penalty"] = penalty
     out = Path(args.out) if args.out else Path(args.adapter) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     table = format_report(report)
     cmd = f"productqa eval answers --index {args.index} --catalog {args.catalog} --adapter {args.adapter} --n {args.n}"
-    if args.systems != ",".join(SYSTEM_KEYS):
+    if args.systems != DEFAULT_SYSTEMS:
         cmd += f" --systems {args.systems}"
+    if args.answer_mode != "auto":
+        cmd += f" --answer-mode {args.answer_mode}"
+    if args.variants:
+        cmd += f" --variants {args.variants}"
     if args.repetition_penalty is not None:
         cmd += f" --repetition-penalty {args.repetition_penalty}"
     (out / "report.md").write_text(f"Command: `{cmd}`\n\n{table}\n")

@@ -79,6 +79,33 @@ def build_response(description: str | None, title: str = "", rank: int = 1,
 
 
 _CITATION = re.compile(r"\A\s*\[(\d{1,2})\] ?([^\n]*)\n")  # "[2] Title" on the answer's first line
+# Where an answer is over: the Alpaca template's next "###" section, or a line that starts the next
+# catalog entry ("\n\n[2] Other title"). Descriptions hold no newlines (prepare collapses whitespace),
+# so a newline followed by "[n]" can only be the model running on into another entry.
+_ANSWER_END = re.compile(r"###|\n\s*\[\d{1,2}\]")
+# The text's end may be the first characters of such a marker: held back while streaming; at the end a
+# dangling "\n[" is cut (a "#" stays: "Learn C#" is a real ending).
+_PARTIAL_END = re.compile(r"(?:\n\s*(?:\[\d{0,2})?|#{1,2})\Z")
+_PARTIAL_ENTRY = re.compile(r"\n\s*(?:\[\d{0,2})?\Z")
+# What generation stops at (transformers' stop_strings; vLLM's `stop`): the same two markers, the
+# entry as the prompt separates entries (a blank line, then "["). Not "\n[": transformers matches stop
+# strings across the prompt's end too, and the prompt ends in "\n" while answers start with "[".
+STOP_STRINGS = ["###", "\n\n["]
+
+
+def cut_answer(text: str, final: bool = True) -> tuple[str, bool]:
+    """(the answer part of generated `text`, whether an end marker was seen). Cuts at the next "###"
+    section or the next "[n] Title" entry, whichever comes first. `final=False` (streaming) also holds
+    back a tail that may be the start of a marker ("\\n", "\\n[", "##"); `final=True` drops a dangling
+    "\\n[" (a partial entry label)."""
+    body = text.lstrip()
+    m = _ANSWER_END.search(body)
+    if m:
+        return body[: m.start()].rstrip(), True
+    p = (_PARTIAL_ENTRY if final else _PARTIAL_END).search(body)
+    if p:
+        body = body[: p.start()]
+    return (body.rstrip() if final else body), False
 
 
 def split_citation(text: str) -> tuple[int | None, str | None, str]:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from indexing.errors import UserError
-from rag.answer import DEFAULT_MAX_NEW_TOKENS
+from rag.answer import DEFAULT_MAX_NEW_TOKENS, add_mode_argument
 
 log = logging.getLogger("productqa.chat")
 
@@ -144,6 +144,11 @@ class ChatSession:
                 body = f"**{body}**"
             elif final.cited_source is not None:  # the model's citation line, shown as a heading
                 body = f"**{escape_md(final.cited_source.title)}** ({final.cited})\n\n{body}"
+            if final.origin == "catalog":
+                body += "\n\n_the catalog's description of the product the model picked_"
+            elif final.origin == "fallback":  # the model's own words were unusable: say so
+                body += (f"\n\n_the model's answer was {escape_md(final.fallback_reason)}: this is the "
+                         f"catalog's description instead_")
             timing = f"{final.latency_ms / 1000:.1f} s"
             if final.first_token_ms:
                 timing = f"first token {final.first_token_ms / 1000:.2f} s · total {timing}"
@@ -247,6 +252,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concurrency", type=int, default=2, metavar="N",
                    help="requests worked on at once; the rest wait in the queue (default 2)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    add_mode_argument(p)
     p.add_argument("--device", choices=("cpu", "cuda"))
 
 
@@ -268,6 +274,7 @@ def main(args: argparse.Namespace) -> int:
         except OSError as e:
             raise UserError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port") from None
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True)
+    qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True,
+                  mode=args.answer_mode)
     serve(qa, host=args.host, port=args.port, auth=auth, max_concurrency=args.max_concurrency, share=args.share)
     return 0

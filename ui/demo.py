@@ -94,6 +94,8 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool
                 ans = piece
             else:
                 print(piece, end="", flush=True)
+        if ans.origin == "fallback":
+            print(f"\n   (the model's answer was {ans.fallback_reason}; the catalog's description instead:)\n{ans.text}")
         label = "closest products" if ans.abstained else "sources"
         print(f"\n   {label}: " + "; ".join(f"{h.title} ({h.uid})" for h in ans.sources))
     print(f"\ndemo done in {time.time() - t0:.0f} s; artifacts in {out}")

@@ -6,8 +6,10 @@ import pytest
 
 from indexing.errors import UserError
 from indexing.search import Hit
-from rag.answer import MAX_QUESTION_CHARS, Answer, Answerer, clean_generation, sanitize_question
-from rag.batch import GROUP, read_questions, run_batch
+from rag.answer import MAX_QUESTION_CHARS, Answer, Answerer, clean_generation, finish, sanitize_question
+from rag.batch import read_questions, run_batch
+from rag.prompt import NOT_IN_CATALOG, cut_answer
+from tests.conftest import FakeIndex
 
 
 @pytest.mark.parametrize("q", ["", "   ", "\t\n", "\x00\x07"])
@@ -22,36 +24,136 @@ def test_control_characters_and_long_questions():
     assert len(q) == MAX_QUESTION_CHARS and "truncated from 50,000" in notice
 
 
-def test_generation_stops_at_next_section():
+def test_generation_stops_at_next_section_or_entry():
     assert clean_generation("  A tutu.\n\n### Instruction:\nmore") == "A tutu."
     assert clean_generation("") == ""
+    overrun = "[1] Tutu\nA pink tutu. Jack Higgins\n\n[2] To Ride Hell's Chasm\nIn this splendid fantasy"
+    assert clean_generation(overrun) == "[1] Tutu\nA pink tutu. Jack Higgins"
+    # generation stopped on the stop string "\n[" (or max tokens) in the middle of the next label
+    assert clean_generation("[1] Tutu\nA pink tutu.\n\n[") == "[1] Tutu\nA pink tutu."
+    assert clean_generation("[1] Tutu\nA pink tutu.\n[1") == "[1] Tutu\nA pink tutu."
+    assert clean_generation("[1] Tutu\nLearn C#") == "[1] Tutu\nLearn C#"  # a real ending stays
+    assert clean_generation("[1] Box [2] of 3\nA set of boxes [2] and [3].") == "[1] Box [2] of 3\nA set of boxes [2] and [3]."
+
+
+def test_streaming_holds_back_what_may_be_an_end_marker():
+    assert cut_answer("[1] Tutu\nA pink", final=False) == ("[1] Tutu\nA pink", False)
+    assert cut_answer("[1] Tutu\nA pink tutu.\n", final=False) == ("[1] Tutu\nA pink tutu.", False)
+    assert cut_answer("[1] Tutu\nA pink tutu.\n\n[2", final=False) == ("[1] Tutu\nA pink tutu.", False)
+    assert cut_answer("[1] Tutu\nA pink tutu ##", final=False) == ("[1] Tutu\nA pink tutu ", False)
+    assert cut_answer("[1] Tutu\nA pink tutu.\n\n[2] Other", final=False) == ("[1] Tutu\nA pink tutu.", True)
+
+
+def hit(score, uid="u", title="t", content="c"):
+    return Hit(uid=uid, title=title, content=content, score=0.1, dense_score=score, retrievers=("dense",))
+
+
+SOURCES = [hit(0.9, "u1", "Girls Ballet Tutu", "A pink tutu for girls, 30 cm long."),
+           hit(0.8, "u2", "To Ride Hell's Chasm", "In this splendid fantasy, a princess vanishes.")]
 
 
 def test_finish_takes_the_citation_off():
-    from rag.answer import Answer
-    from rag.prompt import NOT_IN_CATALOG
-
-    qa = Answerer.__new__(Answerer)
-    a = qa._finish(Answer("q", "", sources=[hit(0.9), hit(0.8)]), "[2] t\nA pink tutu.\n### Instruction: x")
-    assert (a.text, a.cited, a.abstained, a.cited_source.uid) == ("A pink tutu.", 2, False, "u")
-    assert a.to_dict()["cited_uid"] == "u"
-    a = qa._finish(Answer("q", "", sources=[hit(0.9)]), "[3] t\nA pink tutu.")  # cites a source it was not given
+    a = finish(Answer("q", "", sources=SOURCES), "[2] To Ride Hell's Chasm\nA princess vanishes.\n### Instruction: x")
+    assert (a.text, a.cited, a.abstained, a.origin, a.cited_source.uid) == ("A princess vanishes.", 2, False, "generated", "u2")
+    assert a.to_dict()["cited_uid"] == "u2" and a.to_dict()["origin"] == "generated"
+    a = finish(Answer("q", "", sources=SOURCES[:1]), "[3] t\nA pink tutu.")  # cites a source it was not given
     assert a.cited is None and a.text == "A pink tutu."
-    a = qa._finish(Answer("q", "", sources=[hit(0.9)]), NOT_IN_CATALOG)
-    assert a.abstained and a.cited is None
-    assert qa._finish(Answer("q", "", sources=[hit(0.9)]), "  ").text == NOT_IN_CATALOG
+    a = finish(Answer("q", "", sources=SOURCES), NOT_IN_CATALOG)
+    assert a.abstained and a.cited is None and a.origin == "refused"
 
 
-def hit(score):
-    return Hit(uid="u", title="t", content="c", score=0.1, dense_score=score, retrievers=("dense",))
+def test_an_overrun_into_the_next_entry_is_cut():
+    a = finish(Answer("q", "", sources=SOURCES),
+               "[1] Girls Ballet Tutu\nA pink tutu for girls, 30 cm long.\n\n[2] To Ride Hell's Chasm\nIn this splendid")
+    assert a.text == "A pink tutu for girls, 30 cm long." and a.cited == 1 and a.origin == "generated"
+
+
+@pytest.mark.parametrize("generated, reason", [
+    ("[2] To Ride Hell's Chasm\n", "citation only"),
+    ("[2] To Ride Hell's Chasm", "citation only"),  # cut by max_new_tokens inside the title line
+    ("[2] To Ride Hell's Chasm\n\n[1] Girls", "citation only"),
+    ("", "empty"),
+    ("[", "empty"),
+    ("[2] To Ride Hell's Chasm\nBrilliant, detailed, and detailed. The details, and detailed, and detailed, "
+     "and detailed, and detailed.", "looping"),
+])
+def test_unusable_answers_fall_back_to_the_cited_catalog_description(generated, reason):
+    a = finish(Answer("q", "", sources=SOURCES), generated)
+    cited = 1 if reason == "empty" else 2  # nothing cited: the best retrieved product
+    assert (a.origin, a.fallback_reason, a.cited) == ("fallback", reason, cited)
+    assert a.text == SOURCES[cited - 1].content and not a.abstained
+    assert a.to_dict()["origin"] == "fallback" and a.to_dict()["fallback_reason"] == reason
+
+
+def test_verbatim_answers_are_the_picked_entrys_catalog_text():
+    a = finish(Answer("q", "", sources=SOURCES), "[2]", mode="verbatim")
+    assert (a.text, a.cited, a.origin) == (SOURCES[1].content, 2, "catalog")
+    a = finish(Answer("q", "", sources=SOURCES), "This product is not", mode="verbatim")
+    assert a.abstained and a.text == NOT_IN_CATALOG
 
 
 def test_abstain_threshold():
-    qa = Answerer.__new__(Answerer)
-    qa.threshold = 0.46
-    assert qa.should_abstain([])  # no sources: never an answer
-    assert qa.should_abstain([hit(0.30), hit(0.45)])
-    assert not qa.should_abstain([hit(0.30), hit(0.47)])
+    from rag.answer import should_abstain
+
+    assert should_abstain([], 0.46)  # no sources: never an answer
+    assert should_abstain([hit(0.30), hit(0.45)], 0.46)
+    assert not should_abstain([hit(0.30), hit(0.47)], 0.46)
+
+
+def test_answer_mode_follows_the_question():
+    from rag.answer import answer_mode
+
+    assert answer_mode("auto", "What is 'Mog's Kittens'?") == "verbatim"
+    assert answer_mode("auto", "Qual é a descrição deste produto: mog's kittens?") == "verbatim"
+    assert answer_mode("auto", "the picture book where a tiger comes to tea and eats everything") == "verbatim"
+    assert answer_mode("auto", "how long is it? (about 'Girls Ballet Tutu')") == "generate"
+    assert answer_mode("auto", "e quantas páginas tem?") == "generate"
+    assert answer_mode("generate", "What is 'Mog's Kittens'?") == "generate"
+
+
+class ScriptedAnswerer(Answerer):
+    """The real Answerer (retrieval, abstention, prompts, streaming cut, fallbacks, batching) around a
+    scripted model: `outputs` maps a question to the text the model generates for it."""
+
+    def __init__(self, docs, outputs, mode="generate", on_generate=None):
+        self.index, self.threshold, self.mode, self.tok = FakeIndex(docs), 0.05, mode, None
+        self.outputs, self.on_generate, self.generated = outputs, on_generate, []
+
+    def _generate(self, prompts, max_new_tokens, temperature, use_adapter, mode, streamer=None):
+        if self.on_generate:
+            self.on_generate()
+        texts = [next(out for q, out in self.outputs.items() if f"Question: {q}\n" in p) for p in prompts]
+        self.generated.append((mode, len(prompts)))
+        if streamer is not None:  # as transformers' streamer hands it out: a few characters at a time
+            for i in range(0, len(texts[0]), 3):
+                streamer.on_finalized_text(texts[0][i: i + 3])
+            streamer.end()
+        return texts
+
+
+@pytest.fixture
+def docs():
+    import pandas as pd
+
+    return pd.DataFrame({"uid": ["u1", "u2"], "title": ["Girls Ballet Tutu", "Hell's Chasm"],
+                         "content": ["A pink tutu for girls, 30 cm long.", "In this splendid fantasy, a princess vanishes."]})
+
+
+def test_stream_never_shows_the_next_entry(docs):
+    q = "What is 'Girls Ballet Tutu'?"
+    qa = ScriptedAnswerer(docs, {q: "[1] Girls Ballet Tutu\nA pink tutu, 30 cm.\n\n[2] Hell's Chasm\nIn this splendid fantasy"})
+    *pieces, final = list(qa.stream(q))
+    assert "".join(pieces) == "[1] Girls Ballet Tutu\nA pink tutu, 30 cm."
+    assert (final.text, final.cited, final.origin) == ("A pink tutu, 30 cm.", 1, "generated")
+
+
+def test_stream_citation_only_falls_back_and_verbatim_answers_in_one_piece(docs):
+    q = "What is 'Girls Ballet Tutu'?"
+    final = ScriptedAnswerer(docs, {q: "[1] Girls Ballet Tutu\n"}).ask(q)
+    assert (final.text, final.origin, final.fallback_reason) == (docs.content[0], "fallback", "citation only")
+    qa = ScriptedAnswerer(docs, {q: "[1]"}, mode="auto")
+    *pieces, final = list(qa.stream(q))
+    assert pieces == [docs.content[0]] and final.origin == "catalog" and qa.generated == [("verbatim", 1)]
 
 
 def test_read_questions_all_formats(tmp_path):
@@ -73,39 +175,40 @@ def test_read_questions_all_formats(tmp_path):
         read_questions(tmp_path / "missing.jsonl")
 
 
-class FakeQA:
-    """Stands in for Answerer: echoes, and can be told to crash after some batches."""
-
-    def __init__(self, crash_after=None):
-        self.calls, self.crash_after = 0, crash_after
-
-    def ask_many(self, questions, k=3, max_new_tokens=None, batch_size=None):
-        if self.crash_after is not None and self.calls >= self.crash_after:
-            raise KeyboardInterrupt
-        self.calls += 1
-        return [Answer(question=q, text=f"answer to {q}", sources=[hit(0.9)], latency_ms=5.0) for q in questions]
-
-
-def test_batch_resume_after_interrupt(tmp_path):
-    items = [{"id": i, "question": f"q{i}"} for i in range(10)]
+def test_batch_writes_refusals_before_generating_and_resumes(docs, tmp_path):
     out = tmp_path / "answers.jsonl"
+    items = [{"id": i, "question": f"What is '{docs.title[i % 2]}'? ({i})"} for i in range(6)]
+    items += [{"id": 6 + i, "question": f"What is 'Zorvex Quantum Sock {i}'?"} for i in range(3)]  # not in the catalog
+    outputs = {it["question"]: f"[1] {docs.title[it['id'] % 2]}\n{docs.content[it['id'] % 2]}" for it in items}
+    seen = []
+
+    def on_generate():  # what is on disk when the model is first asked for anything
+        seen.append([json.loads(x) for x in out.read_text().splitlines()] if out.exists() else [])
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # a crash during the second generate
+
+    qa = ScriptedAnswerer(docs, outputs, on_generate=on_generate)
     with pytest.raises(KeyboardInterrupt):
-        run_batch(FakeQA(crash_after=1), items, out, batch_size=1, progress=False)
-    first = [json.loads(x)["id"] for x in out.read_text().splitlines()]
-    assert first == list(range(GROUP))  # the first group of batches was flushed
+        run_batch(qa, items, out, batch_size=4, progress=False)
+    assert sorted(r["id"] for r in seen[0]) == [6, 7, 8] and all(r["abstained"] for r in seen[0])
+    first = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(first) == 3 + 4  # the refusals, then each answer of the finished batch
     with open(out, "a") as f:
-        f.write('{"id": 6, "question": "q6", "ans')  # a torn line from a crash mid-write
-    r = run_batch(FakeQA(), items, out, batch_size=3, progress=False)
-    assert r == {"answered": 10 - GROUP, "already_done": GROUP, "total": 10}
+        f.write('{"id": 5, "question": "q5", "ans')  # a torn line from a crash mid-write
+    qa = ScriptedAnswerer(docs, outputs)
+    assert run_batch(qa, items, out, batch_size=4, progress=False) == {"answered": 2, "already_done": 7, "total": 9}
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert [x["id"] for x in rows] == list(range(10))
-    assert set(rows[0]) == {"id", "question", "answer", "abstained", "sources", "cited_uid", "latency_ms"}
-    assert rows[0]["sources"] == [{"uid": "u", "title": "t", "score": 0.9}]
-    assert run_batch(FakeQA(), items, out, progress=False)["answered"] == 0
+    assert sorted(x["id"] for x in rows) == list(range(9))
+    assert set(rows[-1]) == {"id", "question", "answer", "abstained", "origin", "fallback_reason", "sources",
+                             "cited_uid", "latency_ms"}
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[1]["answer"] == docs.content[1] and by_id[1]["cited_uid"] == "u2"
+    assert by_id[7]["answer"] == NOT_IN_CATALOG and by_id[7]["origin"] == "refused"
+    assert run_batch(qa, items, out, progress=False)["answered"] == 0
 
 
 def test_loops_detects_a_stuck_generation():
-    from rag.evaluate import loops
+    from rag.answer import loops
 
     assert loops("the best tutu the best tutu the best tutu ever")
     assert not loops("A pink tutu for girls, with a satin waistband and three layers of tulle.")

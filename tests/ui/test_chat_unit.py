@@ -16,9 +16,9 @@ class FakeQA:
 
     threshold = 0.1
 
-    def __init__(self, docs, fail=False):
+    def __init__(self, docs, fail=False, origin="generated"):
         self.index = FakeIndex(docs)
-        self.fail = fail
+        self.fail, self.origin = fail, origin
         self.calls = []
 
     def retrieve(self, questions, k):
@@ -38,7 +38,8 @@ class FakeQA:
             return
         for w in hits[0].content.split():
             yield w + " "
-        yield Answer(question, hits[0].content, hits, latency_ms=5.0, first_token_ms=1.0, cited=1)
+        yield Answer(question, hits[0].content, hits, latency_ms=5.0, first_token_ms=1.0, cited=1, origin=self.origin,
+                     fallback_reason="citation only" if self.origin == "fallback" else None)
 
 
 @pytest.fixture
@@ -82,6 +83,18 @@ def test_answer_then_collapsed_escaped_sources(docs):
     assert "uid u3" in sources[0]["metadata"]["title"] and "cosine" in sources[0]["metadata"]["title"]
     assert all("<img" not in m["content"] and "<script" not in m["content"] for m in messages)
     assert last.uid == "u3"
+
+
+@pytest.mark.parametrize("origin, label", [("generated", None), ("catalog", "the catalog's description of the product"),
+                                           ("fallback", "the model's answer was citation only")])
+def test_where_the_answer_comes_from_is_labelled(docs, origin, label):
+    _, (messages, _) = run(ChatSession(FakeQA(docs, origin=origin)), "What is 'Mog's Kittens'?", [])
+    answer = messages[1]["content"]
+    assert "A board book about kittens." in answer
+    if label:
+        assert escape_md(label) in answer
+    else:
+        assert "catalog" not in answer
 
 
 def test_followup_is_about_the_last_product(docs):
