@@ -18,7 +18,8 @@ Metrics against the true description, both cut to what the prompt shows (the fir
 rag.prompt.MAX_CONTEXT_CHARS characters, at a word boundary): ROUGE-L F (rouge-score), BLEU
 (sacrebleu, corpus), token F1; right product (the answer is about the product asked, or an edition
 with the same title); grounding = share of answer tokens found in the retrieved descriptions; answers
-holding another entry's text (a word 8-gram of another retrieved description that the true one lacks);
+holding another entry's text (a word 8-gram of another retrieved description that the description the
+answer is drawn from lacks: overruns and mixes, not wrong-product picks, which "right product" counts);
 citation-only or empty answers; looping answers (a word 3-gram three times, where the reference has
 none); fallbacks (generated answers replaced by the catalog text); abstention on questions about
 invented products (correct "not in the catalog" rate) and on real ones (false-abstain rate); latency.
@@ -73,6 +74,14 @@ def borrows(pred: str, ref: str, others: list[str], n: int = 8) -> bool:
     in the true one? (8 words: long enough that two descriptions do not share it by chance.)"""
     mine = _grams(pred, n) - _grams(ref, n)
     return any(mine & _grams(o, n) for o in others)
+
+
+def mixes(a, ref: str) -> bool:
+    """Does the answer hold text of a retrieved entry other than the one it answers from (the cited
+    source; the true description when nothing is cited)? An overrun into the next entry does; a
+    wrong product's whole description does not (that is "right product"'s miss)."""
+    own = a.cited_source.content if a.cited_source else ref
+    return borrows(a.text, own, [h.content for h in a.sources if h.content != own])
 
 
 def bare(text: str, titles: list[str]) -> bool:
@@ -186,13 +195,14 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
         m["by_variant"] = {v: sum(x for x, r in zip(each, rows) if r["variant"] == v)
                            / max(sum(r["variant"] == v for r in rows), 1) for v in variants}
         m["right_product"] = sum(right_product(a, r["uid"], r["title"]) for a, r in zip(answers, rows)) / len(rows)
-        m["other_entry"] = sum(borrows(a.text, ref, [h.content for h in a.sources if h.uid != r["uid"]
-                                                      and h.content != ref])
-                               for a, ref, r in zip(answers, refs, rows)) / len(rows)
+        m["other_entry"] = sum(mixes(a, ref) for a, ref in zip(answers, refs)) / len(rows)
         m["bare"] = sum(bare(a.text, [h.title for h in a.sources]) for a in answers) / len(rows)
         m["correct_abstain"] = sum(a.abstained for a in abst) / max(len(abst), 1)
         m["latency_ms_per_question"] = secs * 1000 / len(questions)
         report["systems"][name] = m
+        report.setdefault("answers", {})[name] = [
+            {"question": q, "uid": r["uid"], "answer": a.text, "cited_uid": a.cited_source.uid if a.cited_source else None,
+             "origin": a.origin, "fallback_reason": a.fallback_reason} for q, r, a in zip(questions, rows, answers)]
         outputs[name] = answers
     for i in range(0, min(3 * len(variants), len(questions)), len(variants)):
         report["examples"].append({"question": questions[i], "reference": refs[i],

@@ -245,3 +245,19 @@ def test_token_streamer_flushes_every_token_but_never_half_a_character(smollm2_p
     assert not any("\ufffd" in p for p in pieces)
     assert pieces[0] == tok.decode(ids[:1])  # the first token is out before the first word ends
     assert len(pieces) > len(text.split())
+
+
+def test_eval_counts_mixed_entries_bare_answers_and_right_products():
+    from rag.evaluate import bare, mixes, right_product
+
+    other = "In this splendid fantasy, a princess vanishes from the tower at midnight and nobody knows where."
+    src = [hit(0.9, "u1", "Girls Ballet Tutu", "A pink tutu for girls with three layers of tulle, 30 cm long."),
+           hit(0.8, "u2", "Hell's Chasm", other)]
+    overrun = Answer("q", src[0].content + " " + other[:60], sources=src, cited=1)
+    assert mixes(overrun, src[0].content)
+    assert not mixes(Answer("q", src[0].content, sources=src, cited=1), src[0].content)
+    wrong = Answer("q", other, sources=src, cited=2)  # the wrong product, whole: not a mix, a wrong pick
+    assert not mixes(wrong, src[0].content) and not right_product(wrong, "u1", "Girls Ballet Tutu")
+    assert right_product(Answer("q", src[0].content, sources=src, cited=1), "u1", "Girls Ballet Tutu")
+    assert bare("[1] Girls Ballet Tutu", ["Girls Ballet Tutu"]) and bare("  ", []) and bare("girls ballet tutu", ["Girls Ballet Tutu"])
+    assert not bare(src[0].content, ["Girls Ballet Tutu"])
