@@ -16,7 +16,7 @@ row runs `embed(..., precision="fp32")` to separate the bf16 effect from batchin
 small warm-up first. The cosine between the two paths' vectors (mean, min) shows what bf16 costs in
 precision.
 
-Texts are built the way the index builds them (`indexing.build.dense_texts`): product titles (what
+Texts are built the way the index builds them (`indexing.texts.dense_texts`): product titles (what
 the index embeds by default) and "title. description" (`--embed title+content`). By default they are
 a seeded random sample of the synthetic catalog that benchmarks/prepare.py writes
 (/tmp/productqa-bench/catalog/catalog.parquet), else the demo records (indexing/demo/demo_trn.jsonl,
@@ -81,7 +81,7 @@ def repeat_to(items: list, n: int) -> list:
 
 def load_texts(source: str, catalog: str, n_titles: int, n_desc: int, seed: int):
     """-> (source description, titles, "title. description" texts, all catalog titles or None)."""
-    from indexing.build import dense_texts
+    from indexing.texts import dense_texts
 
     if source == "auto":
         source = "catalog" if Path(catalog).exists() else "demo"
@@ -236,7 +236,7 @@ def main() -> None:
              f"torch {torch.__version__} with {torch.get_num_threads()} threads, native bf16: {cpu_has_bf16()}. "
              f"Load average {load[0]:.1f} at start (other work shared the machine).", "",
              "GPU: not measured — no GPU machine was lent to this task.", "",
-             f"Texts: {source}. Built with `indexing.build.dense_texts` (\"title\" and \"title+content\"). "
+             f"Texts: {source}. Built with `indexing.texts.dense_texts` (\"title\" and \"title+content\"). "
              f"Mean tokens are after truncation to {model.max_seq_length}.", "",
              "| texts | count | mean tokens | path | seconds | texts/s | speed-up | cosine to baseline mean / min |",
              "|---|---:|---:|---|---:|---:|---:|---|"]

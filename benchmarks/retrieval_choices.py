@@ -1,10 +1,14 @@
-"""What to embed and what BM25 should index, measured rather than guessed.
+"""How titles and descriptions should be searched and fused, measured rather than guessed.
 
-    python benchmarks/retrieval_choices.py [--catalog DIR]   # default: the real records in ../shared
+    python benchmarks/retrieval_choices.py [--catalog DIR] [--n 500]   # default: the real records in ../shared
 
-Builds the index once per dense choice (title / title + description), swaps in BM25 over each
-lexical choice and each fusion weighting, and runs the retrieval evaluation (5 phrasings per
-product: exact, lower-case, partial, typo, Portuguese). Writes benchmarks/results/retrieval_choices.md.
+Builds the index once per passage size, then runs the retrieval evaluation (indexing/evaluate.py:
+five ways of naming a product, three ways of describing one, and the hand-written paraphrases in
+tests/indexing/data/description_questions.json) for each choice of retrievers and RRF weights:
+titles only (the index before descriptions), descriptions only, rank fusion of all four retrievers
+(dense and BM25, over titles and over passages) with several weightings, and routing by evidence
+(the default: titles when the best title cosine beats the best passage cosine, else the passages'
+BM25). Writes benchmarks/results/retrieval_choices.md.
 """
 
 from __future__ import annotations
@@ -17,14 +21,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# name -> (fusion, weights of the four retrievers for "rrf")
+FUSIONS = {
+    "RRF of all four, 1:1:1:1": ("rrf", {"dense": 1, "bm25": 1, "dense_passage": 1, "bm25_passage": 1}),
+    "RRF of all four, 2:1:1:1": ("rrf", {"dense": 2, "bm25": 1, "dense_passage": 1, "bm25_passage": 1}),
+    "RRF of all four, 2:1:0.5:0.5": ("rrf", {"dense": 2, "bm25": 1, "dense_passage": 0.5, "bm25_passage": 0.5}),
+    "route: titles if their best cosine wins, else description BM25 (default)": ("route", None),
+}
+SIZES = (64, 128, 256)
+
 
 def main() -> None:
-    from indexing.build import LEXICAL_FIELDS, BuildConfig, build_index, lexical_texts
+    from indexing.build import BuildConfig, build_index
     from indexing.catalog import read_catalog
-    from indexing.evaluate import VARIANTS, evaluate_retrieval, make_eval_questions
-    from indexing.lexical import build_bm25
+    from indexing.errors import UserError
+    from indexing.evaluate import evaluate_retrieval, handwritten_questions
     from indexing.prepare import prepare
+    from indexing.questions import make_description_questions, make_eval_questions
     from indexing.search import load_index
+    from indexing.texts import DEFAULT_PASSAGE_TOKENS
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--catalog", help="prepared catalog (default: prepare ../shared/data/amazontitles)")
@@ -38,28 +53,35 @@ def main() -> None:
         prepare([shared / "trn_first500_title_content_alpaca.json", shared / "trn_raw_lines_from_readme.jsonl"],
                 catalog, progress=False)
     docs = read_catalog(catalog)
-    questions = make_eval_questions(docs, args.n)
+    questions = make_eval_questions(docs, args.n) + make_description_questions(docs, args.n)
+    hand = ROOT / "tests" / "indexing" / "data" / "description_questions.json"
+    try:
+        questions += handwritten_questions(hand, docs)
+    except UserError:  # another catalog than the real records: no hand-written questions about it
+        pass
     rows = []
-    for embed in ("title", "title+content"):
-        build_index(BuildConfig(catalog=str(catalog), out=str(tmp / embed), embed=embed, progress=False))
-        idx = load_index(tmp / embed)
-        dense = evaluate_retrieval(idx, questions, modes=("dense",))["dense"]
-        rows.append((f"dense: {embed}", "-", "-", dense))
-        for lexical in LEXICAL_FIELDS:
-            idx.bm25 = build_bm25(lexical_texts(idx.docs["title"], idx.docs["content"], lexical))
-            if embed == "title":
-                rows.append(("BM25 only", lexical, "-", evaluate_retrieval(idx, questions, modes=("bm25",))["bm25"]))
-            for w in (1.0, 2.0):
-                idx.weights = {"dense": w, "bm25": 1.0}
-                rows.append((f"hybrid: {embed}", lexical, f"{w:g}:1",
-                             evaluate_retrieval(idx, questions, modes=("hybrid",))["hybrid"]))
-    lines = [f"{len(questions)} questions about {len(questions) // 5} products of `{catalog}`. "
+    for size in SIZES:
+        build_index(BuildConfig(catalog=str(catalog), out=str(tmp / f"p{size}"), passage_tokens=size, progress=False))
+        idx = load_index(tmp / f"p{size}")
+        if size == DEFAULT_PASSAGE_TOKENS:
+            for mode in ("titles", "descriptions"):
+                rows.append((f"{mode} only", size, evaluate_retrieval(idx, questions, modes=(mode,))[mode]))
+            for name, (fusion, w) in FUSIONS.items():
+                idx.fusion = fusion
+                if w:
+                    idx.rrf_weights = dict(w)
+                rows.append((f"titles + descriptions: {name}", size, evaluate_retrieval(idx, questions)["hybrid"]))
+        else:
+            rows.append(("titles + descriptions: route (default)", size, evaluate_retrieval(idx, questions)["hybrid"]))
+    kinds = ["names", "descriptions", "handwritten", "all"]
+    lines = [f"{len(questions)} questions about the products of `{catalog}` ({len(docs)} products): five ways of "
+             "naming each of a sample, three ways of describing it, and the hand-written paraphrases. "
              "Command: `python benchmarks/retrieval_choices.py`", "",
-             "| retriever: dense embeds | BM25 indexes | RRF weight dense:bm25 | " + " | ".join(VARIANTS)
-             + " | hit@1 | hit@5 | MRR |", "|---|---|---|" + "---:|" * (len(VARIANTS) + 3)]
-    for name, lex, w, per in rows:
-        lines.append(f"| {name} | {lex} | {w} | " + " | ".join(f"{per[v]['hit@1']:.3f}" for v in VARIANTS)
-                     + f" | {per['all']['hit@1']:.3f} | {per['all']['hit@5']:.3f} | {per['all']['mrr']:.3f} |")
+             "| retrieval (RRF weights: dense title : BM25 title : dense passage : BM25 passage) | passage tokens | "
+             + " | ".join(f"hit@1 {k}" for k in kinds) + " | MRR all |", "|---|---:|" + "---:|" * (len(kinds) + 1)]
+    for name, size, per in rows:
+        lines.append(f"| {name} | {size} | " + " | ".join(f"{per[k]['hit@1']:.3f}" if k in per else "-" for k in kinds)
+                     + f" | {per['all']['mrr']:.3f} |")
     report = "\n".join(lines)
     print(report)
     (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)

@@ -23,7 +23,7 @@ their product and "PT-like" at ~0.75, the medians measured between real titles a
 Portuguese question phrasings of indexing/questions.py.
 
 For each size and structure: the IVF index is built by the product's own
-`indexing.build.make_faiss(X, ids, "ivf")` (nlist and training sample as shipped), the ground truth
+`indexing.vectors.make_faiss(X, ids, "ivf")` (nlist and training sample as shipped), the ground truth
 by an exact `faiss.IndexFlatIP` (batched search, once). Then, for exact and for IVF at each nprobe:
 recall@10 against exact, latency of one query at a time (p50/p99 over --single queries) and of
 batches of 64 (ms per batch, queries/s), with faiss's default OpenMP threads. Prints Markdown tables
@@ -171,7 +171,7 @@ def data_stats(X: np.ndarray, flat, queries: dict, rng) -> str:
 def bench_size(n: int, structure: str, n_queries: int, nprobes: list[int], n_single: int, seed: int) -> dict:
     import faiss
 
-    from indexing.build import FLAT_MAX, make_faiss
+    from indexing.vectors import FLAT_MAX, make_faiss
 
     tag = f"[{n:,} {structure}]"
     t = time.perf_counter()
@@ -233,7 +233,7 @@ def smallest_nprobe(result: dict, target: float) -> int | None:
 def report(results: list[dict], args, command: str, seconds: float, load: tuple) -> str:
     import faiss
 
-    from indexing.build import FLAT_MAX, IVF_NPROBE
+    from indexing.vectors import FLAT_MAX, IVF_NPROBE
 
     qnames = list(QUERY_SETS)
     lines = [f"Command: `{command}`", "",
@@ -248,7 +248,7 @@ def report(results: list[dict], args, command: str, seconds: float, load: tuple)
              f"{REAL_STATS}.", ""]
     for r in results:
         lines.append(f"- {r['n']:,} vectors, {r['structure']}, {r['k']:,} clusters: {r['stats']}.")
-    lines += ["", "Build time (IVF: `indexing.build.make_faiss(X, ids, \"ivf\")`, i.e. k-means on 64 x nlist "
+    lines += ["", "Build time (IVF: `indexing.vectors.make_faiss(X, ids, \"ivf\")`, i.e. k-means on 64 x nlist "
               "training vectors, then adding all; exact: `IndexFlatIP.add`).", "",
               "| vectors | data | index | nlist | build time (s) | product uses (auto) |",
               "|---:|---|---|---:|---:|---|"]
@@ -278,7 +278,7 @@ def report(results: list[dict], args, command: str, seconds: float, load: tuple)
                          f"**{best if best is not None else 'not reached by nprobe ' + args.nprobe}**")
     worst = None if None in needed else max(needed)
     lines += ["", f"Both structures: **{worst if worst is not None else 'not reached'}**. The product's "
-              f"`indexing.build.IVF_NPROBE` is {IVF_NPROBE} (IVF is used above FLAT_MAX = {FLAT_MAX:,} products)."]
+              f"`indexing.vectors.IVF_NPROBE` is {IVF_NPROBE} (IVF is used above FLAT_MAX = {FLAT_MAX:,} products)."]
     return "\n".join(lines)
 
 

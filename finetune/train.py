@@ -163,6 +163,7 @@ def finetune(cfg: TrainConfig) -> dict:
     # ---- load
     from indexing.catalog import catalog_fingerprint, read_catalog
     from indexing.search import load_index
+    from indexing.store import read_meta
     from rag.model import base_identity, load_model, pick_device, resolve_base
 
     if cfg.save_steps % cfg.eval_steps:
@@ -282,7 +283,7 @@ def finetune(cfg: TrainConfig) -> dict:
         "device": device,
         "data": {
             "catalog": str(Path(cfg.catalog).resolve()), "catalog_fingerprint": catalog_fingerprint(cfg.catalog),
-            "index": str(Path(cfg.index).resolve()), "index_created": json.loads((Path(cfg.index) / "meta.json").read_text())["created"],
+            "index": str(Path(cfg.index).resolve()), "index_created": read_meta(cfg.index)["created"],
             "examples_fingerprint": data_fp, "train_examples": len(train_ex), "val_examples": len(val_ex),
             "train_kinds": kinds,
             "val_uids": sorted({e["uid"] for e in val_ex}),

@@ -1,10 +1,11 @@
 """Calibrate the "not in the catalog" threshold of an index, from measurements.
 
-At build time, questions about catalog products (the five phrasings of the retrieval evaluation)
-and about invented products (made-up brands and product types, checked absent from the catalog)
-are embedded; the threshold on the best dense cosine is the one that rejects the most invented
-products while wrongly rejecting at most MAX_FALSE_ABSTAIN of the real ones. It is stored in the
-index's meta.json with the rates it achieved.
+At build time, questions about catalog products (the retrieval evaluation's: five ways of naming a
+product and, when descriptions are indexed, three ways of describing one) and about invented
+products (made-up brands and product types, checked absent from the catalog) are searched exactly as
+answering searches them; the threshold on the best cosine among the top hits (title or passage) is
+the one that rejects the most invented products while wrongly rejecting at most MAX_FALSE_ABSTAIN of
+the real ones. It is stored in the index's meta.json with the rates it achieved.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import random
 
 MAX_FALSE_ABSTAIN = 0.03  # leave room under the 5% target for questions unlike the generated ones
+# Questions that describe a product are closer to invented ones (a description is many products' words):
+# up to the 5% target itself.
+MAX_FALSE_ABSTAIN_DESCRIBED = 0.05
 
 _BRANDS = ["Zorvex", "Quillmark", "Brontide", "Velmora", "Krispa", "Oxlade", "Tarnwell", "Fennic", "Glimrik",
            "Ashcombe", "Pelloton", "Yarrowby", "Drumlin", "Cobaltia", "Hexwright", "Mirelle", "Sundrop", "Nuvolo"]
@@ -35,29 +39,78 @@ def invented_titles(n: int, exclude: set[str], seed: int = 0) -> list[str]:
     return out
 
 
-def calibrate_threshold(best_cosine, docs, n: int = 300, seed: int = 0) -> dict:
-    """`best_cosine(questions) -> list[float]` scores questions; returns the threshold and its rates."""
+def invented_descriptions(n: int, seed: int = 0) -> list[str]:
+    """`n` questions describing invented products ("I'm looking for something that is a foldable
+    umbrella drone"), in English and Portuguese: the describing counterpart of `invented_titles`."""
+    rng = random.Random(seed)
+    frames = ["I'm looking for something that is a {p}", "Procuro um produto assim: {p}",
+              "a {p} that works without batteries", "do you sell a {p}?", "the one with a {p} inside"]
+    return [rng.choice(frames).format(p=f"{rng.choice(_ADJ)} {rng.choice(_NOUNS)}".lower()) for _ in range(n)]
+
+
+def pick_threshold(real, fake, max_false: float) -> float:
+    """The cosine threshold rejecting the most `fake` scores while rejecting at most `max_false` of `real`."""
     import numpy as np
 
-    from indexing.evaluate import make_eval_questions
-    from indexing.questions import make_question
-
-    real_q = [q["question"] for q in make_eval_questions(docs, n=min(n, len(docs)), seed=seed)]
-    fake_t = invented_titles(n, {t.casefold() for t in docs["title"]}, seed)
-    fake_q = [make_question(t, t, "any") for t in fake_t]
-    real = np.asarray(best_cosine(real_q))
-    fake = np.asarray(best_cosine(fake_q))
-    best = (0.0, 0.0, 0.0)  # (score, threshold, correct abstain rate)
+    real, fake = np.asarray(real), np.asarray(fake)
+    best = (0.0, 0.0)  # (correct - false, threshold)
     for t in np.unique(np.concatenate([real, fake])):
-        false_abstain = float((real < t).mean())
-        if false_abstain > MAX_FALSE_ABSTAIN:
+        false = float((real < t).mean())
+        if false > max_false:
             break
         correct = float((fake < t).mean())
-        if correct - false_abstain > best[0]:
-            best = (correct - false_abstain, float(t), correct)
-    t = best[1]
-    return {"abstain_threshold": round(t, 4),
-            "calibration": {"real_questions": len(real), "invented_questions": len(fake),
-                            "false_abstain_rate": round(float((real < t).mean()), 4),
-                            "correct_abstain_rate": round(float((fake < t).mean()), 4),
-                            "max_false_abstain": MAX_FALSE_ABSTAIN}}
+        if correct - false > best[0]:
+            best = (correct - false, float(t))
+    return best[1]
+
+
+def calibrate_index(index, n: int = 300, seed: int = 0, k: int = 3) -> dict:
+    """Thresholds for a loaded `indexing.search.Index`, on the best cosine of its top-`k` hybrid hits
+    (what answering compares with them): one for questions the index answers by title (they name a
+    product), one for questions it answers by description. Real questions (five ways of naming each
+    product, three of describing it) and invented ones (named, and described) are split by how the
+    index answered them, and each threshold rejects the most invented questions of its side while
+    wrongly rejecting at most MAX_FALSE_ABSTAIN (by title) / MAX_FALSE_ABSTAIN_DESCRIBED (by
+    description) of the real ones."""
+    import numpy as np
+
+    from indexing.questions import VARIANTS, make_description_questions, make_eval_questions, make_question
+
+    def search(questions):
+        hits = index.retrieve_many(questions, k=k)
+        best = np.asarray([max((h.dense_score or 0.0 for h in hs), default=0.0) for hs in hits])
+        by_desc = np.asarray([bool(hs) and hs[0].match == "description" for hs in hits])
+        return best, by_desc
+
+    docs = index.docs
+    rows = make_eval_questions(docs, n=min(n, len(docs)), seed=seed)
+    if index.passages is not None:
+        rows += make_description_questions(docs, n=min(n, len(docs)), seed=seed)
+    real, real_desc = search([r["question"] for r in rows])
+    fake_q = [make_question(t, t, "any") for t in invented_titles(n, {t.casefold() for t in docs["title"]}, seed)]
+    n_named = len(fake_q)
+    if index.passages is not None:
+        fake_q += invented_descriptions(n, seed)
+    fake, fake_desc = search(fake_q)
+    # the title threshold is set by questions that name a product (as before descriptions were
+    # indexed): a describing question that the titles happened to answer must not lower the bar
+    # that invented product names are held to
+    naming = np.asarray([r["variant"] in VARIANTS for r in rows])
+    t_title = pick_threshold(real[~real_desc & naming], fake[~fake_desc], MAX_FALSE_ABSTAIN)
+    t_desc = pick_threshold(real[real_desc], fake[fake_desc], MAX_FALSE_ABSTAIN_DESCRIBED) if real_desc.any() \
+        else t_title
+    out = {"abstain_threshold": round(t_title, 4)}
+    if index.passages is not None:
+        out["abstain_threshold_described"] = round(t_desc, 4)
+    rejected_fake = fake < np.where(fake_desc, t_desc, t_title)
+    rejected = real < np.where(real_desc, t_desc, t_title)
+    out["calibration"] = {
+        "real_questions": len(real), "invented_questions": len(fake),
+        "answered_by_description": {"real": round(float(real_desc.mean()), 4), "invented": round(float(fake_desc.mean()), 4)},
+        "correct_abstain_rate": round(float(rejected_fake[:n_named].mean()), 4),
+        "correct_abstain_rate_described": round(float(rejected_fake[n_named:].mean()), 4) if len(fake) > n_named else None,
+        "false_abstain_rate": round(float(rejected.mean()), 4),
+        "false_abstain_by_kind": {kind: round(float(rejected[[r["variant"] == kind for r in rows]].mean()), 4)
+                                  for kind in sorted({r["variant"] for r in rows})},
+        "max_false_abstain": MAX_FALSE_ABSTAIN, "max_false_abstain_described": MAX_FALSE_ABSTAIN_DESCRIBED}
+    return out

@@ -47,6 +47,19 @@ def model_identity(path: str | Path | None = None) -> dict:
     return {"name": name, "path": str(path), "hash": h.hexdigest()}
 
 
+def check_model(meta: dict, model: str | Path | None = None, where: str | Path = "the index") -> str:
+    """The embedding model folder to use with an index (meta.json's `embedding_model`): the one it was
+    built with, or, if that folder is gone (index copied elsewhere), `model` or the default one. Its
+    hash must match: vectors from another model would give wrong answers silently."""
+    built_with = Path(meta["embedding_model"]["path"])
+    ident = model_identity(model or (built_with if built_with.is_dir() else None))
+    if ident["hash"] != meta["embedding_model"]["hash"]:
+        raise UserError(f"{where}: built with embedding model {meta['embedding_model']['name']} "
+                        f"(hash {meta['embedding_model']['hash'][:12]}), but {ident['name']} "
+                        f"(hash {ident['hash'][:12]}) was given: rebuild the index or pass the same --model")
+    return ident["path"]
+
+
 def pick_device(device: str | None = None) -> str:
     import torch
 

@@ -1,14 +1,13 @@
 """Retrieval evaluation: does search find the product a question is about?
 
     productqa eval retrieval --index data/index --catalog data/catalog [--n 500] [--seed 0] [--json FILE]
+        [--extra questions.json]
 
-For a sample of catalog products, asks about each one in five ways, the ways users ask:
-  exact       an English phrasing with the exact title         "What is 'Mog's Kittens'?"
-  lower       the title lower-cased                            "tell me about mog's kittens."
-  partial     the first ~60% of the title's words              "What is 'Girls Ballet Tutu'?"
-  typo        one typo (two adjacent letters swapped)          "Describe the product Mgo's Kittens."
-  portuguese  a Portuguese phrasing around the English title   "Qual é a descrição deste produto: Mog's Kittens?"
-and reports hit@1, hit@5 and MRR (over the top 10) for dense, BM25 and hybrid retrieval.
+For a sample of catalog products, asks about each one the ways users ask (indexing/questions.py):
+by name (exact title, lower-case, partial title, a typo, Portuguese) and by description (a quoted
+span, a "looking for something that..." phrasing, a Portuguese one; never with the title's words).
+`--extra FILE` adds hand-written questions ([{"title", "question"}], reported as "handwritten").
+Reports hit@1, hit@5 and MRR (over the top 10) per kind of question, for each retriever.
 
 A hit is the asked-about product, or a product with exactly the same title (two editions of one
 book share a title; the question cannot tell them apart).
@@ -18,60 +17,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 
-VARIANTS = ("exact", "lower", "partial", "typo", "portuguese")
-MODES = ("dense", "bm25", "hybrid")
+from indexing.questions import DESCRIPTION_VARIANTS, VARIANTS, make_description_questions, make_eval_questions
+
+MODES = ("dense", "bm25", "titles", "descriptions", "hybrid")
 
 
-def typo(title: str, rng: random.Random) -> str:
-    """Swap two adjacent letters inside the title's longest word (of >= 4 letters)."""
-    words = title.split()
-    cands = [i for i, w in enumerate(words) if sum(c.isalpha() for c in w) >= 4]
-    if not cands:
-        return title
-    i = max(cands, key=lambda j: (len(words[j]), -j))
-    w = words[i]
-    pos = [j for j in range(len(w) - 1) if w[j].isalpha() and w[j + 1].isalpha() and w[j] != w[j + 1]]
-    if not pos:
-        return title
-    j = rng.choice(pos)
-    words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2:]
-    return " ".join(words)
+KINDS = (*VARIANTS, *DESCRIPTION_VARIANTS, "handwritten")
 
 
-def partial(title: str) -> str:
-    words = title.split()
-    if len(words) <= 2:
-        return title
-    return " ".join(words[: max(2, round(len(words) * 0.6))])
+def handwritten_questions(path, docs) -> list[dict]:
+    """Questions from a JSON file [{"title", "question"}] about products of `docs` (by exact title)."""
+    from indexing.errors import UserError
+
+    try:
+        items = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a JSON list of {{\"title\", \"question\"}} ({e})") from None
+    uid_of = dict(zip(docs["title"], docs["uid"]))
+    missing = [it["title"] for it in items if it["title"] not in uid_of]
+    if missing:
+        raise UserError(f"{path}: {len(missing)} titles are not in the catalog, e.g. {missing[0]!r}")
+    return [{"qid": f"hand:{i}", "variant": "handwritten", "question": it["question"], "uid": uid_of[it["title"]],
+             "title": it["title"]} for i, it in enumerate(items)]
 
 
-def make_eval_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
-    """[{"qid", "variant", "question", "uid", "title"}] for a sample of `n` products."""
-    from indexing.questions import make_question
-
-    rng = random.Random(seed)
-    rows = list(range(len(docs)))
-    rng.shuffle(rows)
-    out = []
-    for r in rows[:n]:
-        uid, title = docs["uid"].iloc[r], docs["title"].iloc[r]
-        variants = {
-            "exact": make_question(title, uid, "en"),
-            "lower": make_question(title.lower(), uid, "en", salt="lower"),
-            "partial": make_question(partial(title), uid, "en", salt="partial"),
-            "typo": make_question(typo(title, rng), uid, "en", salt="typo"),
-            "portuguese": make_question(title, uid, "pt"),
-        }
-        for v, q in variants.items():
-            out.append({"qid": f"{uid}:{v}", "variant": v, "question": q, "uid": uid, "title": title})
-    return out
-
-
-def evaluate_retrieval(index, questions: list[dict], modes=MODES, batch: int = 256) -> dict:
-    """{mode: {variant | "all": {"hit@1", "hit@5", "mrr", "n"}}} for a loaded `Index`."""
+def evaluate_retrieval(index, questions: list[dict], modes=("hybrid",), batch: int = 256) -> dict:
+    """{mode: {kind | "names" | "descriptions" | "all": {"hit@1", "hit@5", "mrr", "n"}}} for a loaded `Index`."""
     report = {}
     for mode in modes:
         ranks = []  # 1-based rank of the first correct hit, or None
@@ -82,11 +55,12 @@ def evaluate_retrieval(index, questions: list[dict], modes=MODES, batch: int = 2
                 rank = next((i for i, h in enumerate(hits, 1) if h.uid == q["uid"] or h.title.casefold() == key), None)
                 ranks.append(rank)
         per = {}
-        for v in (*VARIANTS, "all"):
-            rs = [r for q, r in zip(questions, ranks) if v == "all" or q["variant"] == v]
+        groups = {**{v: (v,) for v in KINDS}, "names": VARIANTS, "descriptions": DESCRIPTION_VARIANTS, "all": KINDS}
+        for g, kinds in groups.items():
+            rs = [r for q, r in zip(questions, ranks) if q["variant"] in kinds]
             if not rs:
                 continue
-            per[v] = {"hit@1": sum(r == 1 for r in rs) / len(rs),
+            per[g] = {"hit@1": sum(r == 1 for r in rs) / len(rs),
                       "hit@5": sum(r is not None and r <= 5 for r in rs) / len(rs),
                       "mrr": sum(1 / r for r in rs if r) / len(rs), "n": len(rs)}
         report[mode] = per
@@ -94,20 +68,26 @@ def evaluate_retrieval(index, questions: list[dict], modes=MODES, batch: int = 2
 
 
 def format_report(report: dict) -> str:
-    lines = ["| retriever | questions | " + " | ".join(f"hit@1 {v}" for v in VARIANTS) + " | hit@1 | hit@5 | MRR |",
-             "|---|---:|" + "---:|" * (len(VARIANTS) + 3)]
+    kinds = [v for v in KINDS if any(v in per for per in report.values())]
+    lines = ["| retriever | " + " | ".join(kinds) + " | by name | by description | hit@1 | hit@5 | MRR |",
+             "|---|" + "---:|" * (len(kinds) + 5)]
     for mode, per in report.items():
         a = per["all"]
-        lines.append(f"| {mode} | {a['n']} | " + " | ".join(f"{per[v]['hit@1']:.3f}" for v in VARIANTS if v in per)
-                     + f" | **{a['hit@1']:.3f}** | {a['hit@5']:.3f} | {a['mrr']:.3f} |")
-    return "\n".join(lines)
+        cell = lambda g: f"{per[g]['hit@1']:.3f}" if g in per else "-"  # noqa: E731
+        lines.append(f"| {mode} | " + " | ".join(cell(v) for v in kinds)
+                     + f" | {cell('names')} | {cell('descriptions')} | **{a['hit@1']:.3f}** | {a['hit@5']:.3f} | "
+                       f"{a['mrr']:.3f} |")
+    return "\n".join(lines) + "\n\n(hit@1 per kind of question; hit@5 and MRR over all questions)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder from `productqa index build`")
     p.add_argument("--catalog", required=True, metavar="DIR", help="catalog the questions are generated from")
-    p.add_argument("--n", type=int, default=500, help="products to ask about (default 500; 5 questions each)")
+    p.add_argument("--n", type=int, default=500, help="products to ask about (default 500; 8 questions each)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--extra", metavar="FILE", help='hand-written questions: JSON [{"title", "question"}]')
+    p.add_argument("--modes", default=",".join(MODES), metavar="LIST",
+                   help=f"retrievers to compare (default: {','.join(MODES)})")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
 
@@ -118,15 +98,22 @@ def main(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise UserError("--n must be >= 1")
-    index = load_index(args.index)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        raise UserError(f"--modes: choose from {', '.join(MODES)}")
     docs = read_catalog(args.catalog)
+    index = load_index(args.index)
     docs = docs[docs["uid"].isin(set(index.docs["uid"]))]
     if docs.empty:
         raise UserError(f"no product of {args.catalog} is in {args.index}: wrong catalog for this index?")
-    questions = make_eval_questions(docs, args.n, args.seed)
-    report = evaluate_retrieval(index, questions)
-    print(f"{len(questions):,} questions about {len(questions) // len(VARIANTS):,} products; index {args.index} "
-          f"({len(index):,} products, dense embeds {index.meta['embed']})\n")
+    questions = make_eval_questions(docs, args.n, args.seed) + make_description_questions(docs, args.n, args.seed)
+    if args.extra:
+        questions += handwritten_questions(args.extra, docs)
+    if index.passages is None:
+        modes = [m for m in modes if m != "descriptions"]
+    report = evaluate_retrieval(index, questions, modes)
+    print(f"{len(questions):,} questions about {min(args.n, len(docs)):,} products; index {args.index} "
+          f"({len(index):,} products; embeds {', '.join(index.meta.get('fields', ['title']))})\n")
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps({"index": str(args.index), "catalog": str(args.catalog),

@@ -40,12 +40,20 @@ def tokenize(texts: list[str], progress: bool = False) -> list[list[str]]:
 
 
 def build_bm25(texts: list[str], progress: bool = False):
+    """A bm25s index over `texts`. Its vocabulary is numbered in sorted order: bm25s numbers tokens in
+    set-iteration order, which changes from process to process, and a resumed index build must write
+    the same files as an uninterrupted one."""
     import bm25s
+    import numpy as np
 
-    tokens = bm25s.tokenize(texts, stopwords=_stopwords(), stemmer=_stemmer(), show_progress=progress,
-                            leave=False)
+    tok = bm25s.tokenize(texts, stopwords=_stopwords(), stemmer=_stemmer(), show_progress=progress, leave=False)
+    words = sorted(tok.vocab)
+    remap = np.empty(len(words), dtype=np.int64)
+    remap[[tok.vocab[w] for w in words]] = np.arange(len(words))
+    ids = [remap[np.asarray(doc, dtype=np.int64)].tolist() for doc in tok.ids]
     bm = bm25s.BM25()
-    bm.index(tokens, show_progress=progress, leave_progress=False)
+    bm.index(bm25s.tokenization.Tokenized(ids=ids, vocab={w: i for i, w in enumerate(words)}),
+             show_progress=progress, leave_progress=False)
     return bm
 
 

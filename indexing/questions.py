@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import random
 import re
 from pathlib import Path
 
@@ -54,6 +55,114 @@ def make_questions(title: str, key: str, n: int = 1, lang: str = "any") -> list[
     pool = {"en": TEMPLATES_EN, "pt": TEMPLATES_PT, "any": TEMPLATES}[lang]
     start = _pick(key, len(pool))
     return [pool[(start + i) % len(pool)].format(title=title) for i in range(min(n, len(pool)))]
+
+
+# ------------------------------------------------------------------ generated questions (evaluation, calibration)
+
+# How people ask about a product they can name (eval retrieval, calibration, eval answers):
+#   exact       an English phrasing with the exact title         "What is 'Mog's Kittens'?"
+#   lower       the title lower-cased                            "tell me about mog's kittens."
+#   partial     the first ~60% of the title's words              "What is 'Girls Ballet Tutu'?"
+#   typo        one typo (two adjacent letters swapped)          "Describe the product Mgo's Kittens."
+#   portuguese  a Portuguese phrasing around the English title   "Qual é a descrição deste produto: Mog's Kittens?"
+VARIANTS = ("exact", "lower", "partial", "typo", "portuguese")
+# ... and about one they can only describe (never with the title's words):
+#   quote       a quoted span of the description                 'Which product is described as "..."?'
+#   looking     a "looking for something that..." phrasing        "I'm looking for something that ..."
+#   pt_desc     a Portuguese phrasing around a description span  "Procuro um produto assim: ..."
+DESCRIPTION_VARIANTS = ("quote", "looking", "pt_desc")
+SPAN_WORDS = (8, 14)  # words in a description span
+
+
+def typo(title: str, rng: random.Random) -> str:
+    """Swap two adjacent letters inside the title's longest word (of >= 4 letters)."""
+    words = title.split()
+    cands = [i for i, w in enumerate(words) if sum(c.isalpha() for c in w) >= 4]
+    if not cands:
+        return title
+    i = max(cands, key=lambda j: (len(words[j]), -j))
+    w = words[i]
+    pos = [j for j in range(len(w) - 1) if w[j].isalpha() and w[j + 1].isalpha() and w[j] != w[j + 1]]
+    if not pos:
+        return title
+    j = rng.choice(pos)
+    words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+    return " ".join(words)
+
+
+def partial(title: str) -> str:
+    words = title.split()
+    if len(words) <= 2:
+        return title
+    return " ".join(words[: max(2, round(len(words) * 0.6))])
+
+
+def make_eval_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
+    """[{"qid", "variant", "question", "uid", "title"}] for a sample of `n` products."""
+    rng = random.Random(seed)
+    rows = list(range(len(docs)))
+    rng.shuffle(rows)
+    out = []
+    for r in rows[:n]:
+        uid, title = docs["uid"].iloc[r], docs["title"].iloc[r]
+        variants = {
+            "exact": make_question(title, uid, "en"),
+            "lower": make_question(title.lower(), uid, "en", salt="lower"),
+            "partial": make_question(partial(title), uid, "en", salt="partial"),
+            "typo": make_question(typo(title, rng), uid, "en", salt="typo"),
+            "portuguese": make_question(title, uid, "pt"),
+        }
+        for v, q in variants.items():
+            out.append({"qid": f"{uid}:{v}", "variant": v, "question": q, "uid": uid, "title": title})
+    return out
+
+
+_WORDS = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def _spans(content: str, title: str, rng: random.Random, n: int) -> list[str]:
+    """`n` spans of SPAN_WORDS words of `content` with none of the title's words (those are dropped
+    from the span when every window has some), starting at different places."""
+    from indexing.lexical import QUESTION_WORDS
+
+    words = content.split()
+    banned = {w.casefold() for w in _WORDS.findall(title) if len(w) > 2} - QUESTION_WORDS
+    lo, hi = SPAN_WORDS
+
+    def clean(ws):
+        return [w for w in ws if not ({x.casefold() for x in _WORDS.findall(w)} & banned)]
+
+    size = min(hi, max(lo, len(words) // 3))
+    starts = list(range(max(1, len(words) - size + 1)))
+    rng.shuffle(starts)
+    starts.sort(key=lambda s: len(clean(words[s: s + size])) < len(words[s: s + size]))  # title-free windows first
+    out = []
+    for s in starts[:n]:
+        span = " ".join(clean(words[s: s + size])).strip(" ,;:-'\"")
+        if len(_WORDS.findall(span)) >= 4:
+            out.append(span)
+    return out
+
+
+def make_description_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
+    """[{"qid", "variant", "question", "uid", "title"}]: questions that describe a sample of `n` products
+    with spans of their descriptions (DESCRIPTION_VARIANTS), never their titles' words. Products whose
+    description is too short to quote (fewer than 4 words left) are skipped."""
+    rng = random.Random(seed + 1)
+    rows = list(range(len(docs)))
+    rng.shuffle(rows)
+    out = []
+    for r in rows[:n]:
+        uid, title, content = docs["uid"].iloc[r], docs["title"].iloc[r], docs["content"].iloc[r]
+        spans = _spans(content, title, rng, 3)
+        if len(spans) < 3:
+            continue
+        variants = {"quote": f'Which product is described as "{spans[0]}"?',
+                    "looking": f"I'm looking for something that {spans[1][0].lower() + spans[1][1:]}",
+                    "pt_desc": f"Procuro um produto assim: {spans[2]}"}
+        for v, q in variants.items():
+            out.append({"qid": f"{uid}:{v}", "variant": v, "question": q, "uid": uid, "title": title})
+    return out
 
 
 # A question asks for one detail (rather than what the product is) when a clause opens with a detail

@@ -24,10 +24,21 @@ from pathlib import Path
 from indexing.errors import UserError
 
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.); larger = flatter
-# Per-retriever RRF weights: dense counts double (benchmarks/retrieval_choices.py: hit@1 0.975 vs 0.974
-# at 1:1 on the real records, and it is what keeps typos findable).
+# Titles: dense and BM25 fused by RRF, dense counting double (it is what keeps typos findable).
 WEIGHTS = {"dense": 2.0, "bm25": 1.0}
+# Titles and descriptions (benchmarks/retrieval_choices.py on the real records): "route" ranks by the
+# titles when the best title cosine is at least the best passage cosine (the question names a
+# product), else by the description passages' BM25 (a description is quoted or paraphrased: its words
+# find it; passage vectors of 128 tokens are too coarse for a phrase, and rank-fusing all four
+# retrievers let a title that shares one word outrank the described product: hit@1 fell to ~0.7 on
+# named questions). "rrf" (weighted fusion of all four) is kept for the comparison.
+FUSION = "route"
+RRF_WEIGHTS = {"dense": 2.0, "bm25": 1.0, "dense_passage": 1.0, "bm25_passage": 1.0}
 CANDIDATES = 50  # hits taken from each retriever before fusion
+PASSAGE_CANDIDATES = 150  # passages taken before folding them into products (a product has several)
+# mode -> retrievers it uses
+MODES = {"hybrid": ("dense", "bm25", "dense_passage", "bm25_passage"), "titles": ("dense", "bm25"),
+         "descriptions": ("dense_passage", "bm25_passage"), "dense": ("dense",), "bm25": ("bm25",)}
 
 
 @dataclass
@@ -35,19 +46,18 @@ class Hit:
     uid: str
     title: str
     content: str
-    score: float  # fused RRF score (higher is better)
-    dense_score: float | None = None  # cosine similarity of question and product, if dense found it
-    bm25_score: float | None = None  # BM25 score, if BM25 found it
-    retrievers: tuple = field(default_factory=tuple)  # which retrievers found it: "dense", "bm25"
+    score: float  # 1 / (60 + rank): higher is better (only the order means something)
+    dense_score: float | None = None  # best cosine of question and product (title or a passage), if dense found it
+    bm25_score: float | None = None  # title BM25 score, if title BM25 found it
+    retrievers: tuple = field(default_factory=tuple)  # which retrievers found it: "dense", "bm25", "dense_passage", ...
+    passage: str | None = None  # the description passage that matched best, when a passage retriever found it
+    match: str = "title"  # "description" when the best evidence was a passage (its cosine beat the title's)
 
-    def to_dict(self, with_content: bool = False) -> dict:
-        d = {"uid": self.uid, "title": self.title, "score": round(self.score, 6),
-             "dense_score": None if self.dense_score is None else round(self.dense_score, 4),
-             "bm25_score": None if self.bm25_score is None else round(self.bm25_score, 4),
-             "retrievers": list(self.retrievers)}
-        if with_content:
-            d["content"] = self.content
-        return d
+    def to_dict(self) -> dict:
+        return {"uid": self.uid, "title": self.title, "score": round(self.score, 6),
+                "dense_score": None if self.dense_score is None else round(self.dense_score, 4),
+                "bm25_score": None if self.bm25_score is None else round(self.bm25_score, 4),
+                "retrievers": list(self.retrievers), "match": self.match, "passage": self.passage}
 
 
 @lru_cache(maxsize=1)
@@ -93,59 +103,62 @@ def rrf(rankings: dict[str, list[int]], k: int = RRF_K, tiebreak: dict | None = 
     return sorted(scores.items(), key=lambda x: (-round(x[1], 12), -tiebreak.get(x[0], -1.0)))
 
 
+def _merge(first: list[int], then: list[int]) -> list[int]:
+    """`first`, then the rows of `then` not in it, in their order."""
+    seen = set(first)
+    return list(first) + [r for r in then if r not in seen]
+
+
+def fold(rows, scores, owner) -> tuple[list[int], dict, dict]:
+    """Passage hits -> product ranking: each product scores its best passage. Returns (product rows
+    best first, {row: best score}, {row: best passage row})."""
+    best, which = {}, {}
+    for r, sc in zip(rows, scores):
+        if r < 0:
+            continue
+        p = int(owner[r])
+        if p < 0:
+            continue
+        if p not in best or sc > best[p]:
+            best[p], which[p] = float(sc), int(r)
+    return sorted(best, key=lambda p: -best[p]), best, which
+
+
 class Index:
-    """A loaded index folder: FAISS + BM25 + documents + the embedding model (loaded once)."""
+    """A loaded index folder: title and passage FAISS + BM25 + documents + the embedding model (loaded once)."""
 
     def __init__(self, folder: str | Path, device: str | None = None, model: str | Path | None = None):
         import numpy as np
 
-        from indexing.embed import load_encoder, model_identity
-        from indexing.store import read_docs, read_faiss, read_meta
+        from indexing.embed import check_model, load_encoder
+        from indexing.store import (BM25, BM25_PASSAGES, PASSAGE_VECTORS, read_bm25, read_docs, read_faiss,
+                                    read_meta, read_passages)
+        from indexing.vectors import set_nprobe, to_gpu
 
         self.folder = Path(folder)
-        self.weights = dict(WEIGHTS)
+        self.weights, self.rrf_weights, self.fusion = dict(WEIGHTS), dict(RRF_WEIGHTS), FUSION
         self.meta = read_meta(self.folder)
-        # The model it was built with; if that folder is gone (index copied elsewhere), the default one.
-        # Either way its hash must match: vectors from another model would give wrong answers silently.
-        built_with = Path(self.meta["embedding_model"]["path"])
-        ident = model_identity(model or (built_with if built_with.is_dir() else None))
-        if ident["hash"] != self.meta["embedding_model"]["hash"]:
-            raise UserError(f"{self.folder}: built with embedding model {self.meta['embedding_model']['name']} "
-                            f"(hash {self.meta['embedding_model']['hash'][:12]}), but {ident['name']} "
-                            f"(hash {ident['hash'][:12]}) was given: rebuild the index or pass the same --model")
+        model_path = check_model(self.meta, model, where=self.folder)
         self.docs = read_docs(self.folder, self.meta)
-        self.index = read_faiss(self.folder, self.meta)
-        if self.meta["index_type"] == "ivf":
-            import faiss
-
-            faiss.extract_index_ivf(self.index).nprobe = self.meta["nprobe"]
-        self._to_gpu()
-        self.bm25 = self._load_bm25()
+        self.title_index = read_faiss(self.folder, self.meta)
+        set_nprobe(self.title_index, self.meta)
+        self.title_index, self._gpu = to_gpu(self.title_index)
+        self.bm25 = read_bm25(self.folder, BM25, rows=len(self.docs))
         ids = self.docs["id"].to_numpy()
         self.row_of_id = np.full(int(ids.max()) + 1 if len(ids) else 1, -1, dtype=np.int64)
         self.row_of_id[ids] = np.arange(len(ids))
-        self.model = load_encoder(ident["path"], device)
+        self.passages = read_passages(self.folder, self.meta)  # None: a title-only (format 1) index
+        if self.passages is not None:
+            self.passage_index = read_faiss(self.folder, self.meta, PASSAGE_VECTORS)
+            set_nprobe(self.passage_index, self.meta["passages"])
+            self.passage_index, self._gpu_p = to_gpu(self.passage_index)
+            self.bm25_passages = read_bm25(self.folder, BM25_PASSAGES, rows=len(self.passages))
+            pids = self.passages["pid"].to_numpy()
+            self.prow_of_pid = np.full(int(pids.max()) + 1 if len(pids) else 1, -1, dtype=np.int64)
+            self.prow_of_pid[pids] = np.arange(len(pids))
+            self.passage_owner = self.row_of_id[self.passages["id"].to_numpy()]  # passage row -> product row
+        self.model = load_encoder(model_path, device)
         self.model.encode(["warm-up"])  # the first call pays one-off setup: keep it out of the first question
-
-    def _to_gpu(self):
-        from indexing.build import gpu_available
-
-        if gpu_available():  # same file, searched on the GPU
-            import faiss
-
-            self._gpu_res = faiss.StandardGpuResources()
-            self.index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self.index)
-
-    def _load_bm25(self):
-        import bm25s
-
-        try:
-            bm = bm25s.BM25.load(str(self.folder / "bm25"))
-        except Exception as e:
-            raise UserError(f"{self.folder}/bm25: corrupt ({type(e).__name__}: {e}) (rebuild the index)") from None
-        if int(bm.scores["num_docs"]) != len(self.docs):
-            raise UserError(f"{self.folder}/bm25: {bm.scores['num_docs']} documents, docs.parquet has {len(self.docs)}")
-        return bm
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -155,45 +168,98 @@ class Index:
 
         return embed(self.model, [focus(q) for q in questions], batch_size=64)
 
-    def search_dense(self, questions: list[str], k: int):
-        """(rows I [nq, k], cosine D [nq, k]); -1 where fewer than k hits."""
-        xq = self.embed_questions(questions)
-        D, ids = self.index.search(xq, min(k, len(self)))
+    def search_dense(self, questions: list[str], k: int, xq=None):
+        """(cosine D [nq, k], rows I [nq, k]) of titles; -1 where fewer than k hits."""
+        xq = self.embed_questions(questions) if xq is None else xq
+        D, ids = self.title_index.search(xq, min(k, len(self)))
         I = self.row_of_id[ids.clip(0)]
         I[ids < 0] = -1
-        return I, D
+        return D, I
 
-    def search_bm25(self, questions: list[str], k: int):
+    def search_passages(self, questions: list[str], k: int, xq=None):
+        """(cosine D [nq, k], passage rows I [nq, k]); -1 where fewer than k hits."""
+        xq = self.embed_questions(questions) if xq is None else xq
+        D, pids = self.passage_index.search(xq, min(k, len(self.passages)))
+        I = self.prow_of_pid[pids.clip(0)]
+        I[pids < 0] = -1
+        return D, I
+
+    def search_bm25(self, questions: list[str], k: int, passages: bool = False):
+        """(BM25 scores S [nq, k], rows I [nq, k]) over titles, or over description passages."""
         from indexing.lexical import bm25_search
 
-        return bm25_search(self.bm25, [focus(q) for q in questions], k)
+        I, S = bm25_search(self.bm25_passages if passages else self.bm25, [focus(q) for q in questions], k)
+        return S, I
 
     def retrieve_many(self, questions: list[str], k: int = 5, mode: str = "hybrid") -> list[list[Hit]]:
-        """Top-k hits for each question. mode: "hybrid" (RRF of both), "dense" or "bm25"."""
+        """Top-k products for each question. mode: "hybrid" (titles and descriptions, fused), "titles",
+        "descriptions", "dense" (title vectors) or "bm25" (title words)."""
         if not questions:
             return []
-        n = max(k, CANDIDATES) if mode == "hybrid" else k
-        dense = self.search_dense(questions, n) if mode in ("hybrid", "dense") else None
-        lex = self.search_bm25(questions, n) if mode in ("hybrid", "bm25") else None
+        use = [r for r in MODES[mode] if self.passages is not None or not r.endswith("_passage")]
+        n = max(k, CANDIDATES) if len(use) > 1 else k
+        xq = self.embed_questions(questions) if {"dense", "dense_passage"} & set(use) else None
+        res = {}
+        if "dense" in use:
+            res["dense"] = self.search_dense(questions, n, xq)
+        if "bm25" in use:
+            res["bm25"] = self.search_bm25(questions, n)
+        if "dense_passage" in use:
+            res["dense_passage"] = self.search_passages(questions, max(n, PASSAGE_CANDIDATES), xq)
+        if "bm25_passage" in use:
+            res["bm25_passage"] = self.search_bm25(questions, max(n, PASSAGE_CANDIDATES), passages=True)
         out = []
         for qi in range(len(questions)):
-            ranks, dscore, bscore = {}, {}, {}
-            if dense is not None:
-                rows = [int(r) for r in dense[0][qi] if r >= 0]
-                ranks["dense"] = rows
-                dscore = {int(r): float(s) for r, s in zip(dense[0][qi], dense[1][qi]) if r >= 0}
-            if lex is not None:
-                rows = [int(r) for r in lex[0][qi] if r >= 0]
-                ranks["bm25"] = rows
-                bscore = {int(r): float(s) for r, s in zip(lex[0][qi], lex[1][qi]) if r >= 0}
+            ranks, scores, best_passage = {}, {}, {}
+            for name, (S, I) in res.items():
+                if name.endswith("_passage"):
+                    ranks[name], scores[name], best_passage[name] = fold(I[qi], S[qi], self.passage_owner)
+                else:
+                    ranks[name] = [int(r) for r in I[qi] if r >= 0]
+                    scores[name] = {int(r): float(s) for r, s in zip(I[qi], S[qi]) if r >= 0}
+            cos_t, cos_p = scores.get("dense", {}), scores.get("dense_passage", {})
+            cosine = {r: max(cos_t.get(r, -1.0), cos_p.get(r, -1.0)) for r in set(cos_t) | set(cos_p)}
+            described = False
+            if len(use) == 1:
+                ranking = [r for r in ranks[use[0]]]
+            elif set(use) == {"dense_passage", "bm25_passage"} or (self.fusion == "route" and len(use) == 4 and
+                                                                     max(cos_p.values(), default=-1) > max(cos_t.values(), default=-1)):
+                # by description: the passages' words first, then what only their vectors found
+                described = True
+                ranking = _merge(ranks["bm25_passage"], ranks["dense_passage"])
+                if len(use) == 4:  # titles after, so that k hits are there
+                    ranking = _merge(ranking, [r for r, _ in rrf({n: ranks[n] for n in ("dense", "bm25")},
+                                                                 tiebreak=cos_t, weights=self.weights)])
+            elif len(use) == 2 or self.fusion == "route":
+                ranking = [r for r, _ in rrf({n: ranks[n] for n in ("dense", "bm25")}, tiebreak=cos_t,
+                                             weights=self.weights)]
+                if len(use) == 4:
+                    ranking = _merge(ranking, _merge(ranks["bm25_passage"], ranks["dense_passage"]))
+            else:
+                ranking = [r for r, _ in rrf(ranks, tiebreak=cosine, weights=self.rrf_weights)]
             hits = []
-            for row, score in rrf(ranks, tiebreak=dscore, weights=self.weights)[:k]:
+            for pos, row in enumerate(ranking[:k]):
                 d = self.docs.iloc[row]
-                found = tuple(name for name, s in (("dense", dscore), ("bm25", bscore)) if row in s)
-                hits.append(Hit(uid=d["uid"], title=d["title"], content=d["content"], score=score,
-                                dense_score=dscore.get(row), bm25_score=bscore.get(row), retrievers=found))
+                found = tuple(name for name in res if row in scores[name])
+                prow = best_passage.get("bm25_passage", {}).get(row, best_passage.get("dense_passage", {}).get(row))
+                passage = None
+                if prow is not None:
+                    p = self.passages.iloc[prow]
+                    passage = d["content"][int(p["start"]): int(p["end"])]
+                desc = passage is not None and (described or ("dense" not in found and "bm25" not in found))
+                hits.append(Hit(uid=d["uid"], title=d["title"], content=d["content"], score=1.0 / (RRF_K + pos + 1),
+                                dense_score=cosine.get(row), bm25_score=scores.get("bm25", {}).get(row),
+                                retrievers=found, passage=passage, match="description" if desc else "title"))
             out.append(hits)
         return out
+
+    def threshold_for(self, hits: list[Hit]) -> float:
+        """The calibrated "not in the catalog" cosine for these hits: one when the search went by titles
+        (the question names a product), one when it went by descriptions (indexing/calibrate.py)."""
+        named = self.meta.get("abstain_threshold", 0.0)
+        if hits and hits[0].match == "description":
+            return self.meta.get("abstain_threshold_described", named)
+        return named
 
     def retrieve(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """Top-k products for one question (see retrieve_many)."""
@@ -213,9 +279,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", type=int, default=5, help="hits per question (default 5)")
     p.add_argument("--questions", metavar="FILE",
                    help='JSON lines {"id", "question"} (or CSV id,question, or text): search them all in one process')
-    p.add_argument("--mode", choices=("hybrid", "dense", "bm25"), default="hybrid", help="retriever (default hybrid)")
+    p.add_argument("--mode", choices=tuple(MODES), default="hybrid",
+                   help="retrievers: hybrid (titles and descriptions, default), titles, descriptions, dense, bm25")
     p.add_argument("--json", action="store_true",
-                   help='one JSON line per question: {"id", "question", "hits": [{"uid", "title", "score"}]}')
+                   help='one JSON line per question: {"id", "question", "hits": [{"uid", "title", "score", '
+                        '"match", "passage", ...}]}')
     p.add_argument("--device", choices=("cpu", "cuda"), help="device for the question encoder")
 
 
@@ -249,8 +317,10 @@ def main(args: argparse.Namespace) -> int:
         if args.questions:
             print(f"\n[{it['id']}] {it['question']}")
         for rank, h in enumerate(hits, start=1):
-            desc = h.content if len(h.content) <= 90 else h.content[:87] + "..."
-            print(f"{rank:>2}. {h.score:.4f}  {h.uid}  {h.title}\n      {desc}")
+            text = h.passage if h.match == "description" else h.content
+            desc = text if len(text) <= 90 else text[:87] + "..."
+            label = "matched description: " if h.match == "description" else ""
+            print(f"{rank:>2}. {h.score:.4f}  {h.uid}  {h.title}\n      {label}{desc}")
         if not hits:
             print("no hits")
     return 0

@@ -4,39 +4,44 @@
     productqa index remove --index data/index --uid 0001360000 0000031895
 
 New records go through exactly the cleaning of `productqa prepare`. Only new/changed products are
-embedded; FAISS vectors are removed/added by id; BM25 is rebuilt over the updated documents (it is
-cheap next to embedding). The updated index is written beside the old one and swapped in atomically.
+embedded (their titles and description passages); FAISS vectors are removed/added by id; both BM25
+indexes are rebuilt over the updated texts (cheap next to embedding). The updated index is written
+beside the old one and swapped in atomically. A title-only (format 1) index stays title-only.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from indexing.errors import UserError
 
 
-def _load_for_update(folder):
-    from indexing.store import read_docs, read_faiss, read_meta
+def _load(folder):
+    from indexing.store import PASSAGE_VECTORS, has_passages, read_docs, read_faiss, read_meta, read_passages
 
     folder = Path(folder)
     meta = read_meta(folder)
-    return folder, meta, read_docs(folder, meta), read_faiss(folder, meta)
+    passages = read_passages(folder, meta)
+    pindex = read_faiss(folder, meta, PASSAGE_VECTORS) if has_passages(meta) else None
+    return folder, meta, read_docs(folder, meta), read_faiss(folder, meta), passages, pindex
 
 
-def _save(folder: Path, meta: dict, docs, index) -> dict:
-    import faiss
-
-    from indexing.build import lexical_texts
+def _save(folder: Path, meta: dict, docs, index, passages, pindex) -> dict:
     from indexing.lexical import build_bm25
-    from indexing.store import write_atomically, write_docs, write_meta
+    from indexing.store import (BM25_PASSAGES, PASSAGE_VECTORS, utc_now, write_atomically, write_bm25, write_docs,
+                                write_faiss, write_meta, write_passages)
+    from indexing.texts import lexical_texts, passage_texts
 
-    meta = {**meta, "count": len(docs), "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    bm = build_bm25(lexical_texts(docs["title"], docs["content"], meta["lexical"]))
+    meta = {**meta, "count": len(docs), "updated": utc_now()}
     with write_atomically(folder) as tmp:
-        faiss.write_index(index, str(tmp / "index.faiss"))
+        write_faiss(tmp, index)
         write_docs(tmp, docs)
-        bm.save(str(tmp / "bm25"))
+        write_bm25(tmp, build_bm25(lexical_texts(docs["title"], docs["content"], meta["lexical"])))
+        if passages is not None:
+            meta["passages"] = {**meta["passages"], "count": len(passages)}
+            write_faiss(tmp, pindex, PASSAGE_VECTORS)
+            write_passages(tmp, passages)
+            write_bm25(tmp, build_bm25(passage_texts(dict(zip(docs["id"], docs["content"])), passages)), BM25_PASSAGES)
         meta = write_meta(tmp, meta)
     return meta
 
@@ -48,36 +53,45 @@ def add_products(folder, inputs: list, batch_size: int = 64, device: str | None 
     import pandas as pd
     import pyarrow as pa
 
-    from indexing.build import dense_texts
-    from indexing.embed import embed, load_encoder, model_identity
+    from indexing.embed import check_model, embed, load_encoder
     from indexing.prepare import load_records
+    from indexing.texts import Splitter, dense_texts, passage_texts
 
-    folder, meta, docs, index = _load_for_update(folder)
+    folder, meta, docs, index, passages, pindex = _load(folder)
     tables = [t for path in inputs for t in load_records(path)]
     new = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=["uid", "title", "content"])
     new = new.drop_duplicates("uid", keep="last")
     if new.empty:
         raise UserError(f"no usable products in {', '.join(map(str, inputs))}")
-    path = meta["embedding_model"]["path"]
-    ident = model_identity(path if Path(path).is_dir() else None)
-    if ident["hash"] != meta["embedding_model"]["hash"]:
-        raise UserError(f"{folder}: built with a different embedding model than {ident['path']}")
+    model = load_encoder(check_model(meta, where=folder), device)
     replaced = docs[docs["uid"].isin(new["uid"])]
     if len(replaced):
         index.remove_ids(replaced["id"].to_numpy())
     ids = np.arange(meta["next_id"], meta["next_id"] + len(new), dtype=np.int64)
     new.insert(0, "id", ids)
-    X = embed(load_encoder(ident["path"], device), dense_texts(new["title"], new["content"], meta["embed"]),
-              batch_size, progress=progress)
-    index.add_with_ids(X, ids)
+    index.add_with_ids(embed(model, dense_texts(new["title"], new["content"], meta["embed"]), batch_size,
+                             progress=progress), ids)
     docs = pd.concat([docs[~docs["uid"].isin(new["uid"])], new], ignore_index=True)
-    meta = _save(folder, {**meta, "next_id": int(ids[-1]) + 1}, docs, index)
+    meta = {**meta, "next_id": int(ids[-1]) + 1}
+    if passages is not None:
+        gone = passages[passages["id"].isin(replaced["id"])]
+        if len(gone):
+            pindex.remove_ids(gone["pid"].to_numpy())
+        p = meta["passages"]
+        fresh = Splitter(p["max_tokens"], meta["embedding_model"]["path"] if Path(meta["embedding_model"]["path"]).is_dir()
+                         else None).split_many(new["id"], new["content"], first_pid=p["next_pid"])
+        if len(fresh):
+            texts = passage_texts(dict(zip(new["id"], new["content"])), fresh)
+            pindex.add_with_ids(embed(model, texts, batch_size, progress=progress), fresh["pid"].to_numpy())
+        passages = pd.concat([passages[~passages["id"].isin(replaced["id"])], fresh], ignore_index=True)
+        meta["passages"] = {**p, "next_pid": int(p["next_pid"]) + len(fresh)}
+    meta = _save(folder, meta, docs, index, passages, pindex)
     return {"added": len(new) - len(replaced), "replaced": len(replaced), "count": meta["count"]}
 
 
 def remove_products(folder, uids: list[str]) -> dict:
-    """Remove products by uid. Returns counts and the uids that were not in the index."""
-    folder, meta, docs, index = _load_for_update(folder)
+    """Remove products (and their passages) by uid. Returns counts and the uids that were not in the index."""
+    folder, meta, docs, index, passages, pindex = _load(folder)
     gone = docs[docs["uid"].isin(uids)]
     not_found = sorted(set(uids) - set(gone["uid"]))
     if len(gone) == 0:
@@ -86,5 +100,9 @@ def remove_products(folder, uids: list[str]) -> dict:
         raise UserError("removing these would leave the index empty; build a new one instead")
     index.remove_ids(gone["id"].to_numpy())
     docs = docs[~docs["uid"].isin(uids)].reset_index(drop=True)
-    meta = _save(folder, meta, docs, index)
+    if passages is not None:
+        dropped = passages["id"].isin(gone["id"])
+        pindex.remove_ids(passages.loc[dropped, "pid"].to_numpy())
+        passages = passages[~dropped].reset_index(drop=True)
+    meta = _save(folder, meta, docs, index, passages, pindex)
     return {"removed": len(gone), "not_found": not_found, "count": meta["count"]}

@@ -80,7 +80,8 @@ class Answer:
         return {"question": self.question, "answer": self.text, "abstained": self.abstained,
                 "cited_uid": cited.uid if cited else None, "origin": self.origin,
                 "fallback_reason": self.fallback_reason,
-                "sources": [{"uid": h.uid, "title": h.title, "score": round(h.dense_score or 0.0, 4)}
+                "sources": [{"uid": h.uid, "title": h.title, "score": round(h.dense_score or 0.0, 4),
+                             "match": h.match, **({"passage": h.passage} if h.match == "description" else {})}
                             for h in self.sources],
                 "notice": self.notice, "latency_ms": round(self.latency_ms, 1),
                 "retrieval_ms": round(self.retrieval_ms, 1),
@@ -239,7 +240,6 @@ class Answerer:
         self.base_identity = ident
         # the index (and its encoder) loads after the cheap checks above, so a wrong --adapter fails fast
         self.index = load_index(index)
-        self.threshold = float(self.index.meta.get("abstain_threshold", 0.0))
         self.device = pick_device(device)
         # 4-bit NF4 saves memory on GPUs; on CPUs unquantized weights generate faster
         self.four_bit = (self.device == "cuda") if four_bit is None else four_bit
@@ -269,8 +269,9 @@ class Answerer:
     def retrieve(self, questions: list[str], k: int):
         return self.index.retrieve_many(questions, k=k)
 
-    def should_abstain(self, hits) -> bool:
-        return should_abstain(hits, self.threshold)
+    def should_abstain(self, hits, question: str = "") -> bool:
+        """Below the index's calibrated threshold for these hits (found by title or by description)."""
+        return should_abstain(hits, self.index.threshold_for(hits))
 
     def _gen_kwargs(self, max_new_tokens: int, temperature: float, mode: str = "generate") -> dict:
         from rag.prompt import STOP_STRINGS
@@ -294,7 +295,7 @@ class Answerer:
         if hits is None:
             hits = self.retrieve([q], k)[0] if use_retrieval else []
         ans = Answer(question=q, text="", sources=hits, notice=notice, retrieval_ms=(time.perf_counter() - t0) * 1000)
-        if use_retrieval and self.should_abstain(hits):
+        if use_retrieval and self.should_abstain(hits, q):
             ans.text, ans.abstained, ans.origin = NOT_IN_CATALOG, True, "refused"
         return ans
 
@@ -507,6 +508,8 @@ def main(args: argparse.Namespace) -> int:
             mark = ("" if rank != ans.cited else "  <- cited" if ans.origin == "generated"
                     else "  <- answer (its catalog description)")
             print(f"{rank:>2}. {h.uid}  {h.title}  (cosine {h.dense_score or 0:.3f}){mark}")
+            if h.match == "description":
+                print(f"    matched its description: \"{h.passage}\"")
     print(f"\n{ans.latency_ms:.0f} ms (retrieval {ans.retrieval_ms:.0f} ms"
           + (f", first token {ans.first_token_ms:.0f} ms" if ans.first_token_ms else "") + ")")
     return 0

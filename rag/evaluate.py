@@ -132,7 +132,7 @@ class TopRetrieved:
         t0 = time.perf_counter()
         out = []
         for q, hits in zip(questions, self.qa.retrieve(questions, 3)):
-            if self.qa.should_abstain(hits):
+            if self.qa.should_abstain(hits, q):
                 out.append(Answer(q, NOT_IN_CATALOG, hits, abstained=True, origin="refused"))
             else:
                 out.append(Answer(q, hits[0].content, hits, cited=1, origin="catalog"))
@@ -149,7 +149,7 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
     from tqdm import tqdm
 
     from indexing.calibrate import invented_titles
-    from indexing.evaluate import VARIANTS, make_eval_questions
+    from indexing.questions import VARIANTS, make_eval_questions
     from indexing.questions import make_question
 
     variants = tuple(variants or VARIANTS)
@@ -277,7 +277,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from indexing.catalog import read_catalog
-    from indexing.evaluate import VARIANTS
+    from indexing.questions import VARIANTS
     from rag.answer import MODES, REPETITION_PENALTY, Answerer
 
     if args.n < 1:

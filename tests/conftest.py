@@ -91,8 +91,12 @@ def smol_adapter(demo_catalog, demo_index, smollm2_path, tmp_path_factory):
 class FakeIndex:
     """Stands in for indexing.search.Index in unit tests: ranks docs by words shared with the question."""
 
-    def __init__(self, docs):
+    def __init__(self, docs, threshold: float = 0.1):
         self.docs = docs.reset_index(drop=True)
+        self.threshold = threshold
+
+    def threshold_for(self, hits) -> float:
+        return self.threshold
 
     def retrieve_many(self, questions, k=5, mode="hybrid"):
         from indexing.search import Hit

@@ -69,8 +69,12 @@ def source_messages(hits: list, abstained: bool, cited: int | None = None) -> li
     for rank, h in enumerate(hits, 1):
         label = "closest, not a match" if abstained else ("source (cited)" if rank == cited else "source")
         score = f"cosine {h.dense_score:.3f}" if h.dense_score is not None else "found by keywords"
-        title = f"{label} {rank}: {escape_md(h.title)} · uid {escape_md(h.uid)} · {score}"
-        out.append({"role": "assistant", "content": escape_md(h.content) or "(no description)",
+        matched = " · matched its description" if getattr(h, "match", "title") == "description" else ""
+        title = f"{label} {rank}: {escape_md(h.title)} · uid {escape_md(h.uid)} · {score}{matched}"
+        body = escape_md(h.content) or "(no description)"
+        if matched and h.passage:  # the passage that matched, first
+            body = f"_matched passage:_ “{escape_md(h.passage)}”\n\n{body}"
+        out.append({"role": "assistant", "content": body,
                     "metadata": {"title": title, "status": "done"}})
     return out
 
@@ -116,11 +120,11 @@ class ChatSession:
             hits = self.qa.retrieve([q], k)[0]
             retrieval_ms = (time.perf_counter() - t0) * 1000  # done here, so stream() does not count it
             prompt_q = q
-            if last is not None and self.qa.should_abstain(hits) and is_followup(q):
+            if last is not None and self.qa.should_abstain(hits, q) and is_followup(q):
                 # a follow-up: answer about the product discussed last
                 hits, prompt_q = [last], f"{q} (about '{last.title}')"
             if retrieval_only:
-                close = not self.qa.should_abstain(hits)
+                close = not self.qa.should_abstain(hits, q)
                 answer["content"] = (f"Retrieval only: the {len(hits)} closest products"
                                      + ("." if close else ", none close enough to be the product asked about."))
                 history += source_messages(hits, abstained=not close)

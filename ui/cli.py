@@ -18,7 +18,7 @@ import sys
 COMMANDS = {
     "prepare": ("indexing.prepare", "clean raw AmazonTitles / Alpaca files into a Parquet catalog"),
     "export": ("finetune.export", "write question->description training pairs (Alpaca or OpenAI chat JSON lines)"),
-    "index": ("indexing.build", "build / update (add, remove) / inspect (info) a search index"),
+    "index": ("indexing.index_cli", "build / update (add, remove) / inspect (info) a search index"),
     "search": ("indexing.search", "search an index: hybrid dense + BM25 hits for questions"),
     "finetune": ("finetune.train", "LoRA-tune a 4-bit Llama on retrieval-augmented question->description examples"),
     "ask": ("rag.answer", "answer one question from the catalog, streamed, with its sources"),

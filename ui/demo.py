@@ -25,8 +25,10 @@ def _step(title: str) -> None:
 def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool = False,
              host: str = "127.0.0.1", port: int = 7860) -> dict:
     from finetune.export import export_pairs
-    from indexing.build import BuildConfig, build_index, format_info
+    from indexing.build import BuildConfig, build_index
     from indexing.catalog import catalog_fingerprint
+    from indexing.errors import UserError
+    from indexing.index_cli import format_info
     from indexing.prepare import format_stats, prepare
     from indexing.search import load_index
 
@@ -46,10 +48,15 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool
         n = export_pairs(cat, fmt, out / f"pairs.{fmt}.jsonl", per_product=2, progress=False)
         print(f"{n:,} {fmt} pairs -> {out / f'pairs.{fmt}.jsonl'}")
 
-    _step("index: embed titles, FAISS + BM25")
+    _step("index: embed titles and description passages, FAISS + BM25")
+    from indexing.store import FORMAT_VERSION, read_meta
+
     fp = catalog_fingerprint(cat)
-    meta_file = idx / "meta.json"
-    if meta_file.exists() and json.loads(meta_file.read_text())["catalog"]["fingerprint"] == fp:
+    try:
+        index_meta = read_meta(idx) if idx.exists() else None
+    except UserError:
+        index_meta = None
+    if index_meta and index_meta["catalog"]["fingerprint"] == fp and index_meta["format_version"] == FORMAT_VERSION:
         print(f"reusing {idx}")
     else:
         print(format_info(idx, build_index(BuildConfig(catalog=str(cat), out=str(idx)))))
@@ -65,7 +72,7 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool
     if finetune:
         _step(f"finetune: {steps} steps of 4-bit LoRA on CPU (a taste; see README for real runs)")
         tm = adapter / "training_meta.json"
-        index_created = json.loads(meta_file.read_text())["created"]
+        index_created = read_meta(idx)["created"]
         if tm.exists() and json.loads(tm.read_text())["data"]["index_created"] == index_created:
             print(f"reusing {adapter}")
         else:

@@ -116,7 +116,7 @@ class ScriptedAnswerer(Answerer):
     scripted model: `outputs` maps a question to the text the model generates for it."""
 
     def __init__(self, docs, outputs, mode="generate", on_generate=None):
-        self.index, self.threshold, self.mode, self.tok = FakeIndex(docs), 0.05, mode, None
+        self.index, self.mode, self.tok = FakeIndex(docs, threshold=0.05), mode, None
         self.outputs, self.on_generate, self.generated = outputs, on_generate, []
 
     def _generate(self, prompts, max_new_tokens, temperature, use_adapter, mode, streamer=None):

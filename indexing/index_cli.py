@@ -1,0 +1,150 @@
+"""The `productqa index` command group: build, add, remove, info.
+
+    productqa index build  --catalog data/catalog --out data/index [--passage-tokens 128] [--shard-size 4096]
+                           [--engine local|ray] [--ray-address ADDR] [--fresh]
+    productqa index add    --index data/index --input new_products.jsonl
+    productqa index remove --index data/index --uid 0001360000 [--uid ...]
+    productqa index info   --index data/index [--json]
+
+A build that was interrupted (kill -9, Ctrl-C, a reboot) continues where it stopped when the same
+command runs again (see indexing/build.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from indexing.texts import DEFAULT_PASSAGE_TOKENS, LEXICAL_FIELDS
+from indexing.vectors import FLAT_MAX
+
+
+def format_info(folder: str | Path, meta: dict) -> str:
+    from indexing.store import REBUILD_HINT
+
+    m = meta
+    p = m.get("passages")
+    cal = m.get("calibration", {})
+    lines = [
+        f"index:      {folder}",
+        f"products:   {m['count']:,}",
+        f"dense:      {m['index_type']}" + (f" (nlist {m['nlist']}, nprobe {m['nprobe']})" if m["index_type"] == "ivf" else "")
+        + f", dim {m['dim']}, {m['metric']}, embeds {m['embed']}",
+        (f"passages:   {p['count']:,} description passages of at most {p['max_tokens']} tokens, {p['index_type']}"
+         + (f" (nlist {p['nlist']}, nprobe {p['nprobe']})" if p["index_type"] == "ivf" else ""))
+        if p else f"passages:   none: titles only ({REBUILD_HINT})",
+        f"model:      {m['embedding_model']['name']} (hash {m['embedding_model']['hash'][:12]})",
+        f"lexical:    {m['bm25']}",
+        f"abstain:    best cosine < {m.get('abstain_threshold', 0):.3f} (questions naming a product)"
+        + (f", < {m['abstain_threshold_described']:.3f} (describing one)" if "abstain_threshold_described" in m else "")
+        + f" -> 'not in the catalog' (calibrated: {cal.get('correct_abstain_rate', 0):.1%} of invented products "
+          f"rejected" + (f" ({cal['correct_abstain_rate_described']:.1%} of invented descriptions)"
+                         if cal.get("correct_abstain_rate_described") is not None else "")
+        + f", {cal.get('false_abstain_rate', 0):.1%} of real questions)",
+        f"catalog:    {m['catalog']['path']} (fingerprint {m['catalog']['fingerprint'][:12]})",
+        f"created:    {m['created']} by productqa {m['productqa_version']}"
+        + (f", updated {m['updated']}" if m.get("updated") else ""),
+    ]
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+    b = sub.add_parser("build", help="embed a catalog and write a new index (atomically)",
+                       description="Embed every product of a catalog and build the FAISS + BM25 index.")
+    b.add_argument("--catalog", required=True, metavar="DIR", help="catalog folder from `productqa prepare`")
+    b.add_argument("--out", required=True, metavar="INDEX_DIR", help="index folder to write (replaced only when done)")
+    b.add_argument("--model", metavar="PATH", help="local sentence-transformers folder (default: packaged all-MiniLM-L6-v2)")
+    b.add_argument("--batch-size", type=int, default=64, metavar="N", help="texts per forward pass (default 64)")
+    b.add_argument("--passage-tokens", type=int, default=DEFAULT_PASSAGE_TOKENS, metavar="N",
+                   help=f"most tokens in one description passage (default {DEFAULT_PASSAGE_TOKENS})")
+    b.add_argument("--titles-only", action="store_true", help="do not index descriptions (the pre-0.2 index)")
+    b.add_argument("--shard-size", type=int, default=4096, metavar="N",
+                   help="products embedded per shard; a crash loses at most one shard (default 4096)")
+    b.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: Ray Data actors (pip install -e '.[ray]')")
+    b.add_argument("--ray-address", metavar="ADDR",
+                   help="with --engine ray: a running cluster (e.g. auto); default: a local Ray on 127.0.0.1")
+    b.add_argument("--resume", action="store_true",
+                   help="continue an interrupted build (also what re-running the same command does)")
+    b.add_argument("--fresh", action="store_true", help="discard an interrupted build's shards and start over")
+    b.add_argument("--device", choices=("cpu", "cuda"), help="embedding device (default: cuda if available)")
+    b.add_argument("--embed", choices=("title", "title+content"), default="title",
+                   help="what the dense vectors encode (default: title; see README for the measurement)")
+    b.add_argument("--lexical", choices=tuple(LEXICAL_FIELDS), default="title",
+                   help="what BM25 indexes (default: title; see README for the measurement)")
+    b.add_argument("--index-type", choices=("auto", "flat", "ivf"), default="auto",
+                   help=f"auto = exact up to {FLAT_MAX:,} products, IVF above")
+    b.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto = bf16 on bf16-capable CPUs, fp16 on CUDA")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(_index_main=_main_build)
+
+    a = sub.add_parser("add", help="add or replace products (upsert by uid) without re-embedding the rest",
+                       description="Add new or changed products (same cleaning as prepare), upserted by uid.")
+    a.add_argument("--index", required=True, metavar="INDEX_DIR")
+    a.add_argument("--input", required=True, action="append", metavar="FILE",
+                   help="raw AmazonTitles JSON lines or Alpaca JSON (as for prepare); repeatable")
+    a.add_argument("--batch-size", type=int, default=64, metavar="N")
+    a.add_argument("--device", choices=("cpu", "cuda"))
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(_index_main=_main_add)
+
+    r = sub.add_parser("remove", help="remove products by uid", description="Remove products from an index by uid.")
+    r.add_argument("--index", required=True, metavar="INDEX_DIR")
+    r.add_argument("--uid", required=True, nargs="+", action="extend", metavar="UID", help="uids to remove")
+    r.set_defaults(_index_main=_main_remove)
+
+    i = sub.add_parser("info", help="what an index holds and what made it", description="Print an index's meta.json, readably.")
+    i.add_argument("--index", required=True, metavar="INDEX_DIR")
+    i.add_argument("--json", action="store_true", help="print meta.json as is")
+    i.set_defaults(_index_main=_main_info)
+
+
+def main(args: argparse.Namespace) -> int:
+    return args._index_main(args)
+
+
+def _main_build(args) -> int:
+    from indexing.build import BuildConfig, build_index
+    from indexing.errors import UserError
+
+    if args.resume and args.fresh:
+        raise UserError("--resume and --fresh contradict each other")
+    cfg = BuildConfig(catalog=args.catalog, out=args.out, model=args.model, batch_size=args.batch_size,
+                      device=args.device, embed=args.embed, lexical=args.lexical, index_type=args.index_type,
+                      precision=args.precision, passages=not args.titles_only, passage_tokens=args.passage_tokens,
+                      shard_size=args.shard_size, engine=args.engine, ray_address=args.ray_address,
+                      fresh=args.fresh, progress=not args.quiet)
+    meta = build_index(cfg)
+    print(format_info(args.out, meta))
+    print(f"built in {meta['build_seconds']['total']} s (embedding {meta['build_seconds']['embed']} s)")
+    return 0
+
+
+def _main_add(args) -> int:
+    from indexing.update import add_products
+
+    r = add_products(args.index, args.input, batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+    print(f"added {r['added']:,}, replaced {r['replaced']:,}; index now holds {r['count']:,} products")
+    return 0
+
+
+def _main_remove(args) -> int:
+    from indexing.update import remove_products
+
+    r = remove_products(args.index, args.uid)
+    if r["not_found"]:
+        print(f"not in the index: {', '.join(r['not_found'])}")
+    print(f"removed {r['removed']:,}; index now holds {r['count']:,} products")
+    return 0 if r["removed"] or not r["not_found"] else 1
+
+
+def _main_info(args) -> int:
+    import json
+
+    from indexing.store import read_meta
+
+    meta = read_meta(args.index)
+    print(json.dumps(meta, indent=2) if args.json else format_info(args.index, meta))
+    return 0
