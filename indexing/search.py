@@ -219,24 +219,7 @@ class Index:
                     scores[name] = {int(r): float(s) for r, s in zip(I[qi], S[qi]) if r >= 0}
             cos_t, cos_p = scores.get("dense", {}), scores.get("dense_passage", {})
             cosine = {r: max(cos_t.get(r, -1.0), cos_p.get(r, -1.0)) for r in set(cos_t) | set(cos_p)}
-            described = False
-            if len(use) == 1:
-                ranking = [r for r in ranks[use[0]]]
-            elif set(use) == {"dense_passage", "bm25_passage"} or (self.fusion == "route" and len(use) == 4 and
-                                                                     max(cos_p.values(), default=-1) > max(cos_t.values(), default=-1)):
-                # by description: the passages' words first, then what only their vectors found
-                described = True
-                ranking = _merge(ranks["bm25_passage"], ranks["dense_passage"])
-                if len(use) == 4:  # titles after, so that k hits are there
-                    ranking = _merge(ranking, [r for r, _ in rrf({n: ranks[n] for n in ("dense", "bm25")},
-                                                                 tiebreak=cos_t, weights=self.weights)])
-            elif len(use) == 2 or self.fusion == "route":
-                ranking = [r for r, _ in rrf({n: ranks[n] for n in ("dense", "bm25")}, tiebreak=cos_t,
-                                             weights=self.weights)]
-                if len(use) == 4:
-                    ranking = _merge(ranking, _merge(ranks["bm25_passage"], ranks["dense_passage"]))
-            else:
-                ranking = [r for r, _ in rrf(ranks, tiebreak=cosine, weights=self.rrf_weights)]
+            ranking, described = self._rank(use, ranks, cos_t, cos_p, cosine)
             hits = []
             for pos, row in enumerate(ranking[:k]):
                 d = self.docs.iloc[row]
@@ -252,6 +235,27 @@ class Index:
                                 retrievers=found, passage=passage, match="description" if desc else "title"))
             out.append(hits)
         return out
+
+    def _rank(self, use, ranks, cos_t, cos_p, cosine) -> tuple[list[int], bool]:
+        """(product rows best first, whether the ranking went by descriptions) for one question."""
+        def titles():
+            return [r for r, _ in rrf({n: ranks[n] for n in ("dense", "bm25")}, tiebreak=cos_t, weights=self.weights)]
+
+        def descriptions():  # the passages' words first, then what only their vectors found
+            return _merge(ranks["bm25_passage"], ranks["dense_passage"])
+
+        if len(use) == 1:
+            return ranks[use[0]], use[0].endswith("_passage")
+        if "dense" not in use:
+            return descriptions(), True
+        if "dense_passage" not in use:  # titles mode, or a title-only index
+            return titles(), False
+        if self.fusion == "rrf":
+            return [r for r, _ in rrf(ranks, tiebreak=cosine, weights=self.rrf_weights)], False
+        # route: the side whose best cosine is higher ranks first; the other fills up to k
+        if max(cos_p.values(), default=-1.0) > max(cos_t.values(), default=-1.0):
+            return _merge(descriptions(), titles()), True
+        return _merge(titles(), descriptions()), False
 
     def threshold_for(self, hits: list[Hit]) -> float:
         """The calibrated "not in the catalog" cosine for these hits: one when the search went by titles

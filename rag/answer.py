@@ -269,7 +269,7 @@ class Answerer:
     def retrieve(self, questions: list[str], k: int):
         return self.index.retrieve_many(questions, k=k)
 
-    def should_abstain(self, hits, question: str = "") -> bool:
+    def should_abstain(self, hits) -> bool:
         """Below the index's calibrated threshold for these hits (found by title or by description)."""
         return should_abstain(hits, self.index.threshold_for(hits))
 
@@ -295,7 +295,7 @@ class Answerer:
         if hits is None:
             hits = self.retrieve([q], k)[0] if use_retrieval else []
         ans = Answer(question=q, text="", sources=hits, notice=notice, retrieval_ms=(time.perf_counter() - t0) * 1000)
-        if use_retrieval and self.should_abstain(hits, q):
+        if use_retrieval and self.should_abstain(hits):
             ans.text, ans.abstained, ans.origin = NOT_IN_CATALOG, True, "refused"
         return ans
 

@@ -132,7 +132,7 @@ class TopRetrieved:
         t0 = time.perf_counter()
         out = []
         for q, hits in zip(questions, self.qa.retrieve(questions, 3)):
-            if self.qa.should_abstain(hits, q):
+            if self.qa.should_abstain(hits):
                 out.append(Answer(q, NOT_IN_CATALOG, hits, abstained=True, origin="refused"))
             else:
                 out.append(Answer(q, hits[0].content, hits, cited=1, origin="catalog"))

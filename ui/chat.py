@@ -120,11 +120,11 @@ class ChatSession:
             hits = self.qa.retrieve([q], k)[0]
             retrieval_ms = (time.perf_counter() - t0) * 1000  # done here, so stream() does not count it
             prompt_q = q
-            if last is not None and self.qa.should_abstain(hits, q) and is_followup(q):
+            if last is not None and self.qa.should_abstain(hits) and is_followup(q):
                 # a follow-up: answer about the product discussed last
                 hits, prompt_q = [last], f"{q} (about '{last.title}')"
             if retrieval_only:
-                close = not self.qa.should_abstain(hits, q)
+                close = not self.qa.should_abstain(hits)
                 answer["content"] = (f"Retrieval only: the {len(hits)} closest products"
                                      + ("." if close else ", none close enough to be the product asked about."))
                 history += source_messages(hits, abstained=not close)

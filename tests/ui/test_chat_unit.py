@@ -24,7 +24,7 @@ class FakeQA:
     def retrieve(self, questions, k):
         return self.index.retrieve_many(questions, k=k)
 
-    def should_abstain(self, hits, question=""):
+    def should_abstain(self, hits):
         return not hits or max(h.dense_score or 0 for h in hits) < self.threshold
 
     def stream(self, question, k=3, max_new_tokens=320, temperature=0.0, use_retrieval=True, hits=None,
