@@ -35,7 +35,7 @@ def format_info(folder: str | Path, meta: dict) -> str:
         if p else f"passages:   none: titles only ({REBUILD_HINT})",
         f"model:      {m['embedding_model']['name']} (hash {m['embedding_model']['hash'][:12]})",
         f"lexical:    {m['bm25']}",
-        f"abstain:    best cosine < {m.get('abstain_threshold', 0):.3f} (found by title)"
+        f"abstain:    best {m.get('abstain_score', 'cosine')} < {m.get('abstain_threshold', 0):.3f} (found by title)"
         + (f", < {m['abstain_threshold_described']:.3f} (found by description)" if "abstain_threshold_described" in m else "")
         + f" -> 'not in the catalog' (calibrated: {cal.get('correct_abstain_rate', 0):.1%} of invented products "
           f"rejected" + (f" ({cal['correct_abstain_rate_described']:.1%} of invented descriptions)"

@@ -74,3 +74,26 @@ def bm25_search(bm, queries: list[str], k: int):
     I[:, :kk] = np.where(hit, docs, -1)
     S[:, :kk] = np.where(hit, scores, 0)
     return I, S
+
+
+def coverage(bm, queries: list[str], rows) -> "np.ndarray":
+    """Share of each query's distinct words (stemmed, stop words dropped, as searched) that occur in each
+    of its candidate rows: C [nq, n] for rows I [nq, n] (-1 rows get 0). A quoted or paraphrased
+    description shares most of its words with its passage and few with an unrelated one; cosines of
+    short texts do not separate those cases as well (benchmarks/retrieval_choices.py)."""
+    import numpy as np
+
+    rows = np.asarray(rows)
+    C = np.zeros(rows.shape, dtype=np.float32)
+    indptr, indices, vocab = bm.scores["indptr"], bm.scores["indices"], bm.vocab_dict
+    for qi, words in enumerate(tokenize(queries)):
+        words = {w for w in words if w}
+        if not words:
+            continue
+        found = np.zeros(rows.shape[1], dtype=np.int32)
+        for w in words:
+            t = vocab.get(w)
+            if t is not None:  # a word no product has covers nothing, but still counts as asked
+                found += np.isin(rows[qi], indices[indptr[t]: indptr[t + 1]])
+        C[qi] = np.where(rows[qi] >= 0, found / len(words), 0.0)
+    return C

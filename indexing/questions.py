@@ -145,7 +145,7 @@ def _spans(content: str, title: str, rng: random.Random, n: int) -> list[str]:
 
 
 def make_description_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
-    """[{"qid", "variant", "question", "uid", "title"}]: questions that describe a sample of `n` products
+    """[{"qid", "variant", "question", "uid", "title", "span"}]: questions that describe a sample of `n` products
     with spans of their descriptions (DESCRIPTION_VARIANTS), never their titles' words. Products whose
     description is too short to quote (fewer than 4 words left) are skipped."""
     rng = random.Random(seed + 1)
@@ -160,9 +160,30 @@ def make_description_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
         variants = {"quote": f'Which product is described as "{spans[0]}"?',
                     "looking": f"I'm looking for something that {spans[1][0].lower() + spans[1][1:]}",
                     "pt_desc": f"Procuro um produto assim: {spans[2]}"}
-        for v, q in variants.items():
-            out.append({"qid": f"{uid}:{v}", "variant": v, "question": q, "uid": uid, "title": title})
+        for (v, q), span in zip(variants.items(), spans):
+            out.append({"qid": f"{uid}:{v}", "variant": v, "question": q, "uid": uid, "title": title, "span": span})
     return out
+
+
+def holds_span(content: str, span: str) -> bool:
+    """Does `content` hold the words of `span` in order, close together (at most one other word between
+    two of them: the span's title words were dropped)? A description question quoting a blurb that
+    several products share (an author's biography, a series' blurb, a review quote) cannot tell them
+    apart; the retrieval evaluation counts any of them as found, as it does products sharing a title."""
+    want = [w.casefold() for w in _WORDS.findall(span)]
+    have = [w.casefold() for w in _WORDS.findall(content)]
+    if not want:
+        return False
+    for s in (i for i, w in enumerate(have) if w == want[0]):
+        j, pos = 1, s
+        while j < len(want):
+            nxt = next((p for p in range(pos + 1, min(pos + 3, len(have))) if have[p] == want[j]), None)
+            if nxt is None:
+                break
+            j, pos = j + 1, nxt
+        if j == len(want):
+            return True
+    return False
 
 
 # A question asks for one detail (rather than what the product is) when a clause opens with a detail

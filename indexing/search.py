@@ -27,13 +27,17 @@ RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.); larger = flatter
 # Titles: dense and BM25 fused by RRF, dense counting double (it is what keeps typos findable).
 WEIGHTS = {"dense": 2.0, "bm25": 1.0}
 # Titles and descriptions (benchmarks/retrieval_choices.py on the real records): "route" ranks by the
-# titles when the best title cosine is at least the best passage cosine (the question names a
-# product), else by the description passages' BM25 (a description is quoted or paraphrased: its words
-# find it; passage vectors of 128 tokens are too coarse for a phrase, and rank-fusing all four
-# retrievers let a title that shares one word outrank the described product: hit@1 fell to ~0.7 on
-# named questions). "rrf" (weighted fusion of all four) is kept for the comparison.
+# titles when the question's words are better covered by a candidate title than by a candidate
+# description passage (the question names a product), by the passages when the reverse holds (a
+# description is quoted or paraphrased), and on a tie (a title repeated in its description) by the
+# side with the higher best cosine. Passages rank by their BM25 first (a description's own words find
+# it; 128-token passage vectors are too coarse for a phrase), then by what only their vectors found.
+# Rank-fusing all four retrievers ("rrf", kept for the comparison) let a title that shares one word
+# outrank the described product: hit@1 fell to ~0.7 on named questions. Routing by cosine alone sent
+# ~13% of describing questions to the titles.
 FUSION = "route"
 RRF_WEIGHTS = {"dense": 2.0, "bm25": 1.0, "dense_passage": 1.0, "bm25_passage": 1.0}
+ABSTAIN_SCORE = "cosine+coverage"  # what meta.json's abstain thresholds are on (Hit.evidence)
 CANDIDATES = 50  # hits taken from each retriever before fusion
 PASSAGE_CANDIDATES = 150  # passages taken before folding them into products (a product has several)
 # mode -> retrievers it uses
@@ -51,13 +55,22 @@ class Hit:
     bm25_score: float | None = None  # title BM25 score, if title BM25 found it
     retrievers: tuple = field(default_factory=tuple)  # which retrievers found it: "dense", "bm25", "dense_passage", ...
     passage: str | None = None  # the description passage that matched best, when a passage retriever found it
-    match: str = "title"  # "description" when the best evidence was a passage (its cosine beat the title's)
+    match: str = "title"  # "description" when the search went by descriptions and a passage matched
+    coverage: float = 0.0  # share of the question's words in the title or in the best passage (the higher)
+
+    @property
+    def evidence(self) -> float:
+        """How strongly the catalog supports this hit: best cosine plus word coverage (0..2). The "not in
+        the catalog" thresholds are calibrated on it (indexing/calibrate.py): an invented product shares
+        few of its words with any entry, a quoted or paraphrased description most of them."""
+        return (self.dense_score or 0.0) + self.coverage
 
     def to_dict(self) -> dict:
         return {"uid": self.uid, "title": self.title, "score": round(self.score, 6),
                 "dense_score": None if self.dense_score is None else round(self.dense_score, 4),
                 "bm25_score": None if self.bm25_score is None else round(self.bm25_score, 4),
-                "retrievers": list(self.retrievers), "match": self.match, "passage": self.passage}
+                "coverage": round(self.coverage, 4), "retrievers": list(self.retrievers), "match": self.match,
+                "passage": self.passage}
 
 
 @lru_cache(maxsize=1)
@@ -208,6 +221,7 @@ class Index:
             res["dense_passage"] = self.search_passages(questions, max(n, PASSAGE_CANDIDATES), xq)
         if "bm25_passage" in use:
             res["bm25_passage"] = self.search_bm25(questions, max(n, PASSAGE_CANDIDATES), passages=True)
+        cover = self._coverage(questions, res)
         out = []
         for qi in range(len(questions)):
             ranks, scores, best_passage = {}, {}, {}
@@ -219,7 +233,8 @@ class Index:
                     scores[name] = {int(r): float(s) for r, s in zip(I[qi], S[qi]) if r >= 0}
             cos_t, cos_p = scores.get("dense", {}), scores.get("dense_passage", {})
             cosine = {r: max(cos_t.get(r, -1.0), cos_p.get(r, -1.0)) for r in set(cos_t) | set(cos_p)}
-            ranking, described = self._rank(use, ranks, cos_t, cos_p, cosine)
+            cov_t, cov_p = cover[qi]
+            ranking, described = self._rank(use, ranks, cos_t, cos_p, cov_t, cov_p, cosine)
             hits = []
             for pos, row in enumerate(ranking[:k]):
                 d = self.docs.iloc[row]
@@ -232,11 +247,38 @@ class Index:
                 desc = passage is not None and (described or ("dense" not in found and "bm25" not in found))
                 hits.append(Hit(uid=d["uid"], title=d["title"], content=d["content"], score=1.0 / (RRF_K + pos + 1),
                                 dense_score=cosine.get(row), bm25_score=scores.get("bm25", {}).get(row),
-                                retrievers=found, passage=passage, match="description" if desc else "title"))
+                                retrievers=found, passage=passage, match="description" if desc else "title",
+                                coverage=max(cov_t.get(row, 0.0), cov_p.get(row, 0.0))))
             out.append(hits)
         return out
 
-    def _rank(self, use, ranks, cos_t, cos_p, cosine) -> tuple[list[int], bool]:
+    def _coverage(self, questions, res) -> list[tuple[dict, dict]]:
+        """Per question ({title row: word coverage}, {product row: best passage word coverage}) over
+        every candidate the retrievers found (indexing.lexical.coverage)."""
+        import numpy as np
+
+        from indexing.lexical import coverage
+
+        focused = [focus(q) for q in questions]
+        out = [({}, {}) for _ in questions]
+        for side, names, bm in ((0, ("dense", "bm25"), self.bm25),
+                                (1, ("dense_passage", "bm25_passage"), getattr(self, "bm25_passages", None))):
+            got = [res[n][1] for n in names if n in res]
+            if not got or bm is None:
+                continue
+            I = np.concatenate(got, axis=1)
+            C = coverage(bm, focused, I)
+            for qi in range(len(questions)):
+                best = out[qi][side]
+                for r, c in zip(I[qi], C[qi]):
+                    if r < 0:
+                        continue
+                    row = int(self.passage_owner[r]) if side else int(r)
+                    if c > best.get(row, -1.0):
+                        best[row] = float(c)
+        return out
+
+    def _rank(self, use, ranks, cos_t, cos_p, cov_t, cov_p, cosine) -> tuple[list[int], bool]:
         """(product rows best first, whether the ranking went by descriptions) for one question."""
         def titles():
             return [r for r, _ in rrf({n: ranks[n] for n in ("dense", "bm25")}, tiebreak=cos_t, weights=self.weights)]
@@ -252,13 +294,24 @@ class Index:
             return titles(), False
         if self.fusion == "rrf":
             return [r for r, _ in rrf(ranks, tiebreak=cosine, weights=self.rrf_weights)], False
-        # route: the side whose best cosine is higher ranks first; the other fills up to k
-        if max(cos_p.values(), default=-1.0) > max(cos_t.values(), default=-1.0):
+        # route: the side covering more of the question's words ranks first, the other fills up to k;
+        # on a tie, the side with the higher best cosine
+        best = lambda d: max(d.values(), default=-1.0)  # noqa: E731
+        by_desc = best(cov_p) > best(cov_t) if best(cov_p) != best(cov_t) else best(cos_p) > best(cos_t)
+        if self.fusion == "route-cosine":  # the earlier rule, kept for the comparison
+            by_desc = best(cos_p) > best(cos_t)
+        if by_desc:
             return _merge(descriptions(), titles()), True
         return _merge(titles(), descriptions()), False
 
+    def support(self, hit: Hit) -> float:
+        """The score the "not in the catalog" thresholds compare: `Hit.evidence` (cosine + word coverage),
+        or the cosine alone for an index calibrated before coverage was measured (meta has no
+        "abstain_score")."""
+        return hit.evidence if self.meta.get("abstain_score") == ABSTAIN_SCORE else (hit.dense_score or 0.0)
+
     def threshold_for(self, hits: list[Hit]) -> float:
-        """The calibrated "not in the catalog" cosine for these hits: one when the search went by titles
+        """The calibrated "not in the catalog" threshold for these hits: one when the search went by titles
         (the question names a product), one when it went by descriptions (indexing/calibrate.py)."""
         named = self.meta.get("abstain_threshold", 0.0)
         if hits and hits[0].match == "description":

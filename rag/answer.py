@@ -139,11 +139,13 @@ def loops(text: str, n: int = 3, times: int = 3) -> bool:
     return bool(grams) and max(grams.values()) >= times
 
 
-def should_abstain(hits, threshold: float) -> bool:
-    """No product close enough: the best cosine is below the calibrated threshold (no sources: always)."""
+def should_abstain(hits, threshold: float, score=None) -> bool:
+    """No product close enough: the best hit's `score` (default `Hit.evidence`: cosine + word coverage)
+    is below the calibrated threshold (no sources: always)."""
     if not hits:
         return True
-    return max((h.dense_score or 0.0) for h in hits) < threshold
+    score = score or (lambda h: h.evidence)
+    return max(score(h) for h in hits) < threshold
 
 
 def answer_mode(mode: str, question: str) -> str:
@@ -271,7 +273,7 @@ class Answerer:
 
     def should_abstain(self, hits) -> bool:
         """Below the index's calibrated threshold for these hits (found by title or by description)."""
-        return should_abstain(hits, self.index.threshold_for(hits))
+        return should_abstain(hits, self.index.threshold_for(hits), self.index.support)
 
     def _gen_kwargs(self, max_new_tokens: int, temperature: float, mode: str = "generate") -> dict:
         from rag.prompt import STOP_STRINGS

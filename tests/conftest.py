@@ -98,6 +98,9 @@ class FakeIndex:
     def threshold_for(self, hits) -> float:
         return self.threshold
 
+    def support(self, hit) -> float:
+        return hit.dense_score or 0.0
+
     def retrieve_many(self, questions, k=5, mode="hybrid"):
         from indexing.search import Hit
 

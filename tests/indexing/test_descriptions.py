@@ -84,10 +84,10 @@ def test_add_and_remove_keep_passages_in_step(demo_index, tmp_path):
 
 
 def test_real_records_named_and_described(real_index):
-    """On the 498 real records: questions that name a product stay at hit@1 >= 0.97 (0.975 with titles
-    only); generated description questions are found (0.754 measured; the issue's 0.9 is not reached,
-    see README); the hand-written paraphrases too (16 of 20 measured); abstention still rejects invented
-    products (98.7% named, 99.3% described, measured) with <= 5% false abstention on naming questions."""
+    """On the 498 real records (the issue's targets): questions that name a product stay at hit@1 >= 0.97
+    (0.973 measured, 0.975 with titles only); generated description questions reach >= 0.9 (0.965
+    measured; 0.868 counting only the asked-about product, not others sharing the quoted blurb); the
+    hand-written paraphrases too (18 of 20 measured)."""
     from indexing.catalog import read_catalog
     from indexing.evaluate import evaluate_retrieval, handwritten_questions
     from indexing.questions import make_description_questions, make_eval_questions
@@ -99,16 +99,40 @@ def test_real_records_named_and_described(real_index):
     report = evaluate_retrieval(idx, qs, modes=("hybrid", "titles"))
     hybrid = report["hybrid"]
     assert hybrid["names"]["hit@1"] >= 0.97, hybrid
-    assert hybrid["descriptions"]["hit@1"] >= 0.72, hybrid
-    assert hybrid["handwritten"]["n"] >= 15 and hybrid["handwritten"]["hit@1"] >= 0.75, hybrid
+    assert hybrid["descriptions"]["hit@1"] >= 0.9, hybrid
+    assert hybrid["descriptions"]["hit@1_strict"] >= 0.8, hybrid
+    assert hybrid["handwritten"]["n"] >= 15 and hybrid["handwritten"]["hit@1"] >= 0.85, hybrid
     # describing questions are what titles alone cannot answer
-    assert hybrid["descriptions"]["hit@1"] > report["titles"]["descriptions"]["hit@1"] + 0.3
+    assert hybrid["descriptions"]["hit@1"] > report["titles"]["descriptions"]["hit@1"] + 0.5
+
+
+def test_real_records_abstention_on_questions_calibration_never_saw(real_index):
+    """Thresholds calibrated at build time (seed 0) hold on other questions (seed 7): >= 90% of
+    invented products rejected, named or described, and <= 5% false refusals on every kind of real
+    question, describing ones included (measured: 100% / 100%; at most 4.6%, typos)."""
+    import numpy as np
+
+    from indexing.calibrate import invented_descriptions, invented_titles
+    from indexing.questions import make_description_questions, make_eval_questions, make_question
+    from rag.answer import should_abstain
+
+    idx, _ = real_index
     cal = idx.meta["calibration"]
-    assert cal["correct_abstain_rate"] >= 0.95 and cal["correct_abstain_rate_described"] >= 0.9, cal
-    by_kind = cal["false_abstain_by_kind"]
-    assert max(by_kind[k] for k in ("exact", "lower", "partial", "typo", "portuguese")) <= 0.05, cal
-    # describing questions are refused more often (10-15% measured; the issue's 5% is not met: README)
-    assert max(by_kind[k] for k in ("quote", "looking", "pt_desc")) <= 0.25, cal
+    assert idx.meta["abstain_score"] == "cosine+coverage"
+    assert cal["correct_abstain_rate"] >= 0.9 and cal["correct_abstain_rate_described"] >= 0.9, cal
+
+    def refused(questions):
+        return np.asarray([should_abstain(h, idx.threshold_for(h), idx.support)
+                           for h in idx.retrieve_many(questions, k=3)])
+
+    rows = make_eval_questions(idx.docs, 498, seed=7) + make_description_questions(idx.docs, 498, seed=7)
+    real = refused([r["question"] for r in rows])
+    for kind in sorted({r["variant"] for r in rows}):
+        rate = real[[r["variant"] == kind for r in rows]].mean()
+        assert rate <= 0.05, (kind, rate)
+    names = invented_titles(200, {t.casefold() for t in idx.docs["title"]}, seed=7)
+    assert refused([make_question(t, t, "any", salt="held-out") for t in names]).mean() >= 0.9
+    assert refused(invented_descriptions(200, seed=7)).mean() >= 0.9
 
 
 @pytest.fixture(scope="module")

@@ -46,3 +46,27 @@ def test_bm25_ignores_question_words_and_pads():
     assert I.shape == (2, 5)
     assert I[0, 0] == 1 and S[0, 0] > 0 and (I[0, 1:] == -1).all()
     assert (I[1] == -1).all()  # only question/stop words: no hit rather than a random one
+
+
+def test_coverage_is_the_share_of_question_words_a_row_holds():
+    from indexing.lexical import build_bm25, coverage
+
+    bm = build_bm25(["red apple pie", "green apple", "blue sky"])
+    C = coverage(bm, ["What is a red apple?", "apple zebra", "the"], [[0, 1, -1], [0, 1, 2], [0, 1, 2]])
+    assert C.tolist() == [[1.0, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]  # "zebra" is asked, found nowhere
+
+
+def test_a_blurb_several_products_share_is_found_in_each():
+    from indexing.questions import holds_span
+
+    bio = "Doris Lessing was born in Persia. She has also published two volumes of her autobiography."
+    assert holds_span("About the author: " + bio, "has also published two volumes of autobiography")  # "her" dropped
+    assert not holds_span(bio, "published three volumes of her autobiography")
+    assert not holds_span("autobiography of her two volumes published also has", "has also published two volumes")
+
+
+def test_evidence_adds_word_coverage_to_the_cosine():
+    from indexing.search import Hit
+
+    assert Hit("u", "t", "c", 0.1, dense_score=0.5, coverage=0.75).evidence == 1.25
+    assert Hit("u", "t", "c", 0.1, coverage=0.5).evidence == 0.5  # found by words only
