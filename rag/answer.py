@@ -46,6 +46,7 @@ DEFAULT_MAX_NEW_TOKENS = 320  # ~1,200 characters: the longest answer the prompt
 # 0.338 at 1.05 on held-out products); loops are rare and cut by max_new_tokens.
 REPETITION_PENALTY = 1.0
 MODES = ("auto", "verbatim", "generate")
+ENGINES = ("transformers", "vllm")  # who produces the tokens: this process, or a vLLM server
 DEFAULT_MODE = "auto"
 # verbatim: the model writes "[2]" (3 tokens) or starts "This product is not in the catalog." (its
 # first 4 tokens are REFUSAL_START); it stops at "]" or the end of the line
@@ -88,35 +89,6 @@ class Answer:
                 "first_token_ms": None if self.first_token_ms is None else round(self.first_token_ms, 1)}
 
 
-def token_streamer(tok, timeout: float | None = None):
-    """A TextIteratorStreamer that hands out text after every token. The stock one waits for a space
-    (a whole word: one to three tokens of extra first-token latency); this one only holds back a
-    token that ends inside a multi-byte character."""
-    from transformers import TextIteratorStreamer
-
-    class TokenStreamer(TextIteratorStreamer):
-        def put(self, value):
-            if len(value.shape) > 1:
-                if value.shape[0] > 1:
-                    raise ValueError("token_streamer supports batch size 1")
-                value = value[0]
-            if self.skip_prompt and self.next_tokens_are_prompt:
-                self.next_tokens_are_prompt = False
-                return
-            self.token_cache.extend(value.tolist())
-            text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
-            if text.endswith("\ufffd"):  # half a character: wait for the rest
-                return
-            printable = text[self.print_len:]
-            if text.endswith("\n"):
-                self.token_cache, self.print_len = [], 0
-            else:
-                self.print_len = len(text)
-            self.on_finalized_text(printable)
-
-    return TokenStreamer(tok, skip_prompt=True, timeout=timeout, skip_special_tokens=True)
-
-
 def clean_generation(text: str) -> str:
     """The answer part of a generation: cut at the next "###" section or the next "[n] Title" entry."""
     from rag.prompt import cut_answer
@@ -146,6 +118,15 @@ def should_abstain(hits, threshold: float, score=None) -> bool:
         return True
     score = score or (lambda h: h.evidence)
     return max(score(h) for h in hits) < threshold
+
+
+def drain(gen):
+    """Run a generator to its end; its return value."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
 
 
 def answer_mode(mode: str, question: str) -> str:
@@ -210,26 +191,28 @@ class Answerer:
     def __init__(self, index: str | Path, adapter: str | Path | None = None, base_model: str | Path | None = None,
                  device: str | None = None, four_bit: bool | None = None, progress: bool = False,
                  repetition_penalty: float = REPETITION_PENALTY, merge: bool = True, dtype: str = "auto",
-                 mode: str = DEFAULT_MODE):
+                 mode: str = DEFAULT_MODE, engine: str = "transformers", llm_url: str | None = None,
+                 api_key: str | None = None, serve_base: bool = False):
         from indexing.search import load_index
         from rag.model import base_identity, load_model, pick_device, resolve_base
-        from rag.prompt import PROMPT_VERSION
 
         if mode not in MODES:
             raise UserError(f"answer mode {mode!r}: choose from {', '.join(MODES)}")
+        if engine not in ENGINES:
+            raise UserError(f"engine {engine!r}: choose from {', '.join(ENGINES)}")
         self.mode = mode
+        # "vllm" or --llm-url: tokens come from an OpenAI-compatible server (rag/remote.py); everything
+        # else (retrieval, prompts, abstention, stops, citations, fallbacks) stays here, unchanged
+        self.engine = "vllm" if llm_url else engine
+        self.llm, self.server, self._batcher = None, None, None
         self.adapter = Path(adapter) if adapter else None
         self.adapter_meta = None
         self.merged = False
         self.repetition_penalty = repetition_penalty
         if self.adapter:
-            meta_file = self.adapter / "training_meta.json"
-            if not (self.adapter / "adapter_config.json").exists() or not meta_file.exists():
-                raise UserError(f"{self.adapter}: not an adapter folder (run `productqa finetune` first)")
-            self.adapter_meta = json.loads(meta_file.read_text())
-            if self.adapter_meta.get("prompt_version") != PROMPT_VERSION:
-                raise UserError(f"{self.adapter}: trained with prompt version {self.adapter_meta.get('prompt_version')}, "
-                                f"this ProductQA builds version {PROMPT_VERSION}: retrain the adapter")
+            from rag.merge import check_adapter
+
+            self.adapter_meta = check_adapter(self.adapter)
             trained_on = self.adapter_meta["base_model"]
             if base_model is None and Path(trained_on["path"]).is_dir():
                 base_model = trained_on["path"]
@@ -242,6 +225,10 @@ class Answerer:
         self.base_identity = ident
         # the index (and its encoder) loads after the cheap checks above, so a wrong --adapter fails fast
         self.index = load_index(index)
+        self._lock = threading.Lock()
+        if self.engine == "vllm":
+            self._connect(llm_url, api_key, base, progress, serve_base)
+            return
         self.device = pick_device(device)
         # 4-bit NF4 saves memory on GPUs; on CPUs unquantized weights generate faster
         self.four_bit = (self.device == "cuda") if four_bit is None else four_bit
@@ -257,14 +244,53 @@ class Answerer:
             # merged LoRA weights: no extra matmuls per layer when generating; never into 4-bit ones
             self.merged = merge and not self.four_bit
             if self.merged:
-                self.model = self.model.merge_and_unload()
+                import warnings
+
+                with warnings.catch_warnings():  # peft's merge calls a transformers API deprecated for v6
+                    warnings.simplefilter("ignore", FutureWarning)
+                    self.model = self.model.merge_and_unload()
         if not self.four_bit and self.dtype != "fp32":
             import torch
 
             self.model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[self.dtype])
         self.model.eval()
-        self._lock = threading.Lock()
         self.tok.padding_side = "left"  # batched generation continues every prompt from its end
+        from rag.batching import Batcher
+
+        # concurrent stream() calls (the chat's users) share generates: rag/batching.py
+        self._batcher = Batcher(lambda prompts, streamer, **kw: self._generate(prompts, streamer=streamer, **kw),
+                                self.tok)
+
+    def _connect(self, llm_url, api_key, base, progress, serve_base=False):
+        """The vLLM engine: a running server (`llm_url`), or one started here for this process's
+        lifetime on a free localhost port, with a random key (rag/serve.py): the merged model, or with
+        `serve_base` the base model plus the adapter as a LoRA module (answers with the adapter off too)."""
+        import atexit
+        import secrets
+
+        from rag.remote import RemoteLLM
+
+        self.merged, self.model, self.tok = bool(self.adapter), None, None
+        if llm_url is None:
+            from rag.serve import ServeConfig, Server, model_to_serve
+
+            api_key = secrets.token_urlsafe(16)
+            if serve_base and self.adapter:
+                cfg = ServeConfig(model=str(base), lora=str(self.adapter.resolve()))
+                self.merged = False
+            else:
+                cfg = ServeConfig(model=str(model_to_serve(self.adapter, None, base, progress=progress)))
+            cfg.port, cfg.api_key = 0, api_key
+            self.server = Server(cfg, progress=progress).start()
+            atexit.register(self.close)
+            llm_url = self.server.url
+        self.llm = RemoteLLM(llm_url, api_key)
+
+    def close(self) -> None:
+        """Stop the vLLM server this Answerer started (if any)."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
 
     # ------------------------------------------------------------------ steps
 
@@ -288,6 +314,28 @@ class Answerer:
         else:
             kw.update(do_sample=False)
         return kw
+
+    def _remote_kwargs(self, max_new_tokens: int, temperature: float, mode: str) -> dict:
+        """`_gen_kwargs` for a server: the same limits and stop strings."""
+        from rag.prompt import STOP_STRINGS
+
+        if mode == "verbatim":
+            return dict(max_tokens=min(max_new_tokens, PICK_TOKENS), temperature=0.0, stop=PICK_STOP)
+        return dict(max_tokens=max_new_tokens, temperature=temperature, stop=STOP_STRINGS)
+
+    def _pieces(self, prompt: str, max_new_tokens: int, temperature: float, use_adapter: bool):
+        """The generated text of one prompt, piece by piece as it is produced (generate mode)."""
+        if self.llm is not None:
+            yield from self.llm.stream(prompt, use_adapter=use_adapter,
+                                       **self._remote_kwargs(max_new_tokens, temperature, "generate"))
+            return
+        yield from self._batched(prompt, max_new_tokens, temperature, use_adapter, "generate")
+
+    def _batched(self, prompt: str, max_new_tokens: int, temperature: float, use_adapter: bool, mode: str):
+        """One prompt through the embedded engine's batcher (rag/batching.py): concurrent requests with
+        the same settings share a generate. Yields text pieces; returns the whole generated text."""
+        kw = dict(max_new_tokens=max_new_tokens, temperature=temperature, use_adapter=use_adapter, mode=mode)
+        return (yield from self._batcher.stream(prompt, key=tuple(kw.values()), kw=kw))
 
     def _prepare(self, question: str, k: int, use_retrieval: bool, hits: list | None, t0: float) -> Answer:
         """Sanitise, retrieve (unless `hits` are given) and abstain below the threshold."""
@@ -326,6 +374,9 @@ class Answerer:
     def _generate(self, prompts: list[str], max_new_tokens: int, temperature: float, use_adapter: bool,
                   mode: str, streamer=None) -> list[str]:
         """One (left-padded) generate over `prompts`; the generated texts."""
+        if self.llm is not None:
+            kw = self._remote_kwargs(max_new_tokens, temperature, mode)
+            return self.llm.complete(prompts, use_adapter=use_adapter, **kw)
         import torch
 
         enc = self.tok(prompts, return_tensors="pt", padding=len(prompts) > 1).to(self.model.device)
@@ -357,25 +408,18 @@ class Answerer:
             return ans
         prompt = build_prompt(ans.question, [(h.title, h.content) for h in ans.sources])
         if mode == "verbatim":
-            finish(ans, self._generate([prompt], max_new_tokens, temperature, use_adapter, mode)[0], mode)
+            if self.llm is not None:
+                picked = self._generate([prompt], max_new_tokens, temperature, use_adapter, mode)[0]
+            else:
+                picked = drain(self._batched(prompt, max_new_tokens, temperature, use_adapter, mode))
+            finish(ans, picked, mode)
             ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
             yield ans.text
             yield ans
             return ans
-        streamer = token_streamer(self.tok)
-        errors = []
-
-        def run():
-            try:
-                self._generate([prompt], max_new_tokens, temperature, use_adapter, mode, streamer=streamer)
-            except Exception as e:  # surfaced below, never swallowed
-                errors.append(e)
-                streamer.end()
-
-        th = threading.Thread(target=run, daemon=True)
-        th.start()
         raw, shown = "", 0
-        for piece in streamer:
+        pieces = self._pieces(prompt, max_new_tokens, temperature, use_adapter)
+        for piece in pieces:
             if not piece:
                 continue
             if ans.first_token_ms is None:
@@ -388,9 +432,7 @@ class Answerer:
                 shown = len(visible)
             if ended:
                 break  # the rest is another entry or section: never shown (generation stops right after)
-        th.join()
-        if errors:
-            raise errors[0]
+        pieces.close()
         finish(ans, raw, mode)
         ans.latency_ms = (time.perf_counter() - t0) * 1000
         yield ans
@@ -468,7 +510,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-retrieval", action="store_true", help="answer without catalog context (for comparison)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
     add_mode_argument(p)
+    add_engine_arguments(p)
     p.add_argument("--device", choices=("cpu", "cuda"))
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """--engine, --llm-url, --api-key: shared by ask, batch, chat and eval answers."""
+    import os
+
+    p.add_argument("--engine", choices=ENGINES, default=os.environ.get("PRODUCTQA_ENGINE", "transformers"),
+                   help="who generates: transformers (in this process, default) or vllm (a vLLM server started "
+                        "for this command; `make vllm` installs it); default $PRODUCTQA_ENGINE")
+    p.add_argument("--llm-url", metavar="URL", default=os.environ.get("PRODUCTQA_LLM_URL"),
+                   help="answer through a running server instead (`productqa serve`), e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-key", metavar="KEY", default=os.environ.get("PRODUCTQA_API_KEY"),
+                   help="the server's API key (default $PRODUCTQA_API_KEY)")
+
+
+def engine_kwargs(args: argparse.Namespace) -> dict:
+    """Answerer's engine arguments from the parsed command line."""
+    if args.engine not in ENGINES:
+        raise UserError(f"--engine / PRODUCTQA_ENGINE {args.engine!r}: choose from {', '.join(ENGINES)}")
+    return {"engine": args.engine, "llm_url": args.llm_url, "api_key": args.api_key}
 
 
 def add_mode_argument(p: argparse.ArgumentParser) -> None:
@@ -486,7 +549,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--max-new-tokens must be >= 1")
     q, notice = sanitize_question(args.question)
     qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True,
-                  mode=args.answer_mode)
+                  mode=args.answer_mode, **engine_kwargs(args))
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     ans = None

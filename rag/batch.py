@@ -84,7 +84,7 @@ def run_batch(qa, items: list[dict], out: str | Path, k: int = 3, batch_size: in
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rag.answer import add_mode_argument
+    from rag.answer import add_engine_arguments, add_mode_argument
 
     p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
     p.add_argument("--adapter", metavar="ADAPTER_DIR", help="LoRA adapter (default: the base model)")
@@ -92,16 +92,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--questions", required=True, metavar="FILE", help=".jsonl {id, question} | .csv id,question | text")
     p.add_argument("--out", required=True, metavar="FILE", help="JSON lines answers (appended; re-run resumes)")
     p.add_argument("-k", type=int, default=3, help="retrieved products per question (default 3)")
-    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="questions per generate call (default 8)")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="questions per generate call (default 8; 64 per request with vLLM, which batches them)")
     p.add_argument("--max-new-tokens", type=int, metavar="N")
     add_mode_argument(p)
+    add_engine_arguments(p)
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
-    from rag.answer import Answerer
+    from rag.answer import Answerer, engine_kwargs
 
+    engine = engine_kwargs(args)
+    if args.batch_size is None:
+        from rag.remote import BATCH
+
+        args.batch_size = BATCH if engine["engine"] == "vllm" or engine["llm_url"] else 8
     if args.batch_size < 1 or args.k < 1:
         raise UserError("--batch-size and -k must be >= 1")
     items, warnings = read_questions(args.questions)
@@ -110,7 +117,7 @@ def main(args: argparse.Namespace) -> int:
     if not items:
         raise UserError(f"{args.questions}: no valid questions")
     qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device,
-                  progress=not args.quiet, mode=args.answer_mode)
+                  progress=not args.quiet, mode=args.answer_mode, **engine)
     r = run_batch(qa, items, args.out, k=args.k, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                   progress=not args.quiet)
     print(f"answered {r['answered']:,} (already done: {r['already_done']:,}) of {r['total']:,} -> {args.out}")

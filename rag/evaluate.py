@@ -257,6 +257,8 @@ def plot(report: dict, path: Path) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from rag.answer import add_engine_arguments
+
     p.add_argument("--index", required=True, metavar="INDEX_DIR")
     p.add_argument("--catalog", required=True, metavar="DIR")
     p.add_argument("--adapter", required=True, metavar="ADAPTER_DIR")
@@ -272,13 +274,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repetition-penalty", type=float, metavar="X",
                    help="generation's repetition penalty (default: rag.answer.REPETITION_PENALTY)")
     p.add_argument("--out", metavar="DIR", help="report folder (default: ADAPTER_DIR/eval)")
+    add_engine_arguments(p)
     p.add_argument("--quiet", action="store_true")
 
 
 def main(args: argparse.Namespace) -> int:
     from indexing.catalog import read_catalog
     from indexing.questions import VARIANTS
-    from rag.answer import MODES, REPETITION_PENALTY, Answerer
+    from rag.answer import MODES, REPETITION_PENALTY, Answerer, engine_kwargs
 
     if args.n < 1:
         raise UserError("--n must be >= 1")
@@ -295,7 +298,9 @@ def main(args: argparse.Namespace) -> int:
     penalty = REPETITION_PENALTY if args.repetition_penalty is None else args.repetition_penalty
     if penalty <= 0:
         raise UserError("--repetition-penalty must be > 0 (1.0 = none)")
-    qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, repetition_penalty=penalty)
+    needs_base = any(k.startswith("base") for k in keys)  # base systems answer with the adapter off
+    qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, repetition_penalty=penalty,
+                  serve_base=needs_base, **engine_kwargs(args))
     report = evaluate_answers(qa, read_catalog(args.catalog), n=args.n, n_invented=args.n_invented,
                               batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
                               systems=[SYSTEM_KEYS[k] for k in keys], modes=modes, variants=variants)

@@ -4,8 +4,9 @@
     productqa chat --index data/index --auth alice:secret --max-concurrency 4
     PRODUCTQA_AUTH=alice:secret productqa chat --index data/index --host 0.0.0.0
 
-The models load once per process and every browser session shares them (`rag.answer.Answerer`;
-one generate runs at a time, the others wait in Gradio's queue). Each answer is followed by its
+The models load once per process and every browser session shares them (`rag.answer.Answerer`).
+With the embedded engine, questions that arrive while a generate runs go together in the next one
+(rag/batching.py); with `--engine vllm` or `--llm-url` a vLLM server batches them continuously. Each answer is followed by its
 sources (title, uid, cosine, the description collapsed). A follow-up that names no product
 ("and how long is it?") is answered about the last product discussed. Settings: retrieved products,
 temperature, new tokens, adapter on/off, retrieval only.
@@ -28,7 +29,8 @@ import time
 from pathlib import Path
 
 from indexing.errors import UserError
-from rag.answer import DEFAULT_MAX_NEW_TOKENS, add_mode_argument
+from rag.answer import DEFAULT_MAX_NEW_TOKENS, add_engine_arguments, add_mode_argument
+from rag.batching import MAX_BATCH
 
 log = logging.getLogger("productqa.chat")
 
@@ -46,6 +48,8 @@ _FOLLOWUP_WORDS = re.compile(
     r"esse|essa|este|esta|desse|dessa|deste|desta|nele|nela|o mesmo|a mesma)\b", re.IGNORECASE)
 EMPTY_REPLY = "Please type a question about a product, for example: What is 'Mog's Kittens'?"
 ERROR_REPLY = "Sorry, something went wrong while answering this question. Please try again."
+MODEL_DOWN_REPLY = ("Sorry, the answering model is not reachable right now. Please try again in a moment: "
+                    "your question was not lost, it is above.")
 
 
 def escape_md(text: str) -> str:
@@ -160,9 +164,15 @@ class ChatSession:
                                  + f"\n\n_{escape_md(timing)}_")
             history += source_messages(final.sources, final.abstained, final.cited)
             yield copy.deepcopy(history), (final.sources[0] if final.sources and not final.abstained else last)
-        except Exception:  # one failed request must never take the server down
-            log.exception("chat request failed: %r", q[:200])
-            answer["content"] = escape_md(ERROR_REPLY)
+        except Exception as e:  # one failed request must never take the server down
+            from rag.remote import RemoteError
+
+            if isinstance(e, RemoteError):  # the model server is down or restarting: the next turn retries it
+                log.warning("chat request failed: %s", e)
+                answer["content"] = escape_md(MODEL_DOWN_REPLY)
+            else:
+                log.exception("chat request failed: %r", q[:200])
+                answer["content"] = escape_md(ERROR_REPLY)
             yield copy.deepcopy(history), last
 
 
@@ -175,6 +185,11 @@ def build_app(qa, max_concurrency: int = 2):
     adapter = qa.adapter.name if qa.adapter else "none (base model)"
     header = (f"### ProductQA\n{len(qa.index):,} products in the index · model "
               f"{escape_md(qa.base_identity['name'])} · adapter {escape_md(adapter)}")
+    llm = getattr(qa, "llm", None)
+    if llm is not None:  # answers come from a vLLM server: say which
+        header += f" · answered by {escape_md(llm.model)} (vLLM)"
+    # the adapter-off switch: the base model must be at hand (in process, or served as productqa-base)
+    can_switch = qa.adapter is not None and (llm is None or llm.base_model is not None)
 
     def respond(message, history, k, temperature, max_new_tokens, use_adapter, retrieval_only, last):
         for messages, product in session.respond(message, history, k, temperature, max_new_tokens,
@@ -194,7 +209,7 @@ def build_app(qa, max_concurrency: int = 2):
             k = gr.Slider(1, 10, value=3, step=1, label="retrieved products (k)")
             temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
             max_new = gr.Slider(16, 512, value=DEFAULT_MAX_NEW_TOKENS, step=16, label="max new tokens")
-            use_adapter = gr.Checkbox(value=qa.adapter is not None, interactive=qa.adapter is not None,
+            use_adapter = gr.Checkbox(value=qa.adapter is not None or llm is not None, interactive=can_switch,
                                       label="use the fine-tuned adapter (off: base model)")
             retrieval_only = gr.Checkbox(value=False, label="retrieval only (show the products, no answer)")
         gr.Examples(example_questions(qa.index), inputs=[box], label="Examples")
@@ -253,17 +268,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--auth", metavar="USER:PASS", help="require a login (or set PRODUCTQA_AUTH=USER:PASS)")
-    p.add_argument("--max-concurrency", type=int, default=2, metavar="N",
-                   help="requests worked on at once; the rest wait in the queue (default 2)")
+    p.add_argument("--max-concurrency", type=int, metavar="N",
+                   help="requests worked on at once; the rest wait in the queue (default 16 with the transformers "
+                        "engine: up to 16 share one generate; 64 with vLLM, which batches them continuously)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     add_mode_argument(p)
+    add_engine_arguments(p)
     p.add_argument("--device", choices=("cpu", "cuda"))
 
 
 def main(args: argparse.Namespace) -> int:
-    from rag.answer import Answerer
+    from rag.answer import Answerer, engine_kwargs
 
     auth = parse_auth(args.auth)
+    engine = engine_kwargs(args)
+    remote = engine["engine"] == "vllm" or engine["llm_url"]
+    if args.max_concurrency is None:
+        args.max_concurrency = 64 if remote else MAX_BATCH
     if not 0 < args.port < 65536:
         raise UserError("--port must be between 1 and 65535")
     if args.max_concurrency < 1:
@@ -278,7 +299,16 @@ def main(args: argparse.Namespace) -> int:
         except OSError as e:
             raise UserError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port") from None
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    import signal
+
+    def on_term(signum, frame):  # SIGTERM stops like Ctrl-C: a vLLM server started for the chat stops too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True,
-                  mode=args.answer_mode)
-    serve(qa, host=args.host, port=args.port, auth=auth, max_concurrency=args.max_concurrency, share=args.share)
+                  mode=args.answer_mode, **engine)
+    try:
+        serve(qa, host=args.host, port=args.port, auth=auth, max_concurrency=args.max_concurrency, share=args.share)
+    finally:
+        qa.close()
     return 0

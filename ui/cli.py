@@ -21,6 +21,8 @@ COMMANDS = {
     "index": ("indexing.index_cli", "build / update (add, remove) / inspect (info) a search index"),
     "search": ("indexing.search", "search an index: hybrid dense + BM25 hits for questions"),
     "finetune": ("finetune.train", "LoRA-tune a 4-bit Llama on retrieval-augmented question->description examples"),
+    "export-model": ("rag.merge", "merge a LoRA adapter into its base model: a plain folder vLLM loads, with metadata"),
+    "serve": ("rag.serve", "serve the (merged fine-tuned) model with vLLM's OpenAI-compatible server"),
     "ask": ("rag.answer", "answer one question from the catalog, streamed, with its sources"),
     "batch": ("rag.batch", "answer a file of questions (JSON lines, CSV or text), resumable"),
     "chat": ("ui.chat", "serve the Gradio chat: streamed grounded answers with their sources"),

@@ -226,25 +226,66 @@ def test_eval_answers_rejects_unknown_systems(tmp_path):
     assert r.returncode == 2 and "unknown gpt5" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_token_streamer_flushes_every_token_but_never_half_a_character(smollm2_path):
+def test_batch_streamer_sends_each_row_its_own_text_never_half_a_character(smollm2_path):
     import torch
     from transformers import AutoTokenizer
 
-    from rag.answer import token_streamer
+    from rag.batching import Request, rows_streamer
 
     tok = AutoTokenizer.from_pretrained(str(smollm2_path))
-    text = "Livro infantil: gatinhos 🐱 e ração.\nSegunda linha"
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    s = token_streamer(tok, timeout=5)
-    s.put(torch.tensor([[1, 2, 3]]))  # the prompt: skipped
-    for i in ids:
-        s.put(torch.tensor([i]))
+    texts = ["Livro infantil: gatinhos 🐱 e ração.\nSegunda linha", "A pink tutu, 30 cm long"]
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    n = max(map(len, ids))
+    rows = [x + [tok.eos_token_id] * (n + 1 - len(x)) for x in ids]  # a row that ended gets EOS, then padding
+    reqs = [Request(p, ("k",), {}) for p in ("p1", "p2")]
+    s = rows_streamer(tok, reqs)
+    s.put(torch.tensor([[1, 2, 3], [4, 5, 6]]))  # the prompts: skipped
+    for step in range(n + 1):
+        s.put(torch.tensor([r[step] for r in rows]))
     s.end()
-    pieces = [p for p in s if p]
-    assert "".join(pieces) == tok.decode(ids, skip_special_tokens=True)
-    assert not any("\ufffd" in p for p in pieces)
-    assert pieces[0] == tok.decode(ids[:1])  # the first token is out before the first word ends
-    assert len(pieces) > len(text.split())
+    for r, x in zip(reqs, ids):
+        pieces = []
+        while not r.pieces.empty():
+            pieces.append(r.pieces.get())
+        assert "".join(pieces) == tok.decode(x, skip_special_tokens=True)
+        assert not any("\ufffd" in p for p in pieces)
+        assert pieces[0] == tok.decode(x[:1])  # the first token is out before the first word ends
+
+
+def test_concurrent_streams_share_generates_and_errors_reach_every_waiter():
+    import threading
+    import time
+
+    from rag.answer import drain
+    from rag.batching import Batcher
+
+    calls, gate = [], threading.Event()
+
+    def generate(prompts, streamer, **kw):
+        calls.append(list(prompts))
+        gate.wait(5)  # the first generate runs while the others arrive
+        if "boom" in prompts:
+            raise RuntimeError("boom")
+        return [p.upper() for p in prompts]
+
+    b = Batcher(generate, tok=None)
+    out = {}
+    threads = [threading.Thread(target=lambda p=p: out.__setitem__(p, drain(b.stream(p, ("k",), {}))))
+               for p in ("a", "b", "c", "d")]
+    threads[0].start()
+    while not calls:
+        pass
+    for t in threads[1:]:
+        t.start()
+    time.sleep(0.3)
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert out == {"a": "A", "b": "B", "c": "C", "d": "D"}
+    assert calls[0] == ["a"] and sorted(calls[1]) == ["b", "c", "d"]  # the three waiting went together
+    with pytest.raises(RuntimeError, match="boom"):
+        drain(b.stream("boom", ("k",), {}))
+    assert drain(b.stream("e", ("k",), {})) == "E"  # the worker goes on
 
 
 def test_eval_counts_mixed_entries_bare_answers_and_right_products():
