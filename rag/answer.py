@@ -329,7 +329,7 @@ class Answerer:
             yield from self.llm.stream(prompt, use_adapter=use_adapter,
                                        **self._remote_kwargs(max_new_tokens, temperature, "generate"))
             return
-        yield from self._batched(prompt, max_new_tokens, temperature, use_adapter, "generate")
+        return (yield from self._batched(prompt, max_new_tokens, temperature, use_adapter, "generate"))
 
     def _batched(self, prompt: str, max_new_tokens: int, temperature: float, use_adapter: bool, mode: str):
         """One prompt through the embedded engine's batcher (rag/batching.py): concurrent requests with
@@ -417,9 +417,14 @@ class Answerer:
             yield ans.text
             yield ans
             return ans
-        raw, shown = "", 0
+        raw, shown, whole = "", 0, None
         pieces = self._pieces(prompt, max_new_tokens, temperature, use_adapter)
-        for piece in pieces:
+        while True:
+            try:
+                piece = next(pieces)
+            except StopIteration as done:  # the embedded engine returns the whole generated text
+                whole = done.value
+                break
             if not piece:
                 continue
             if ans.first_token_ms is None:
@@ -433,7 +438,7 @@ class Answerer:
             if ended:
                 break  # the rest is another entry or section: never shown (generation stops right after)
         pieces.close()
-        finish(ans, raw, mode)
+        finish(ans, raw if whole is None else whole, mode)
         ans.latency_ms = (time.perf_counter() - t0) * 1000
         yield ans
         return ans

@@ -313,6 +313,10 @@ def main(args: argparse.Namespace) -> int:
         cmd += f" --systems {args.systems}"
     if args.answer_mode != "auto":
         cmd += f" --answer-mode {args.answer_mode}"
+    if args.llm_url:
+        cmd += f" --llm-url {args.llm_url}"
+    elif args.engine != "transformers":
+        cmd += f" --engine {args.engine}"
     if args.variants:
         cmd += f" --variants {args.variants}"
     if args.repetition_penalty is not None:

@@ -116,7 +116,7 @@ class ScriptedAnswerer(Answerer):
     scripted model: `outputs` maps a question to the text the model generates for it."""
 
     def __init__(self, docs, outputs, mode="generate", on_generate=None):
-        self.index, self.mode, self.tok = FakeIndex(docs, threshold=0.05), mode, None
+        self.index, self.mode, self.tok, self.llm = FakeIndex(docs, threshold=0.05), mode, None, None
         self.outputs, self.on_generate, self.generated = outputs, on_generate, []
 
     def _generate(self, prompts, max_new_tokens, temperature, use_adapter, mode, streamer=None):
@@ -124,11 +124,14 @@ class ScriptedAnswerer(Answerer):
             self.on_generate()
         texts = [next(out for q, out in self.outputs.items() if f"Question: {q}\n" in p) for p in prompts]
         self.generated.append((mode, len(prompts)))
-        if streamer is not None:  # as transformers' streamer hands it out: a few characters at a time
-            for i in range(0, len(texts[0]), 3):
-                streamer.on_finalized_text(texts[0][i: i + 3])
-            streamer.end()
         return texts
+
+    def _batched(self, prompt, max_new_tokens, temperature, use_adapter, mode):
+        """One request as the batcher streams it (rag/batching.py is tested on its own below)."""
+        text = self._generate([prompt], max_new_tokens, temperature, use_adapter, mode)[0]
+        for i in range(0, len(text), 3):  # a few characters at a time, as tokens arrive
+            yield text[i: i + 3]
+        return text
 
 
 @pytest.fixture
