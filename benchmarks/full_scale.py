@@ -57,7 +57,7 @@ def searches(index: str, n: int) -> dict:
 
 
 def main() -> None:
-    from prepare import FULL_LINES, generate, run_measured
+    from prepare import FULL_LINES, generate, run_measured, write_result
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--products", type=int, default=20_000, help="products to index (0 = all)")
@@ -124,10 +124,7 @@ def main() -> None:
              "| stage | scope | wall time (s) | peak RSS (MB) | notes |", "|---|---|---:|---:|---|"]
     for stage, scope, secs, peak, note in rows:
         lines.append(f"| {stage} | {scope} | {secs:,.1f} | {'-' if peak is None else f'{peak / 2**20:,.0f}'} | {note} |")
-    report = "\n".join(lines)
-    print(report)
-    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "full_scale.md").write_text(report + "\n")
+    write_result("full_scale.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -96,6 +96,15 @@ def baseline(path: str) -> int:
     return len(df)
 
 
+def write_result(name: str, report: str) -> Path:
+    """Print a benchmark's table and write it to benchmarks/results/NAME (what the README quotes)."""
+    print(report)
+    out = Path(__file__).resolve().parent / "results" / name
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(report + "\n")
+    return out
+
+
 def run_measured(cmd: list[str]) -> tuple[float, int, str]:
     """Run `cmd`, polling the RSS of it and its children; return (seconds, peak RSS bytes, stdout)."""
     import psutil
@@ -156,10 +165,7 @@ def main() -> None:
     for name, secs, peak, kept in rows:
         ratio = f"{base / secs:.2f}x" if base else "n/a"
         lines.append(f"| {name} | {secs:.1f} | {args.lines / secs:,.0f} | {peak / 2**20:,.0f} | {kept:,} | {ratio} |")
-    report = "\n".join(lines)
-    print(report)
-    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "prepare.md").write_text(report + "\n")
+    write_result("prepare.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> None:
-    from prepare import run_measured
+    from prepare import run_measured, write_result
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--products", type=int, default=50_000)
@@ -63,10 +63,7 @@ def main() -> None:
     for name, secs, peak, emb in rows:
         lines.append(f"| {name} | {secs:,.1f} | {'-' if emb is None else f'{emb:,.1f}'} | {peak / 2**20:,.0f} | "
                      + ("-" if emb is None else f"{base / secs:.2f}x") + " |")
-    report = "\n".join(lines)
-    print(report)
-    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "ray_embed.md").write_text(report + "\n")
+    write_result("ray_embed.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -57,16 +57,16 @@ def build_bm25(texts: list[str], progress: bool = False):
     return bm
 
 
-def bm25_search(bm, queries: list[str], k: int):
+def bm25_search(bm, queries: list[str], k: int, tokens: list[list[str]] | None = None):
     """Top-k rows per query -> (I [nq, k] int64 with -1 padding, S [nq, k] float32). Rows with score 0
-    (no query word in the product) are not hits."""
+    (no query word in the product) are not hits. `tokens`: the queries already tokenized."""
     import numpy as np
 
     n_docs = int(bm.scores["num_docs"])
     kk = max(1, min(k, n_docs))
-    q = tokenize(queries)
-    I = np.full((len(queries), k), -1, dtype=np.int64)
-    S = np.zeros((len(queries), k), dtype=np.float32)
+    q = tokenize(queries) if tokens is None else tokens
+    I = np.full((len(q), k), -1, dtype=np.int64)
+    S = np.zeros((len(q), k), dtype=np.float32)
     if n_docs == 0:
         return I, S
     docs, scores = bm.retrieve(q, k=kk, show_progress=False, n_threads=1)
@@ -76,17 +76,18 @@ def bm25_search(bm, queries: list[str], k: int):
     return I, S
 
 
-def coverage(bm, queries: list[str], rows) -> "np.ndarray":
+def coverage(bm, queries: list[str], rows, tokens: list[list[str]] | None = None) -> "np.ndarray":
     """Share of each query's distinct words (stemmed, stop words dropped, as searched) that occur in each
     of its candidate rows: C [nq, n] for rows I [nq, n] (-1 rows get 0). A quoted or paraphrased
     description shares most of its words with its passage and few with an unrelated one; cosines of
-    short texts do not separate those cases as well (benchmarks/retrieval_choices.py)."""
+    short texts do not separate those cases as well (benchmarks/retrieval_choices.py). `tokens`: the
+    queries already tokenized."""
     import numpy as np
 
     rows = np.asarray(rows)
     C = np.zeros(rows.shape, dtype=np.float32)
     indptr, indices, vocab = bm.scores["indptr"], bm.scores["indices"], bm.vocab_dict
-    for qi, words in enumerate(tokenize(queries)):
+    for qi, words in enumerate(tokenize(queries) if tokens is None else tokens):
         words = {w for w in words if w}
         if not words:
             continue

@@ -197,11 +197,13 @@ class Index:
         I[pids < 0] = -1
         return D, I
 
-    def search_bm25(self, questions: list[str], k: int, passages: bool = False):
-        """(BM25 scores S [nq, k], rows I [nq, k]) over titles, or over description passages."""
+    def search_bm25(self, questions: list[str], k: int, passages: bool = False, tokens=None):
+        """(BM25 scores S [nq, k], rows I [nq, k]) over titles, or over description passages. `tokens`:
+        the focused questions already tokenized (indexing.lexical.tokenize)."""
         from indexing.lexical import bm25_search
 
-        I, S = bm25_search(self.bm25_passages if passages else self.bm25, [focus(q) for q in questions], k)
+        bm = self.bm25_passages if passages else self.bm25
+        I, S = bm25_search(bm, [focus(q) for q in questions] if tokens is None else None, k, tokens)
         return S, I
 
     def retrieve_many(self, questions: list[str], k: int = 5, mode: str = "hybrid") -> list[list[Hit]]:
@@ -211,17 +213,22 @@ class Index:
             return []
         use = [r for r in MODES[mode] if self.passages is not None or not r.endswith("_passage")]
         n = max(k, CANDIDATES) if len(use) > 1 else k
-        xq = self.embed_questions(questions) if {"dense", "dense_passage"} & set(use) else None
+        from indexing.embed import embed
+        from indexing.lexical import tokenize
+
+        focused = [focus(q) for q in questions]  # once: the encoder, BM25 and coverage all read it
+        xq = embed(self.model, focused, batch_size=64) if {"dense", "dense_passage"} & set(use) else None
+        tokens = tokenize(focused)
         res = {}
         if "dense" in use:
             res["dense"] = self.search_dense(questions, n, xq)
         if "bm25" in use:
-            res["bm25"] = self.search_bm25(questions, n)
+            res["bm25"] = self.search_bm25(questions, n, tokens=tokens)
         if "dense_passage" in use:
             res["dense_passage"] = self.search_passages(questions, max(n, PASSAGE_CANDIDATES), xq)
         if "bm25_passage" in use:
-            res["bm25_passage"] = self.search_bm25(questions, max(n, PASSAGE_CANDIDATES), passages=True)
-        cover = self._coverage(questions, res)
+            res["bm25_passage"] = self.search_bm25(questions, max(n, PASSAGE_CANDIDATES), passages=True, tokens=tokens)
+        cover = self._coverage(tokens, res)
         out = []
         for qi in range(len(questions)):
             ranks, scores, best_passage = {}, {}, {}
@@ -252,23 +259,22 @@ class Index:
             out.append(hits)
         return out
 
-    def _coverage(self, questions, res) -> list[tuple[dict, dict]]:
-        """Per question ({title row: word coverage}, {product row: best passage word coverage}) over
-        every candidate the retrievers found (indexing.lexical.coverage)."""
+    def _coverage(self, tokens, res) -> list[tuple[dict, dict]]:
+        """Per (tokenized) question ({title row: word coverage}, {product row: best passage word coverage})
+        over every candidate the retrievers found (indexing.lexical.coverage)."""
         import numpy as np
 
         from indexing.lexical import coverage
 
-        focused = [focus(q) for q in questions]
-        out = [({}, {}) for _ in questions]
+        out = [({}, {}) for _ in tokens]
         for side, names, bm in ((0, ("dense", "bm25"), self.bm25),
                                 (1, ("dense_passage", "bm25_passage"), getattr(self, "bm25_passages", None))):
             got = [res[n][1] for n in names if n in res]
             if not got or bm is None:
                 continue
             I = np.concatenate(got, axis=1)
-            C = coverage(bm, focused, I)
-            for qi in range(len(questions)):
+            C = coverage(bm, None, I, tokens)
+            for qi in range(len(tokens)):
                 best = out[qi][side]
                 for r, c in zip(I[qi], C[qi]):
                     if r < 0:
@@ -296,10 +302,12 @@ class Index:
             return [r for r, _ in rrf(ranks, tiebreak=cosine, weights=self.rrf_weights)], False
         # route: the side covering more of the question's words ranks first, the other fills up to k;
         # on a tie, the side with the higher best cosine
+        # ("route-cosine", the earlier rule kept for the comparison, always goes by the cosines)
         best = lambda d: max(d.values(), default=-1.0)  # noqa: E731
-        by_desc = best(cov_p) > best(cov_t) if best(cov_p) != best(cov_t) else best(cos_p) > best(cos_t)
-        if self.fusion == "route-cosine":  # the earlier rule, kept for the comparison
+        if self.fusion == "route-cosine" or best(cov_p) == best(cov_t):
             by_desc = best(cos_p) > best(cos_t)
+        else:
+            by_desc = best(cov_p) > best(cov_t)
         if by_desc:
             return _merge(descriptions(), titles()), True
         return _merge(titles(), descriptions()), False

@@ -120,6 +120,17 @@ def should_abstain(hits, threshold: float, score=None) -> bool:
     return max(score(h) for h in hits) < threshold
 
 
+def limits(max_new_tokens: int, temperature: float, mode: str) -> tuple[int, float, list[str]]:
+    """(new tokens, temperature, stop strings) for an answer mode, whichever engine generates: a verbatim
+    pick is greedy, at most PICK_TOKENS, and stops at "]"; a generated answer stops at the next
+    section or entry (rag.prompt.STOP_STRINGS)."""
+    from rag.prompt import STOP_STRINGS
+
+    if mode == "verbatim":
+        return min(max_new_tokens, PICK_TOKENS), 0.0, PICK_STOP
+    return max_new_tokens, max(temperature or 0.0, 0.0), STOP_STRINGS
+
+
 def drain(gen):
     """Run a generator to its end; its return value."""
     while True:
@@ -194,12 +205,12 @@ class Answerer:
                  mode: str = DEFAULT_MODE, engine: str = "transformers", llm_url: str | None = None,
                  api_key: str | None = None, serve_base: bool = False):
         from indexing.search import load_index
-        from rag.model import base_identity, load_model, pick_device, resolve_base
+        from rag.model import load_model, pick_device, read_adapter, resolve_base_for
 
         if mode not in MODES:
             raise UserError(f"answer mode {mode!r}: choose from {', '.join(MODES)}")
         if engine not in ENGINES:
-            raise UserError(f"engine {engine!r}: choose from {', '.join(ENGINES)}")
+            raise UserError(f"engine {engine!r} (--engine or $PRODUCTQA_ENGINE): choose from {', '.join(ENGINES)}")
         self.mode = mode
         # "vllm" or --llm-url: tokens come from an OpenAI-compatible server (rag/remote.py); everything
         # else (retrieval, prompts, abstention, stops, citations, fallbacks) stays here, unchanged
@@ -210,18 +221,8 @@ class Answerer:
         self.merged = False
         self.repetition_penalty = repetition_penalty
         if self.adapter:
-            from rag.merge import check_adapter
-
-            self.adapter_meta = check_adapter(self.adapter)
-            trained_on = self.adapter_meta["base_model"]
-            if base_model is None and Path(trained_on["path"]).is_dir():
-                base_model = trained_on["path"]
-        base = resolve_base(base_model, progress=progress)
-        ident = base_identity(base)
-        if self.adapter_meta and ident["hash"] != self.adapter_meta["base_model"]["hash"]:
-            raise UserError(f"{self.adapter} was trained on {self.adapter_meta['base_model']['name']} "
-                            f"(hash {self.adapter_meta['base_model']['hash'][:12]}), not on {base} "
-                            f"(hash {ident['hash'][:12]}): pass the matching --base-model")
+            self.adapter_meta = read_adapter(self.adapter)
+        base, ident = resolve_base_for(self.adapter_meta, base_model, progress)
         self.base_identity = ident
         # the index (and its encoder) loads after the cheap checks above, so a wrong --adapter fails fast
         self.index = load_index(index)
@@ -270,20 +271,18 @@ class Answerer:
 
         from rag.remote import RemoteLLM
 
-        self.merged, self.model, self.tok = bool(self.adapter), None, None
+        self.model, self.tok = None, None
         if llm_url is None:
-            from rag.serve import ServeConfig, Server, model_to_serve
+            from rag.serve import Server, serve_config
 
-            api_key = secrets.token_urlsafe(16)
-            if serve_base and self.adapter:
-                cfg = ServeConfig(model=str(base), lora=str(self.adapter.resolve()))
-                self.merged = False
-            else:
-                cfg = ServeConfig(model=str(model_to_serve(self.adapter, None, base, progress=progress)))
-            cfg.port, cfg.api_key = 0, api_key
+            cfg = serve_config(self.adapter, base_model=base, with_base=serve_base and self.adapter is not None,
+                               progress=progress)
+            api_key = cfg.api_key = secrets.token_urlsafe(16)
+            cfg.port = 0
             self.server = Server(cfg, progress=progress).start()
             atexit.register(self.close)
             llm_url = self.server.url
+        self.merged = bool(self.adapter) and (self.server is None or self.server.cfg.lora is None)
         self.llm = RemoteLLM(llm_url, api_key)
 
     def close(self) -> None:
@@ -302,38 +301,27 @@ class Answerer:
         return should_abstain(hits, self.index.threshold_for(hits), self.index.support)
 
     def _gen_kwargs(self, max_new_tokens: int, temperature: float, mode: str = "generate") -> dict:
-        from rag.prompt import STOP_STRINGS
-
-        if mode == "verbatim":  # only the pick: "[2]" or the start of "not in the catalog"
-            max_new_tokens, temperature = min(max_new_tokens, PICK_TOKENS), 0.0
-        kw = dict(max_new_tokens=max_new_tokens, repetition_penalty=self.repetition_penalty,
-                  stop_strings=PICK_STOP if mode == "verbatim" else STOP_STRINGS, tokenizer=self.tok,
-                  pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
-        if temperature and temperature > 0:
+        max_new_tokens, temperature, stop = limits(max_new_tokens, temperature, mode)
+        kw = dict(max_new_tokens=max_new_tokens, repetition_penalty=self.repetition_penalty, stop_strings=stop,
+                  tokenizer=self.tok, pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
+        if temperature > 0:
             kw.update(do_sample=True, temperature=temperature, top_p=0.95)
         else:
             kw.update(do_sample=False)
         return kw
 
-    def _remote_kwargs(self, max_new_tokens: int, temperature: float, mode: str) -> dict:
-        """`_gen_kwargs` for a server: the same limits and stop strings."""
-        from rag.prompt import STOP_STRINGS
-
-        if mode == "verbatim":
-            return dict(max_tokens=min(max_new_tokens, PICK_TOKENS), temperature=0.0, stop=PICK_STOP)
-        return dict(max_tokens=max_new_tokens, temperature=temperature, stop=STOP_STRINGS)
-
-    def _pieces(self, prompt: str, max_new_tokens: int, temperature: float, use_adapter: bool):
-        """The generated text of one prompt, piece by piece as it is produced (generate mode)."""
+    def _one(self, prompt: str, max_new_tokens: int, temperature: float, use_adapter: bool, mode: str):
+        """One prompt's generated text, yielded piece by piece as it is produced; returns the whole text
+        (None where only the pieces are known). The one place that knows the engines apart: a vLLM
+        server (streamed; a verbatim pick in one request), or this process's model through the batcher,
+        where concurrent requests with the same settings share a generate (rag/batching.py)."""
         if self.llm is not None:
-            yield from self.llm.stream(prompt, use_adapter=use_adapter,
-                                       **self._remote_kwargs(max_new_tokens, temperature, "generate"))
-            return
-        return (yield from self._batched(prompt, max_new_tokens, temperature, use_adapter, "generate"))
-
-    def _batched(self, prompt: str, max_new_tokens: int, temperature: float, use_adapter: bool, mode: str):
-        """One prompt through the embedded engine's batcher (rag/batching.py): concurrent requests with
-        the same settings share a generate. Yields text pieces; returns the whole generated text."""
+            tokens, temp, stop = limits(max_new_tokens, temperature, mode)
+            kw = dict(max_tokens=tokens, temperature=temp, stop=stop, use_adapter=use_adapter)
+            if mode == "verbatim":  # 6 tokens: nothing to stream
+                return self.llm.complete([prompt], **kw)[0]
+            yield from self.llm.stream(prompt, **kw)
+            return None
         kw = dict(max_new_tokens=max_new_tokens, temperature=temperature, use_adapter=use_adapter, mode=mode)
         return (yield from self._batcher.stream(prompt, key=tuple(kw.values()), kw=kw))
 
@@ -375,8 +363,8 @@ class Answerer:
                   mode: str, streamer=None) -> list[str]:
         """One (left-padded) generate over `prompts`; the generated texts."""
         if self.llm is not None:
-            kw = self._remote_kwargs(max_new_tokens, temperature, mode)
-            return self.llm.complete(prompts, use_adapter=use_adapter, **kw)
+            tokens, temp, stop = limits(max_new_tokens, temperature, mode)
+            return self.llm.complete(prompts, max_tokens=tokens, temperature=temp, stop=stop, use_adapter=use_adapter)
         import torch
 
         enc = self.tok(prompts, return_tensors="pt", padding=len(prompts) > 1).to(self.model.device)
@@ -408,21 +396,17 @@ class Answerer:
             return ans
         prompt = build_prompt(ans.question, [(h.title, h.content) for h in ans.sources])
         if mode == "verbatim":
-            if self.llm is not None:
-                picked = self._generate([prompt], max_new_tokens, temperature, use_adapter, mode)[0]
-            else:
-                picked = drain(self._batched(prompt, max_new_tokens, temperature, use_adapter, mode))
-            finish(ans, picked, mode)
+            finish(ans, drain(self._one(prompt, max_new_tokens, temperature, use_adapter, mode)), mode)
             ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
             yield ans.text
             yield ans
             return ans
         raw, shown, whole = "", 0, None
-        pieces = self._pieces(prompt, max_new_tokens, temperature, use_adapter)
+        pieces = self._one(prompt, max_new_tokens, temperature, use_adapter, mode)
         while True:
             try:
                 piece = next(pieces)
-            except StopIteration as done:  # the embedded engine returns the whole generated text
+            except StopIteration as done:  # the whole generated text, where the engine gives it
                 whole = done.value
                 break
             if not piece:
@@ -533,9 +517,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:
-    """Answerer's engine arguments from the parsed command line."""
-    if args.engine not in ENGINES:
-        raise UserError(f"--engine / PRODUCTQA_ENGINE {args.engine!r}: choose from {', '.join(ENGINES)}")
+    """Answerer's engine arguments from the parsed command line (Answerer checks them)."""
     return {"engine": args.engine, "llm_url": args.llm_url, "api_key": args.api_key}
 
 

@@ -52,20 +52,6 @@ def adapter_fingerprint(adapter: Path) -> str:
     return h.hexdigest()
 
 
-def check_adapter(adapter: Path) -> dict:
-    """The adapter's training_meta.json, after checking the folder and its prompt version."""
-    from rag.prompt import PROMPT_VERSION
-
-    meta_file = adapter / "training_meta.json"
-    if not (adapter / "adapter_config.json").exists() or not meta_file.exists():
-        raise UserError(f"{adapter}: not an adapter folder (run `productqa finetune` first)")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("prompt_version") != PROMPT_VERSION:
-        raise UserError(f"{adapter}: trained with prompt version {meta.get('prompt_version')}, this ProductQA "
-                        f"builds version {PROMPT_VERSION}: retrain the adapter")
-    return meta
-
-
 def is_current(model_dir: Path, adapter: Path) -> bool:
     """Is `model_dir` a merge of this very adapter (same fingerprint) for this prompt version?"""
     from rag.prompt import PROMPT_VERSION
@@ -84,20 +70,13 @@ def export_model(adapter: str | Path, out: str | Path, base_model: str | Path | 
     from indexing import __version__
     from indexing.runtime import quiet_libraries
     from indexing.store import utc_now
-    from rag.model import base_identity, load_model, resolve_base
+    from rag.model import load_model, read_adapter, resolve_base_for
 
     adapter, out = Path(adapter), Path(out)
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
-    ameta = check_adapter(adapter)
-    trained_on = ameta["base_model"]
-    if base_model is None and Path(trained_on["path"]).is_dir():
-        base_model = trained_on["path"]
-    base = resolve_base(base_model, progress=progress)
-    ident = base_identity(base)
-    if ident["hash"] != trained_on["hash"]:
-        raise UserError(f"{adapter} was trained on {trained_on['name']} (hash {trained_on['hash'][:12]}), not on "
-                        f"{base} (hash {ident['hash'][:12]}): pass the matching --base-model")
+    ameta = read_adapter(adapter)
+    base, ident = resolve_base_for(ameta, base_model, progress)
     quiet_libraries()
     import torch
     from peft import PeftModel

@@ -86,6 +86,37 @@ def resolve_base(path: str | Path | None, progress: bool = True) -> Path:
     return path
 
 
+def read_adapter(adapter: str | Path) -> dict:
+    """An adapter folder's training_meta.json, after checking the folder and its prompt version."""
+    from rag.prompt import PROMPT_VERSION
+
+    adapter = Path(adapter)
+    meta_file = adapter / "training_meta.json"
+    if not (adapter / "adapter_config.json").exists() or not meta_file.exists():
+        raise UserError(f"{adapter}: not an adapter folder (run `productqa finetune` first)")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("prompt_version") != PROMPT_VERSION:
+        raise UserError(f"{adapter}: trained with prompt version {meta.get('prompt_version')}, this ProductQA "
+                        f"builds version {PROMPT_VERSION}: retrain the adapter")
+    return meta
+
+
+def resolve_base_for(adapter_meta: dict | None, base_model: str | Path | None = None,
+                     progress: bool = True) -> tuple[Path, dict]:
+    """(base folder, its identity) for an adapter (None: no adapter): the given folder, else the one the
+    adapter was trained on when it is still there, else the default; refused when its hash is not the
+    adapter's base's."""
+    trained_on = (adapter_meta or {}).get("base_model")
+    if base_model is None and trained_on and Path(trained_on["path"]).is_dir():
+        base_model = trained_on["path"]
+    base = resolve_base(base_model, progress=progress)
+    ident = base_identity(base)
+    if trained_on and ident["hash"] != trained_on["hash"]:
+        raise UserError(f"the adapter was trained on {trained_on['name']} (hash {trained_on['hash'][:12]}), not on "
+                        f"{base} (hash {ident['hash'][:12]}): pass the matching --base-model")
+    return base, ident
+
+
 def base_identity(path: str | Path) -> dict:
     """Name + fingerprint of a base model folder (config, tokenizer, weight file names and sizes):
     cheap even for 8B models, and enough to tell one base from another."""

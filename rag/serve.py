@@ -106,6 +106,20 @@ class ServeConfig:
     extra: list = field(default_factory=list)  # more vLLM arguments, passed as they are
 
 
+def serve_config(adapter: str | Path | None = None, model: str | Path | None = None,
+                 base_model: str | Path | None = None, with_base: bool = False, progress: bool = True) -> ServeConfig:
+    """What a server serves (`model_to_serve`), or with `with_base` the adapter's base model as
+    BASE_NAME plus the adapter as a LoRA module named MODEL_NAME (the base's hash checked)."""
+    from rag.model import read_adapter, resolve_base_for
+
+    if not with_base:
+        return ServeConfig(model=str(model_to_serve(adapter, model, base_model, progress)))
+    if not adapter or model:
+        raise UserError("--with-base needs --adapter (and no --model): it serves the adapter's base and the adapter")
+    base, _ = resolve_base_for(read_adapter(adapter), base_model, progress)
+    return ServeConfig(model=str(base), lora=str(Path(adapter).resolve()))
+
+
 def server_command(cfg: ServeConfig, python: str) -> tuple[list[str], dict]:
     """(argv, env) of the vLLM server process."""
     from indexing.embed import pick_device
@@ -255,20 +269,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if not 0 <= args.port < 65536:
+        raise UserError("--port must be between 0 (any free port) and 65535")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
         print(f"warning: serving on {args.host} without --api-key: anyone who reaches this port can use the model",
               file=sys.stderr)
-    if args.with_base:
-        if not args.adapter:
-            raise UserError("--with-base needs --adapter (the base model is what is served without one)")
-        from rag.merge import check_adapter
-        from rag.model import resolve_base
-
-        meta = check_adapter(Path(args.adapter))
-        base = resolve_base(args.base_model or meta["base_model"]["path"])
-        cfg = ServeConfig(model=str(base), lora=str(Path(args.adapter).resolve()))
-    else:
-        cfg = ServeConfig(model=str(model_to_serve(args.adapter, args.model, args.base_model)))
+    cfg = serve_config(args.adapter, args.model, args.base_model, with_base=args.with_base)
     import shlex
 
     cfg.host, cfg.port, cfg.api_key, cfg.max_model_len, cfg.log = args.host, args.port, args.api_key, \

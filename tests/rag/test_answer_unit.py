@@ -126,7 +126,7 @@ class ScriptedAnswerer(Answerer):
         self.generated.append((mode, len(prompts)))
         return texts
 
-    def _batched(self, prompt, max_new_tokens, temperature, use_adapter, mode):
+    def _one(self, prompt, max_new_tokens, temperature, use_adapter, mode):
         """One request as the batcher streams it (rag/batching.py is tested on its own below)."""
         text = self._generate([prompt], max_new_tokens, temperature, use_adapter, mode)[0]
         for i in range(0, len(text), 3):  # a few characters at a time, as tokens arrive
