@@ -73,7 +73,7 @@ def source_messages(hits: list, abstained: bool, cited: int | None = None) -> li
     for rank, h in enumerate(hits, 1):
         label = "closest, not a match" if abstained else ("source (cited)" if rank == cited else "source")
         score = f"cosine {h.dense_score:.3f}" if h.dense_score is not None else "found by keywords"
-        matched = " · matched its description" if getattr(h, "match", "title") == "description" else ""
+        matched = " · matched its description" if h.match == "description" else ""
         title = f"{label} {rank}: {escape_md(h.title)} · uid {escape_md(h.uid)} · {score}{matched}"
         body = escape_md(h.content) or "(no description)"
         if matched and h.passage:  # the passage that matched, first
