@@ -105,8 +105,9 @@ def write_result(name: str, report: str) -> Path:
     return out
 
 
-def run_measured(cmd: list[str]) -> tuple[float, int, str]:
-    """Run `cmd`, polling the RSS of it and its children; return (seconds, peak RSS bytes, stdout)."""
+def run_measured(cmd: list[str], peaks: dict | None = None) -> tuple[float, int, str]:
+    """Run `cmd`, polling the RSS of it and its children; return (seconds, peak RSS bytes, stdout).
+    `peaks`, when given, receives {pid: (command line, peak RSS bytes)} of every process in the tree."""
     import psutil
 
     t0 = time.perf_counter()
@@ -114,8 +115,13 @@ def run_measured(cmd: list[str]) -> tuple[float, int, str]:
     proc, peak = psutil.Process(p.pid), 0
     while p.poll() is None:
         try:
-            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-            peak = max(peak, rss)
+            procs = [proc, *proc.children(recursive=True)]
+            rss = {c.pid: c.memory_info().rss for c in procs}
+            peak = max(peak, sum(rss.values()))
+            if peaks is not None:
+                for c in procs:
+                    old = peaks.get(c.pid, ("", 0))[1]
+                    peaks[c.pid] = (" ".join(c.cmdline()), max(old, rss[c.pid]))
         except psutil.Error:
             pass
         time.sleep(0.05)

@@ -1,7 +1,11 @@
 """Training examples built the way the model will be used: question + retrieved descriptions -> answer.
 
-    from finetune.examples import ExampleConfig, build_examples
-    train, val = build_examples(docs, index, ExampleConfig())
+    productqa examples --catalog data/catalog --index data/index --out data/examples --sample 100000
+    productqa examples ... --max-products 5000          # the first 5,000 products instead
+    (rerun the same command after a crash or Ctrl-C: it continues; --fresh starts over)
+
+    from finetune.examples import ExampleConfig, build_examples, write_examples
+    train, val = build_examples(docs, index, ExampleConfig())      # in memory, for a DataFrame
 
 RAFT-style mix (Zhang et al., 2024): for each product, a question in one of the project's English or
 Portuguese phrasings, and a context of k products retrieved by the real index for that question.
@@ -10,14 +14,41 @@ Portuguese phrasings, and a context of k products retrieved by the real index fo
   * distractor-only examples (`p_distractor_only`): the product is removed, the context holds only its
     nearest neighbours -> the answer is "This product is not in the catalog."
 Products are split 90/10 by uid (hash-based, so stable); a training prompt never shows a validation
-product, not even as a distractor.
+product, not even as a distractor. Every random choice is seeded by (seed, uid), so a product's
+examples do not depend on which other products were chosen or on where a run was interrupted.
+
+`write_examples` streams the catalog in chunks of `chunk_size` chosen products (retrieval in batches
+against the whole index), appending to the folder as it goes:
+    EXAMPLES_DIR/
+      train.jsonl, val.jsonl   one example per line: prompt, completion, uid, kind, question
+      examples.json            what made them (catalog and index identity, settings), how far the
+                               build got (chunks done, byte length of each file), and when finished:
+                               counts per kind, held-out uids, fingerprint of both files
+A rerun truncates the files to the last finished chunk and continues; the result is byte-identical
+to an uninterrupted run (tested). Memory holds one chunk, the chosen uids, and the index.
+Choosing products without reading the catalog into memory: `max_products` takes the first N,
+`sample` draws N stratified by description length (each length band keeps its share of the
+catalog), by a seeded hash of the uid: the same N, seed and catalog give the same products.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import heapq
+import json
+import os
 import random
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from indexing.errors import UserError
+
+TRAIN, VAL, META = "train.jsonl", "val.jsonl", "examples.json"
+# description length bands (characters) for --sample: short blurbs, paragraphs, long descriptions
+LENGTH_BANDS = (200, 600, 1500)
+FORMAT = 1
 
 
 @dataclass
@@ -27,7 +58,10 @@ class ExampleConfig:
     p_not_first: float = 0.3  # share of oracle examples where the right product is not ranked first
     questions_per_product: int = 1  # phrasings per product
     val_fraction: float = 0.1  # products held out for validation (and answer evaluation)
-    seed: int = 3407  # phrasing / mixing seed
+    seed: int = 3407  # phrasing / mixing / sampling seed
+    max_products: int | None = None  # the first N catalog products only
+    sample: int | None = None  # N products drawn at random, stratified by description length
+    chunk_size: int = 2048  # products per written chunk (the unit a resumed run restarts from)
 
 
 def is_validation(uid: str, val_fraction: float = 0.1) -> bool:
@@ -43,23 +77,22 @@ def build_examples(docs, index, cfg: ExampleConfig = ExampleConfig(), progress: 
     from indexing.questions import make_question
     from rag.prompt import build_prompt, build_response
 
-    rng = random.Random(cfg.seed)
-    val_uids = {u for u in docs["uid"] if is_validation(u, cfg.val_fraction)}
     items = []
     for uid, title, content in zip(docs["uid"], docs["title"], docs["content"]):
         for j in range(cfg.questions_per_product):
-            items.append((uid, title, content, make_question(title, uid, "any", salt=f"{cfg.seed}:{j}")))
+            items.append((uid, j, title, content, make_question(title, uid, "any", salt=f"{cfg.seed}:{j}")))
     train, val = [], []
     batch = 128
     for s in tqdm(range(0, len(items), batch), desc="examples", unit="batch", disable=not progress):
         chunk = items[s: s + batch]
         # more candidates than k: the right product and validation products may be dropped below
         results = index.retrieve_many([q for *_, q in chunk], k=cfg.k + 8)
-        for (uid, title, content, q), hits in zip(chunk, results):
-            held_out = uid in val_uids
+        for (uid, j, title, content, q), hits in zip(chunk, results):
+            rng = random.Random(f"{cfg.seed}:{uid}:{j}")  # this product's choices, whatever else is chosen
+            held_out = is_validation(uid, cfg.val_fraction)
             others = [(h.title, h.content) for h in hits
                       if h.uid != uid and h.title.casefold() != title.casefold()
-                      and (held_out or h.uid not in val_uids)]
+                      and (held_out or not is_validation(h.uid, cfg.val_fraction))]
             if rng.random() < cfg.p_distractor_only:
                 ctx, completion, kind = others[: cfg.k], build_response(None), "distractor"
             else:
@@ -73,11 +106,281 @@ def build_examples(docs, index, cfg: ExampleConfig = ExampleConfig(), progress: 
     return train, val
 
 
-def examples_fingerprint(examples: list[dict]) -> str:
+# ---- choosing products from a catalog of any size (streamed, never loaded whole)
+
+def _batches(catalog, columns, batch_size: int = 65_536):
+    import pyarrow.parquet as pq
+
+    from indexing.catalog import catalog_file
+
+    f = pq.ParquetFile(catalog_file(catalog))
+    yield from f.iter_batches(batch_size=batch_size, columns=columns)
+
+
+def _sample_key(seed: int, uid: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"sample:{seed}:{uid}".encode(), digest_size=8).digest(), "little")
+
+
+def _band(n_chars: int) -> int:
+    return sum(n_chars >= edge for edge in LENGTH_BANDS)
+
+
+def stratified_sample(catalog, n: int, seed: int = 3407) -> set[str]:
+    """uids of `n` products, each description-length band represented in its catalog share (largest
+    remainders), the products of a band chosen by a seeded hash of their uid. One streamed pass;
+    memory: at most n (key, uid) pairs per band."""
+    import pyarrow.compute as pc
+
+    counts = [0] * (len(LENGTH_BANDS) + 1)
+    heaps = [[] for _ in counts]  # per band: the n smallest keys so far (a max-heap of negated keys)
+    for b in _batches(catalog, ["uid", "content"]):
+        lengths = pc.utf8_length(b.column("content")).to_pylist()
+        for uid, length in zip(b.column("uid").to_pylist(), lengths):
+            band = _band(length or 0)
+            counts[band] += 1
+            item = (-_sample_key(seed, uid), uid)
+            if len(heaps[band]) < n:
+                heapq.heappush(heaps[band], item)
+            elif item > heaps[band][0]:
+                heapq.heapreplace(heaps[band], item)
+    total = sum(counts)
+    n = min(n, total)
+    quota = [n * c // total for c in counts] if total else counts
+    for band in sorted(range(len(counts)), key=lambda i: -(n * counts[i] % max(total, 1)))[: n - sum(quota)]:
+        quota[band] += 1
+    chosen = set()
+    for heap, q in zip(heaps, quota):
+        chosen.update(uid for _, uid in heapq.nlargest(q, heap))  # largest negated key = smallest key
+    return chosen
+
+
+def chosen_products(catalog, cfg: ExampleConfig, batch_size: int = 65_536):
+    """Yield (uid, title, content) of the chosen products, in catalog order, streamed."""
+    if cfg.max_products is not None and cfg.sample is not None:
+        raise UserError("--max-products and --sample choose the products two ways: give one")
+    keep = stratified_sample(catalog, cfg.sample, cfg.seed) if cfg.sample is not None else None
+    left = cfg.max_products
+    for b in _batches(catalog, ["uid", "title", "content"], batch_size):
+        for uid, title, content in zip(*(b.column(c).to_pylist() for c in ("uid", "title", "content"))):
+            if keep is not None and uid not in keep:
+                continue
+            if left is not None:
+                if left <= 0:
+                    return
+                left -= 1
+            yield uid, title, content
+
+
+def count_chosen(catalog, cfg: ExampleConfig) -> int:
+    import pyarrow.parquet as pq
+
+    from indexing.catalog import catalog_file
+
+    rows = pq.ParquetFile(catalog_file(catalog)).metadata.num_rows
+    return min(rows, cfg.sample if cfg.sample is not None else cfg.max_products or rows)
+
+
+# ---- the examples folder
+
+def settings(catalog, index, cfg: ExampleConfig) -> dict:
+    """What the examples depend on: a resumed run must match it exactly."""
+    from indexing.catalog import catalog_fingerprint
+    from indexing.store import read_meta
+    from rag.prompt import PROMPT_VERSION
+
+    imeta = read_meta(index)
+    return {"format": FORMAT, "prompt_version": PROMPT_VERSION,
+            "catalog": str(Path(catalog).resolve()), "catalog_fingerprint": catalog_fingerprint(catalog),
+            "index": str(Path(index).resolve()), "index_created": imeta["created"],
+            "index_model": imeta.get("embedding_model", {}).get("hash"), "config": asdict(cfg)}
+
+
+def read_examples_meta(folder: str | Path) -> dict:
+    f = Path(folder) / META
+    if not f.exists():
+        raise UserError(f"{folder}: no {META} (not an examples folder: run `productqa examples`)")
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{f}: unreadable ({e})") from None
+
+
+def _write_meta(folder: Path, meta: dict) -> None:
+    tmp = folder / (META + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, folder / META)  # the progress record moves only after the lines are on disk
+
+
+def files_fingerprint(folder: Path) -> str:
     h = hashlib.blake2b(digest_size=16)
-    for ex in examples:
-        h.update(ex["prompt"].encode())
-        h.update(b"\x1e")
-        h.update(ex["completion"].encode())
-        h.update(b"\x1f")
+    for name in (TRAIN, VAL):
+        with open(folder / name, "rb") as f:
+            h.update(hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).digest())
     return h.hexdigest()
+
+
+def write_examples(catalog, index, out, cfg: ExampleConfig = ExampleConfig(), fresh: bool = False,
+                   progress: bool = True, on_chunk=None) -> dict:
+    """Build (or finish building) the examples folder `out`; returns its examples.json.
+    `on_chunk(chunks_done)` is called after each chunk is safely written."""
+    import orjson
+    from tqdm import tqdm
+
+    from indexing.store import utc_now
+
+    if cfg.chunk_size < 1:
+        raise UserError("--chunk-size must be >= 1")
+    if cfg.max_products is not None and cfg.sample is not None:
+        raise UserError("--max-products and --sample choose the products two ways: give one")
+    for name, v in (("--max-products", cfg.max_products), ("--sample", cfg.sample)):
+        if v is not None and v < 1:
+            raise UserError(f"{name} must be >= 1")
+    out = Path(out)
+    want = settings(catalog, index, cfg)
+    meta = None
+    if (out / META).exists() and not fresh:
+        meta = read_examples_meta(out)
+        if meta.get("settings") != want:
+            old = meta.get("settings", {})
+            diff = sorted(k for k in set(old) | set(want) if k != "config" and old.get(k) != want.get(k))
+            diff += sorted(f"config.{k}" for k in want["config"] if old.get("config", {}).get(k) != want["config"][k])
+            raise UserError(f"{out}: holds examples made with other settings ({', '.join(diff)} differ); "
+                            "pass --fresh to replace them, or choose another --out")
+        if meta.get("finished"):
+            return meta
+    if meta is None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (TRAIN, VAL):
+            (out / name).write_bytes(b"")
+        meta = {"settings": want, "chunks_done": 0, "products_done": 0, "bytes": {TRAIN: 0, VAL: 0},
+                "finished": False, "started": utc_now()}
+        _write_meta(out, meta)
+    for name in (TRAIN, VAL):  # drop lines written after the last recorded chunk (a crash mid-chunk)
+        with open(out / name, "r+b") as f:
+            f.truncate(meta["bytes"][name])
+
+    from indexing.search import load_index
+
+    import pandas as pd
+
+    idx = load_index(index)
+    indexed = set(idx.docs["uid"])
+
+    total = count_chosen(catalog, cfg)
+    bar = tqdm(total=total, initial=meta["products_done"], desc="examples", unit="product", disable=not progress)
+    products = chosen_products(catalog, cfg)
+    for _ in range(meta["products_done"]):  # skip what earlier runs finished (streamed, cheap)
+        next(products, None)
+    files = {name: open(out / name, "ab") for name in (TRAIN, VAL)}
+    try:
+        while True:
+            rows = [r for _, r in zip(range(cfg.chunk_size), products)]
+            if not rows:
+                break
+            docs = pd.DataFrame(rows, columns=["uid", "title", "content"])
+            if meta["chunks_done"] == 0 and not docs["uid"].isin(indexed).any():  # fail before hours of work
+                raise UserError(f"none of the first {len(docs):,} chosen products of {catalog} is in the index "
+                                f"{index}: wrong index?")
+            train, val = build_examples(docs, idx, cfg)
+            for name, exs in ((TRAIN, train), (VAL, val)):
+                files[name].write(b"".join(orjson.dumps(e) + b"\n" for e in exs))
+                files[name].flush()
+                os.fsync(files[name].fileno())
+                meta["bytes"][name] = files[name].tell()
+            meta["chunks_done"] += 1
+            meta["products_done"] += len(rows)
+            _write_meta(out, meta)
+            bar.update(len(rows))
+            if on_chunk:
+                on_chunk(meta["chunks_done"])
+    finally:
+        for f in files.values():
+            f.close()
+        bar.close()
+    if meta["products_done"] == 0:
+        raise UserError(f"{catalog}: no products chosen (empty catalog?)")
+    meta.update(_summary(out, indexed))
+    meta.update(finished=True, fingerprint=files_fingerprint(out), created=utc_now())
+    from indexing import __version__
+
+    meta["productqa_version"] = __version__
+    _write_meta(out, meta)
+    return meta
+
+
+def _summary(out: Path, indexed: set) -> dict:
+    """Counts per split and kind, held-out uids, and how many chosen products the index holds."""
+    import orjson
+
+    counts, kinds, held_out, in_index, products = {}, {}, set(), 0, set()
+    for name in (TRAIN, VAL):
+        n = 0
+        with open(out / name, "rb") as f:
+            for line in f:
+                e = orjson.loads(line)
+                n += 1
+                if name == TRAIN:
+                    kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+                else:
+                    held_out.add(e["uid"])
+                if e["uid"] not in products:
+                    products.add(e["uid"])
+                    in_index += e["uid"] in indexed
+        counts[name.split(".")[0]] = n
+    return {"examples": counts, "train_kinds": kinds, "held_out_uids": sorted(held_out),
+            "products": len(products), "products_in_index": in_index}
+
+
+def read_split(folder: str | Path, split: str, limit: int | None = None) -> list[dict]:
+    """The examples of one split ("train" or "val"), the first `limit` of them."""
+    import orjson
+
+    out = []
+    with open(Path(folder) / f"{split}.jsonl", "rb") as f:
+        for line in f:
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(orjson.loads(line))
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--catalog", required=True, metavar="DIR", help="catalog folder (productqa prepare)")
+    p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder: retrieves each example's context")
+    p.add_argument("--out", required=True, metavar="DIR", help="examples folder to write (or to continue)")
+    add_example_arguments(p)
+    p.add_argument("--seed", type=int, metavar="N", help="question / mixing / sampling seed (3407)")
+    p.add_argument("--fresh", action="store_true", help="discard examples already in --out and start over")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_example_arguments(p: argparse.ArgumentParser) -> None:
+    """The ExampleConfig flags (shared with `productqa finetune`)."""
+    g = p.add_argument_group("training examples")
+    pick = g.add_mutually_exclusive_group()
+    pick.add_argument("--max-products", type=int, metavar="N", help="the first N catalog products only")
+    pick.add_argument("--sample", type=int, metavar="N",
+                      help="N products at random (seeded), stratified by description length")
+    for name, typ, help_ in [
+        ("k", int, "retrieved products per prompt (3)"),
+        ("p-distractor-only", float, "share of 'not in the catalog' examples (0.2)"),
+        ("p-not-first", float, "share of examples with the right product not first (0.3)"),
+        ("questions-per-product", int, "phrasings per product (1)"),
+        ("val-fraction", float, "share of products held out for validation (0.1)"),
+        ("chunk-size", int, "products per written chunk, the unit a rerun resumes from (2048)"),
+    ]:
+        g.add_argument(f"--{name}", type=typ, metavar="X", help=help_)
+
+
+def config_from(values: dict) -> ExampleConfig:
+    """ExampleConfig from any mapping holding (some of) its field names; None = the default."""
+    return ExampleConfig(**{f.name: values[f.name] for f in fields(ExampleConfig) if values.get(f.name) is not None})
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config_from(vars(args))
+    meta = write_examples(args.catalog, args.index, args.out, cfg, fresh=args.fresh, progress=not args.quiet)
+    c = meta["examples"]
+    print(f"examples: {args.out}  ({c['train']:,} training, {c['val']:,} validation, from {meta['products']:,} "
+          f"products; {meta['products_in_index']:,} of them in the index)", file=sys.stdout)
+    return 0

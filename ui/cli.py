@@ -20,6 +20,7 @@ COMMANDS = {
     "export": ("finetune.export", "write question->description training pairs (Alpaca or OpenAI chat JSON lines)"),
     "index": ("indexing.index_cli", "build / update (add, remove) / inspect (info) a search index"),
     "search": ("indexing.search", "search an index: hybrid dense + BM25 hits for questions"),
+    "examples": ("finetune.examples", "build RAFT training examples (question + retrieved context -> answer), streamed, resumable"),
     "finetune": ("finetune.train", "LoRA-tune a 4-bit Llama on retrieval-augmented question->description examples"),
     "export-model": ("rag.merge", "merge a LoRA adapter into its base model: a plain folder vLLM loads, with metadata"),
     "serve": ("rag.serve", "serve the (merged fine-tuned) model with vLLM's OpenAI-compatible server"),
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # what a launcher re-runs in each process
     try:
         return int(args._main(args) or 0)
     except UserError as e:

@@ -1,8 +1,10 @@
 """RAFT example builder: no leakage across the split, distractor mix, Portuguese phrasings."""
 
 import pandas as pd
+import pytest
 
 from finetune.examples import ExampleConfig, build_examples, is_validation
+from indexing.errors import UserError
 from rag.prompt import NOT_IN_CATALOG
 from tests.conftest import FakeIndex
 
@@ -58,3 +60,85 @@ def test_questions_in_both_languages():
     pt = [q for q in qs if any(w in q for w in ("descrição", "O que é", "Me fale", "Descreva"))]
     assert 0.2 < len(pt) / len(qs) < 0.7
     assert all(f"Question: {e['question']}" in e["prompt"] for e in train)
+
+
+# ---- streamed, resumable example building (finetune/examples.py: write_examples)
+
+def write_catalog(folder, docs):
+    folder.mkdir(parents=True, exist_ok=True)
+    docs.to_parquet(folder / "catalog.parquet", index=False)
+    return folder
+
+
+def test_stratified_sample_is_exact_reproducible_and_keeps_band_shares(tmp_path):
+    from finetune.examples import LENGTH_BANDS, _band, stratified_sample
+
+    n = 3000
+    lengths = [50 + (i * 7919) % 2500 for i in range(n)]  # spread over every band
+    docs = pd.DataFrame({"uid": [f"U{i:05d}" for i in range(n)], "title": [f"T{i}" for i in range(n)],
+                         "content": ["x" * k for k in lengths]})
+    cat = write_catalog(tmp_path / "cat", docs)
+    a, b, c = stratified_sample(cat, 300, seed=1), stratified_sample(cat, 300, seed=1), stratified_sample(cat, 300, seed=2)
+    assert len(a) == 300 and a == b and a != c and a <= set(docs["uid"])
+    band_of = dict(zip(docs["uid"], (_band(k) for k in lengths)))
+    for band in range(len(LENGTH_BANDS) + 1):
+        share = sum(v == band for v in band_of.values()) / n
+        assert abs(sum(band_of[u] == band for u in a) - 300 * share) <= 1  # largest remainders: off by <= 1
+    assert stratified_sample(cat, 10**6) == set(docs["uid"])  # more than there are: all of them
+
+
+def test_interrupted_and_resumed_examples_equal_an_uninterrupted_run(demo_catalog, demo_index, tmp_path):
+    from finetune.examples import ExampleConfig, read_examples_meta, write_examples
+
+    cfg = ExampleConfig(max_products=80, chunk_size=16)
+    whole = write_examples(demo_catalog, demo_index, tmp_path / "whole", cfg, progress=False)
+    assert whole["chunks_done"] == 5 and whole["products"] == 80 and whole["products_in_index"] == 80
+
+    def ctrl_c_after_two(done):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        write_examples(demo_catalog, demo_index, part, cfg, progress=False, on_chunk=ctrl_c_after_two)
+    meta = read_examples_meta(part)
+    assert meta["chunks_done"] == 2 and not meta["finished"]
+    with open(part / "train.jsonl", "ab") as f:  # a crash mid-write: half a line past the recorded end
+        f.write(b'{"prompt": "torn')
+    resumed = write_examples(demo_catalog, demo_index, part, cfg, progress=False)
+    for name in ("train.jsonl", "val.jsonl"):
+        assert (part / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    assert resumed["fingerprint"] == whole["fingerprint"] and resumed["examples"] == whole["examples"]
+
+    # finished: a rerun changes nothing; other settings are refused; --fresh replaces
+    before = (part / "examples.json").read_text()
+    write_examples(demo_catalog, demo_index, part, cfg, progress=False)
+    assert (part / "examples.json").read_text() == before
+    with pytest.raises(UserError, match="other settings.*config.k"):
+        write_examples(demo_catalog, demo_index, part, ExampleConfig(max_products=80, chunk_size=16, k=2), progress=False)
+    fresh = write_examples(demo_catalog, demo_index, part, ExampleConfig(max_products=20, chunk_size=16), fresh=True,
+                           progress=False)
+    assert fresh["products"] == 20
+
+
+def test_a_product_s_examples_do_not_depend_on_the_others(demo_catalog, demo_index, tmp_path):
+    from finetune.examples import ExampleConfig, read_split, write_examples
+
+    write_examples(demo_catalog, demo_index, tmp_path / "a", ExampleConfig(max_products=40), progress=False)
+    write_examples(demo_catalog, demo_index, tmp_path / "b", ExampleConfig(sample=60), progress=False)
+    a = {e["uid"]: e for e in read_split(tmp_path / "a", "train")}
+    b = {e["uid"]: e for e in read_split(tmp_path / "b", "train")}
+    both = set(a) & set(b)
+    assert both and all(a[u]["question"] == b[u]["question"] and a[u]["kind"] == b[u]["kind"] for u in both)
+
+
+def test_example_building_refuses_bad_input(demo_catalog, demo_index, tmp_path):
+    from finetune.examples import ExampleConfig, write_examples
+
+    other = write_catalog(tmp_path / "other", catalog(50))  # none of these uids is in the demo index
+    with pytest.raises(UserError, match="wrong index"):
+        write_examples(other, demo_index, tmp_path / "x", ExampleConfig(), progress=False)
+    with pytest.raises(UserError, match="give one"):
+        write_examples(demo_catalog, demo_index, tmp_path / "y", ExampleConfig(max_products=5, sample=5), progress=False)
+    with pytest.raises(UserError, match=">= 1"):
+        write_examples(demo_catalog, demo_index, tmp_path / "z", ExampleConfig(sample=0), progress=False)

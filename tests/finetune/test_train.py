@@ -122,3 +122,37 @@ def test_gradients_survive_an_evaluation_pass_in_4bit_on_cpu(smollm2_path):
     model(input_ids=x, labels=x).loss.backward()
     norm = sum(p.grad.norm() ** 2 for n, p in model.named_parameters() if p.requires_grad and p.grad is not None) ** 0.5
     assert float(norm) > 0
+
+
+def test_loss_in_small_chunks_equals_trl_s_default(tiny_llama):
+    """`set_loss_chunk` changes how many positions trl's fused LM head scores at once (memory), not the
+    loss or its gradient; and it fails this test if a trl release drops the constant it sets."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from finetune.train import set_loss_chunk
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llama))
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    torch.manual_seed(0)
+    x = torch.randint(0, 2000, (1, 300))
+    labels = x.clone()
+    labels[:, :120] = -100  # the prompt: no loss
+
+    def run():
+        model.zero_grad()
+        out = model(input_ids=x, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        return out.loss.item(), out.entropy.sum().item(), model.model.embed_tokens.weight.grad.clone()
+
+    default = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    try:
+        whole = run()
+        assert set_loss_chunk(64) and trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == 64
+        chunked = run()
+    finally:
+        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = default
+    assert abs(whole[0] - chunked[0]) < 1e-5 and abs(whole[1] - chunked[1]) < 1e-3
+    assert torch.allclose(whole[2], chunked[2], atol=1e-6)
