@@ -214,12 +214,13 @@ def main() -> None:
     load, t0 = os.getloadavg(), time.perf_counter()
     import torch
 
-    from indexing.embed import cpu_has_bf16, load_encoder
+    from indexing.embed import load_encoder
+    from indexing.runtime import native_bf16
 
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    precision = "bf16 autocast" if cpu_has_bf16() else "fp32 (no native bf16 on this CPU)"
+    precision = "bf16 autocast" if native_bf16("cpu") else "fp32 (no native bf16 on this CPU)"
     model = load_encoder(device="cpu")
     source, titles, descs, all_titles = load_texts(args.source, args.catalog, args.titles, args.descriptions, args.seed)
     sets = {"titles": titles, "title. description": descs}
@@ -233,7 +234,7 @@ def main() -> None:
 
     lines = [f"Command: `{command}`", "",
              f"Model: all-MiniLM-L6-v2 (`indexing.embed.load_encoder()`), on CPU: {os.cpu_count()} cores, "
-             f"torch {torch.__version__} with {torch.get_num_threads()} threads, native bf16: {cpu_has_bf16()}. "
+             f"torch {torch.__version__} with {torch.get_num_threads()} threads, native bf16: {native_bf16('cpu')}. "
              f"Load average {load[0]:.1f} at start (other work shared the machine).", "",
              "GPU: not measured — no GPU machine was lent to this task.", "",
              f"Texts: {source}. Built with `indexing.texts.dense_texts` (\"title\" and \"title+content\"). "

@@ -212,11 +212,10 @@ def _write_meta(folder: Path, meta: dict) -> None:
 
 
 def files_fingerprint(folder: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for name in (TRAIN, VAL):
-        with open(folder / name, "rb") as f:
-            h.update(hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).digest())
-    return h.hexdigest()
+    from indexing.runtime import digest
+
+    return hashlib.blake2b(" ".join(digest(folder / name) for name in (TRAIN, VAL)).encode(),
+                           digest_size=16).hexdigest()
 
 
 def write_examples(catalog, index, out, cfg: ExampleConfig = ExampleConfig(), fresh: bool = False,
@@ -226,7 +225,7 @@ def write_examples(catalog, index, out, cfg: ExampleConfig = ExampleConfig(), fr
     import orjson
     from tqdm import tqdm
 
-    from indexing.store import utc_now
+    from indexing.runtime import utc_now
 
     if cfg.chunk_size < 1:
         raise UserError("--chunk-size must be >= 1")

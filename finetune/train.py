@@ -195,10 +195,11 @@ def sharded_training() -> bool:
 def sft_config(cfg: TrainConfig, device: str, ckpt_dir: Path):
     """trl's SFTConfig for this run. Building it also joins the process group when the command runs
     under a launcher (accelerate launch / torchrun): gloo on CPUs, NCCL on GPUs."""
-    import torch
     from trl import SFTConfig
 
-    use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    from indexing.runtime import native_bf16
+
+    use_bf16 = device == "cuda" and native_bf16("cuda")
     gc = cfg.gradient_checkpointing == "on" or (cfg.gradient_checkpointing == "auto" and device == "cuda")
     return SFTConfig(
         output_dir=str(ckpt_dir), max_steps=cfg.max_steps, num_train_epochs=cfg.epochs,
@@ -244,8 +245,10 @@ def _datasets(folder: Path, tok, cfg: TrainConfig):
     import datasets
     from datasets import load_dataset
 
+    from finetune.examples import TRAIN, VAL
+
     datasets.disable_progress_bars()  # arrow conversion and trl's tokenizing: quick, and they would bury ours
-    ds = load_dataset("json", data_files={s: str(folder / f"{s}.jsonl") for s in ("train", "val")})
+    ds = load_dataset("json", data_files={"train": str(folder / TRAIN), "val": str(folder / VAL)})
     train = ds["train"].filter(_fits(tok, cfg.max_length), batched=True)
     val = ds["val"].filter(_fits(tok, cfg.max_length), batched=True)
     return train, val.select(range(min(len(val), cfg.max_val_examples))), len(ds["train"]) - len(train)
@@ -273,7 +276,8 @@ def finetune(cfg: TrainConfig) -> dict:
     """Train and write the adapter folder; returns training_meta.json's content. Under a launcher with
     several processes each one calls this; only process 0 writes files."""
     # ---- check + set up the processes
-    from rag.model import load_model, pick_device, resolve_base
+    from indexing.runtime import pick_device
+    from rag.model import load_model, resolve_base
 
     check(cfg)
     out = Path(cfg.out)
@@ -354,7 +358,9 @@ def finetune(cfg: TrainConfig) -> dict:
     trainer.save_model(str(out))
     meta = training_meta(cfg, trainer, base, device, examples, folder, train_ds, val_ds, seconds)
     if main_process:
-        (out / "training_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        from rag.model import TRAINING_META
+
+        (out / TRAINING_META).write_text(json.dumps(meta, indent=2) + "\n")
         plot_losses(meta["loss_history"], out / "loss.png")
         if cfg.merge:  # what `productqa serve --adapter OUT` (vLLM) loads; rag/merge.py
             from rag.merge import export_model
@@ -369,7 +375,7 @@ def training_meta(cfg: TrainConfig, trainer, base, device: str, examples: dict, 
     from collections import Counter
 
     from indexing import __version__
-    from indexing.store import utc_now
+    from indexing.runtime import utc_now
     from rag.model import base_identity
     from rag.prompt import PROMPT_VERSION
 

@@ -4,4 +4,9 @@ Heavy libraries (pyarrow, faiss, sentence-transformers) are imported inside func
 `import indexing` stays fast.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # one version string: pyproject.toml's, as installed (`pip install -e .` in make)
+    __version__ = version("productqa")
+except PackageNotFoundError:  # a checkout that was never installed
+    __version__ = "0+unknown"

@@ -44,10 +44,6 @@ def catalog_fingerprint(path: str | Path) -> str:
     fp = catalog_stats(path).get("fingerprint")
     if fp:
         return fp
-    import hashlib
+    from indexing.runtime import digest
 
-    h = hashlib.blake2b(digest_size=16)
-    with open(catalog_file(path), "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return digest(catalog_file(path))

@@ -16,6 +16,7 @@ import hashlib
 from pathlib import Path
 
 from indexing.errors import UserError
+from indexing.runtime import native_bf16, pick_device, quiet_libraries
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -41,8 +42,7 @@ def model_identity(path: str | Path | None = None) -> dict:
         raise UserError(f"{path}: no model weights (*.safetensors / *.bin) in this folder")
     for p in weights:
         with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+            hashlib.file_digest(f, lambda: h)  # h.update(every byte of the file)
     name = DEFAULT_MODEL_NAME if path == default_model_path() else path.name
     return {"name": name, "path": str(path), "hash": h.hexdigest()}
 
@@ -60,29 +60,8 @@ def check_model(meta: dict, model: str | Path | None = None, where: str | Path =
     return ident["path"]
 
 
-def pick_device(device: str | None = None) -> str:
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is visible to torch")
-    return device
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU computes bfloat16 natively (otherwise bf16 would be emulated, and slow)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def load_encoder(model: str | Path | None = None, device: str | None = None):
     """A SentenceTransformer from a local folder (default: the packaged all-MiniLM-L6-v2), offline."""
-    from indexing.runtime import quiet_libraries
-
     quiet_libraries()  # offline: nothing may be fetched from a hub
     from sentence_transformers import SentenceTransformer
 
@@ -108,7 +87,7 @@ def embed(model, texts: list[str], batch_size: int = 64, precision: str = "auto"
 
     device = model.device.type
     if precision == "auto":
-        precision = "fp16" if device == "cuda" else ("bf16" if cpu_has_bf16() else "fp32")
+        precision = "fp16" if device == "cuda" else ("bf16" if native_bf16("cpu") else "fp32")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     ctx = torch.autocast(device, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 

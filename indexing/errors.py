@@ -1,7 +1,8 @@
-"""The one exception type that means "the user gave us something we can't use".
+"""The one exception type that means "the user gave us something we can't use". Shared by every stage.
 
-The CLI prints it as a one-line error and exits non-zero; anything else is a bug
-and keeps its traceback.
+Raised by indexing, finetune, rag and ui alike (it sits at the bottom of the import order, with
+indexing/runtime.py, the other piece every stage shares). ui/cli.py prints it as a one-line error
+and exits with code 2; anything else is a bug and keeps its traceback.
 """
 
 

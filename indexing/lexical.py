@@ -1,6 +1,6 @@
 """BM25 over product texts (bm25s), with the question words of both languages removed.
 
-    bm = build_bm25(["Girls Ballet Tutu Neon Pink", ...]); I, S = bm25_search(bm, ["tutu pink"], k=10)
+    bm = build_bm25(["Girls Ballet Tutu Neon Pink", ...]); S, I = bm25_search(bm, ["tutu pink"], k=10)
 
 English stemming (titles are English); English + Portuguese stop words and the words of the
 project's question phrasings are dropped from queries and documents alike, so "Qual é a descrição
@@ -58,7 +58,7 @@ def build_bm25(texts: list[str], progress: bool = False):
 
 
 def bm25_search(bm, queries: list[str], k: int, tokens: list[list[str]] | None = None):
-    """Top-k rows per query -> (I [nq, k] int64 with -1 padding, S [nq, k] float32). Rows with score 0
+    """Top-k rows per query -> (S [nq, k] float32, I [nq, k] int64 with -1 padding), faiss's order. Rows with score 0
     (no query word in the product) are not hits. `tokens`: the queries already tokenized."""
     import numpy as np
 
@@ -68,12 +68,12 @@ def bm25_search(bm, queries: list[str], k: int, tokens: list[list[str]] | None =
     I = np.full((len(q), k), -1, dtype=np.int64)
     S = np.zeros((len(q), k), dtype=np.float32)
     if n_docs == 0:
-        return I, S
+        return S, I
     docs, scores = bm.retrieve(q, k=kk, show_progress=False, n_threads=1)
     hit = scores > 0
     I[:, :kk] = np.where(hit, docs, -1)
     S[:, :kk] = np.where(hit, scores, 0)
-    return I, S
+    return S, I
 
 
 def coverage(bm, queries: list[str], rows, tokens: list[list[str]] | None = None) -> "np.ndarray":

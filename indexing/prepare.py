@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexing.errors import UserError
+from indexing.runtime import utc_now
 
 # Counts after each step, in order; the last one is what the catalog holds.
 STEPS = ("read", "valid_json", "has_fields", "non_empty", "unique")
@@ -52,7 +53,6 @@ _WS_FIX = rf"[ {_ODD_SPACE}]{{2,}}|[{_ODD_SPACE}]"
 _FOOTER = r"\s*-{1,3}\s*[Tt]his text refers to\b.{0,120}?edition(?: of this title)?\.?"
 
 _RAW_FIELDS = ("uid", "title", "content")
-_ALPACA_FIELDS = ("instruction", "input", "output")
 
 
 @dataclass
@@ -597,7 +597,7 @@ def _stats_dict(per_file, inputs, writer, sample_size, stopped_early, shard_size
         "shards": writer.n_shards,
         "inputs_bytes": sum(p.stat().st_size for p in inputs),
         "seconds": round(time.time() - started, 2),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": utc_now(),
         "productqa_version": __version__,
     }
 

@@ -1,4 +1,6 @@
 """Questions: the phrasings ProductQA is asked in (English and Portuguese), and reading them safely.
+Shared by every stage: imported by indexing (search, evaluate, calibrate), finetune (examples, export),
+rag (answer, batch, evaluate) and ui (chat); tested once, in tests/indexing/test_questions.py.
 
 `sanitize_question` and `read_questions` (JSON lines, CSV or text files of questions) serve search,
 batch answering and the chat alike.

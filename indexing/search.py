@@ -203,7 +203,7 @@ class Index:
         from indexing.lexical import bm25_search
 
         bm = self.bm25_passages if passages else self.bm25
-        I, S = bm25_search(bm, [focus(q) for q in questions] if tokens is None else None, k, tokens)
+        S, I = bm25_search(bm, [focus(q) for q in questions] if tokens is None else None, k, tokens)
         return S, I
 
     def retrieve_many(self, questions: list[str], k: int = 5, mode: str = "hybrid") -> list[list[Hit]]:

@@ -28,16 +28,15 @@ titles only, with a notice to rebuild.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from indexing.errors import UserError
+from indexing.runtime import digest, utc_now
 
 FORMAT_VERSION = 2
 META, TITLES, DOCS, BM25 = "meta.json", "index.faiss", "docs.parquet", "bm25"
@@ -45,15 +44,6 @@ PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES = "passages.faiss", "passages.parquet",
 FILES = {1: (META, TITLES, DOCS, BM25), 2: (META, TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES)}
 SIZED = (TITLES, DOCS, PASSAGE_VECTORS, PASSAGES)  # their sizes go into meta.json: truncation is caught on load
 REBUILD_HINT = "rebuild with `productqa index build` to search descriptions"
-
-
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def digest(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
 
 
 @contextmanager

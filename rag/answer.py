@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexing.errors import UserError
-from indexing.questions import MAX_QUESTION_CHARS, sanitize_question  # noqa: F401  (re-exported)
+from indexing.questions import sanitize_question
 
 DEFAULT_MAX_NEW_TOKENS = 320  # ~1,200 characters: the longest answer the prompt can support
 # Measured (README, `eval answers --repetition-penalty`): transformers' penalty also counts the
@@ -183,17 +183,13 @@ def finish(ans: Answer, generated: str, mode: str = "generate") -> Answer:
 def inference_dtype(device: str, four_bit: bool) -> str:
     """Weights' dtype for answering: bf16 on GPUs and on CPUs with bf16 instructions (AVX512-BF16 or
     AMX: a faster prefill, so a faster first token and batch; see benchmarks/answer.py), else fp32."""
-    import torch
+    from indexing.runtime import native_bf16
 
     if four_bit:
         return "auto"
     if device == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    try:
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    except AttributeError:  # older torch: no probe, stay safe
-        native = False
-    return "bf16" if native else "fp32"
+        return "bf16" if native_bf16("cuda") else "fp16"
+    return "bf16" if native_bf16("cpu") else "fp32"
 
 
 class Answerer:
@@ -205,7 +201,8 @@ class Answerer:
                  mode: str = DEFAULT_MODE, engine: str = "transformers", llm_url: str | None = None,
                  api_key: str | None = None, serve_base: bool = False):
         from indexing.search import load_index
-        from rag.model import load_model, pick_device, read_adapter, resolve_base_for
+        from indexing.runtime import pick_device
+        from rag.model import load_model, read_adapter, resolve_base_for
 
         if mode not in MODES:
             raise UserError(f"answer mode {mode!r}: choose from {', '.join(MODES)}")

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from indexing.errors import UserError
-from indexing.questions import read_questions  # noqa: F401  (re-exported: the batch input reader)
+from indexing.questions import read_questions
 
 
 CHUNK = 1024  # questions retrieved together; their refusals are written before any of them is generated

@@ -154,7 +154,7 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
 
     variants = tuple(variants or VARIANTS)
     data = (qa.adapter_meta or {}).get("data", {})
-    val_uids = set(data.get("held_out_uids") or data.get("val_uids", []))
+    val_uids = set(data.get("held_out_uids", []))  # products training never saw
     held = docs[docs["uid"].isin(val_uids)] if val_uids else docs
     held = held[held["uid"].isin(set(qa.index.docs["uid"]))].head(n).reset_index(drop=True)
     if held.empty:

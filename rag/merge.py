@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from indexing.errors import UserError
+from rag.model import ADAPTER_CONFIG, TRAINING_META
 
 MODEL_META = "productqa_model.json"  # the metadata file of a merged model folder
 DTYPES = ("bf16", "fp16", "fp32")
@@ -45,7 +46,7 @@ def read_model_meta(folder: str | Path) -> dict | None:
 def adapter_fingerprint(adapter: Path) -> str:
     """Identifies an adapter's weights and training run: a changed adapter means a stale merge."""
     h = hashlib.blake2b(digest_size=16)
-    for name in ("training_meta.json", "adapter_config.json"):
+    for name in (TRAINING_META, ADAPTER_CONFIG):
         h.update((adapter / name).read_bytes())
     for w in sorted(adapter.glob("adapter_model.*")):
         h.update(f"{w.name}:{w.stat().st_size}".encode())
@@ -69,7 +70,7 @@ def export_model(adapter: str | Path, out: str | Path, base_model: str | Path | 
     """Merge `adapter` into its base and save the result to `out`; returns the metadata written."""
     from indexing import __version__
     from indexing.runtime import quiet_libraries
-    from indexing.store import utc_now
+    from indexing.runtime import utc_now
     from rag.model import load_model, read_adapter, resolve_base_for
 
     adapter, out = Path(adapter), Path(out)

@@ -19,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from indexing.embed import pick_device  # noqa: F401  (one device rule for every stage)
+from indexing.runtime import native_bf16, pick_device
 from indexing.errors import UserError
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -86,13 +86,17 @@ def resolve_base(path: str | Path | None, progress: bool = True) -> Path:
     return path
 
 
+# An adapter folder (written by `productqa finetune`, read here): peft's files + what made them
+ADAPTER_CONFIG, TRAINING_META = "adapter_config.json", "training_meta.json"
+
+
 def read_adapter(adapter: str | Path) -> dict:
     """An adapter folder's training_meta.json, after checking the folder and its prompt version."""
     from rag.prompt import PROMPT_VERSION
 
     adapter = Path(adapter)
-    meta_file = adapter / "training_meta.json"
-    if not (adapter / "adapter_config.json").exists() or not meta_file.exists():
+    meta_file = adapter / TRAINING_META
+    if not (adapter / ADAPTER_CONFIG).exists() or not meta_file.exists():
         raise UserError(f"{adapter}: not an adapter folder (run `productqa finetune` first)")
     meta = json.loads(meta_file.read_text())
     if meta.get("prompt_version") != PROMPT_VERSION:
@@ -161,7 +165,7 @@ def load_model(path: str | Path, four_bit: bool = True, device: str | None = Non
 
     device = pick_device(device)
     if dtype == "auto":
-        dtype = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        dtype = "bf16" if device == "cuda" and native_bf16("cuda") else "fp32"
     torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
     kwargs = {"dtype": torch_dtype}
     if four_bit:

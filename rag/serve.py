@@ -122,7 +122,7 @@ def serve_config(adapter: str | Path | None = None, model: str | Path | None = N
 
 def server_command(cfg: ServeConfig, python: str) -> tuple[list[str], dict]:
     """(argv, env) of the vLLM server process."""
-    from indexing.embed import pick_device
+    from indexing.runtime import pick_device
 
     cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(cfg.model),
            "--host", cfg.host, "--port", str(cfg.port), "--max-model-len", str(cfg.max_model_len),

@@ -11,7 +11,6 @@ output exists and was made from the current inputs (catalog fingerprint, index c
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -26,19 +25,23 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool
              host: str = "127.0.0.1", port: int = 7860) -> dict:
     from finetune.export import export_pairs
     from indexing.build import BuildConfig, build_index
-    from indexing.catalog import catalog_fingerprint
+    from indexing.catalog import catalog_fingerprint, catalog_stats
     from indexing.errors import UserError
     from indexing.index_cli import format_info
     from indexing.prepare import format_stats, prepare
     from indexing.search import load_index
+    from rag.model import read_adapter
 
     out = Path(out)
     cat, idx, adapter = out / "catalog", out / "index", out / "adapter"
     t0 = time.time()
 
     _step("prepare: clean the demo catalog")
-    stats_file = cat / "stats.json"
-    if stats_file.exists() and json.loads(stats_file.read_text())["files"][0]["path"] == str(DEMO_RAW):
+    try:
+        made_from = [f["path"] for f in catalog_stats(cat).get("files", [])]
+    except UserError:  # no catalog yet
+        made_from = []
+    if made_from == [str(DEMO_RAW)]:
         print(f"reusing {cat}")
     else:
         print(format_stats(prepare([DEMO_RAW], cat, progress=True)))
@@ -71,9 +74,12 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool
 
     if finetune:
         _step(f"finetune: {steps} steps of 4-bit LoRA on CPU (a taste; see README for real runs)")
-        tm = adapter / "training_meta.json"
         index_created = read_meta(idx)["created"]
-        if tm.exists() and json.loads(tm.read_text())["data"]["index_created"] == index_created:
+        try:
+            trained_on = read_adapter(adapter)["data"]["index_created"]
+        except UserError:  # none yet, or made by another ProductQA
+            trained_on = None
+        if trained_on == index_created:
             print(f"reusing {adapter}")
         else:
             import shutil

@@ -19,7 +19,7 @@ def test_split_is_by_product_and_stable():
     docs = catalog(1000)
     val = [u for u in docs["uid"] if is_validation(u)]
     assert 60 < len(val) < 140  # ~10%
-    assert val == [u for u in docs["uid"] if is_validation(u)]
+    assert val[:6] == ["U0000", "U0005", "U0010", "U0026", "U0029", "U0035"]  # a hash of the uid: pinned
 
 
 def test_no_validation_product_in_training_prompts():

@@ -3,7 +3,6 @@
 import json
 
 from finetune.export import export_pairs
-from indexing.questions import TEMPLATES_PT, make_question, make_questions
 from rag.prompt import INSTRUCTION
 
 
@@ -32,10 +31,3 @@ def test_openai_pairs_in_portuguese(demo_catalog, tmp_path):
     assert sys_msg == {"role": "system", "content": INSTRUCTION}
     assert any(p in user["content"] for p in ("descrição", "O que é", "Me fale", "Descreva"))
     assert assistant["role"] == "assistant" and assistant["content"]
-
-
-def test_question_phrasings():
-    assert make_question("mog's kittens", "x", lang="pt") in [t.format(title="mog's kittens") for t in TEMPLATES_PT]
-    assert make_question("T", "uid1") == make_question("T", "uid1")  # deterministic
-    qs = make_questions("T", "uid1", n=3, lang="en")
-    assert len(set(qs)) == 3

@@ -59,6 +59,6 @@ def test_clean_leaves_normal_text_alone():
 
 def test_stable_uid_is_deterministic_and_text_dependent():
     a = stable_uid("Title", "Content")
-    assert a == stable_uid("Title", "Content")
+    assert a == "gen-dd05c849c9afb14b"  # pinned: the same record gets the same uid on every run
     assert a != stable_uid("Title", "Content.")
     assert a.startswith("gen-") and len(a) == 20

@@ -42,7 +42,7 @@ def test_bm25_ignores_question_words_and_pads():
     from indexing.lexical import bm25_search, build_bm25
 
     bm = build_bm25(["Girls Ballet Tutu Neon Pink", "Mog's Kittens", "Wood Glue 16 oz"])
-    I, S = bm25_search(bm, ["Qual é a descrição deste produto: mog's kittens?", "what is it?"], k=5)
+    S, I = bm25_search(bm, ["Qual é a descrição deste produto: mog's kittens?", "what is it?"], k=5)
     assert I.shape == (2, 5)
     assert I[0, 0] == 1 and S[0, 0] > 0 and (I[0, 1:] == -1).all()
     assert (I[1] == -1).all()  # only question/stop words: no hit rather than a random one

@@ -4,24 +4,11 @@ import json
 
 import pytest
 
-from indexing.errors import UserError
 from indexing.search import Hit
-from rag.answer import MAX_QUESTION_CHARS, Answer, Answerer, clean_generation, finish, sanitize_question
-from rag.batch import read_questions, run_batch
+from rag.answer import Answer, Answerer, clean_generation, finish
+from rag.batch import run_batch
 from rag.prompt import NOT_IN_CATALOG, cut_answer
 from tests.conftest import FakeIndex
-
-
-@pytest.mark.parametrize("q", ["", "   ", "\t\n", "\x00\x07"])
-def test_empty_questions_are_refused_clearly(q):
-    with pytest.raises(UserError, match="empty"):
-        sanitize_question(q)
-
-
-def test_control_characters_and_long_questions():
-    assert sanitize_question("What\x07 is\x00 'Tutu'?") == ("What is 'Tutu'?", None)
-    q, notice = sanitize_question("x" * 50_000)
-    assert len(q) == MAX_QUESTION_CHARS and "truncated from 50,000" in notice
 
 
 def test_generation_stops_at_next_section_or_entry():
@@ -157,25 +144,6 @@ def test_stream_citation_only_falls_back_and_verbatim_answers_in_one_piece(docs)
     qa = ScriptedAnswerer(docs, {q: "[1]"}, mode="auto")
     *pieces, final = list(qa.stream(q))
     assert pieces == [docs.content[0]] and final.origin == "catalog" and qa.generated == [("verbatim", 1)]
-
-
-def test_read_questions_all_formats(tmp_path):
-    j = tmp_path / "q.jsonl"
-    j.write_text('{"id": "a", "question": "What is X?"}\nnot json\n{"id": "b"}\n{"id": "a", "question": "dup"}\n'
-                 '{"id": 3, "question": "   "}\n{"id": 4, "question": "Qual é Y?"}\n')
-    items, warns = read_questions(j)
-    assert items == [{"id": "a", "question": "What is X?"}, {"id": 4, "question": "Qual é Y?"}]
-    assert [w.split(":")[1] for w in warns] == ["2", "3", "4", "5"]
-    c = tmp_path / "q.csv"
-    c.write_text('id,question\n1,"What is ""X"", really?"\n2,\n3,Tell me about Y.\n')
-    items, warns = read_questions(c)
-    assert items == [{"id": "1", "question": 'What is "X", really?'}, {"id": "3", "question": "Tell me about Y."}]
-    assert warns and ":3:" in warns[0]
-    t = tmp_path / "q.txt"
-    t.write_text("What is X?\n\nTell me about Y.\n")
-    assert read_questions(t)[0] == [{"id": 1, "question": "What is X?"}, {"id": 3, "question": "Tell me about Y."}]
-    with pytest.raises(UserError, match="no such file"):
-        read_questions(tmp_path / "missing.jsonl")
 
 
 def test_batch_writes_refusals_before_generating_and_resumes(docs, tmp_path):

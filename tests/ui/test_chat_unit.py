@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from rag.answer import Answer
+from rag.answer import Answer, should_abstain
 from rag.prompt import NOT_IN_CATALOG
 from tests.conftest import FakeIndex
 from ui.chat import EMPTY_REPLY, ERROR_REPLY, ChatSession, escape_md, is_followup, parse_auth
@@ -24,8 +24,8 @@ class FakeQA:
     def retrieve(self, questions, k):
         return self.index.retrieve_many(questions, k=k)
 
-    def should_abstain(self, hits):
-        return not hits or max(h.dense_score or 0 for h in hits) < self.threshold
+    def should_abstain(self, hits):  # the real rule, on the fake index's word-overlap scores
+        return should_abstain(hits, self.threshold, score=lambda h: h.dense_score or 0)
 
     def stream(self, question, k=3, max_new_tokens=320, temperature=0.0, use_retrieval=True, hits=None,
                use_adapter=True):
