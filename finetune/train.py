@@ -536,17 +536,40 @@ def launch(args: argparse.Namespace) -> int:
         # each process gets its share of the cores (torch would otherwise start one thread per core in each)
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
     print(f"launching {n} processes: {shlex.join(cmd)}", file=sys.stderr, flush=True)
-    # its own process group: a SIGTERM to this command reaches every training process
-    p = subprocess.Popen(cmd, env=env, start_new_session=True)
-    old = signal.signal(signal.SIGTERM, lambda *_: os.killpg(p.pid, signal.SIGTERM))
+    # its own process group: a signal to this command reaches every training process. Their stderr
+    # passes through here, so that once we stop them, torchrun's report of the signal (a traceback)
+    # is not shown: the one line ui/cli.py prints says what happened.
+    import threading
+
+    p = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
+    stopping = threading.Event()
+
+    def pump():
+        while chunk := os.read(p.stderr.fileno(), 65536):
+            if not stopping.is_set():
+                sys.stderr.buffer.write(chunk)
+                sys.stderr.buffer.flush()
+
+    copier = threading.Thread(target=pump, daemon=True)
+    copier.start()
+
+    def stop(sig):
+        stopping.set()
+        os.killpg(p.pid, sig)
+
+    old = signal.signal(signal.SIGTERM, lambda *_: stop(signal.SIGTERM))
     try:
-        return p.wait()
+        rc = p.wait()
     except KeyboardInterrupt:  # Ctrl-C reaches this process only (own group): pass it on, wait for them
-        os.killpg(p.pid, signal.SIGINT)
+        stop(signal.SIGINT)
         p.wait()
         raise KeyboardInterrupt("continue with the same command plus --resume") from None
     finally:
         signal.signal(signal.SIGTERM, old)
+        copier.join(timeout=5)
+    if stopping.is_set():
+        raise KeyboardInterrupt("stopped; continue with the same command plus --resume")
+    return rc
 
 
 def main(args: argparse.Namespace) -> int:

@@ -146,7 +146,8 @@ def test_sharded_4bit_weights_are_stored_in_the_compute_dtype(tiny_llama):
     assert model.model.layers[0].self_attn.q_proj.weight.dtype == torch.uint8
 
 
-def test_sigterm_to_the_command_stops_every_training_process(demo_catalog, demo_index, tiny_llama, tmp_path):
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_command_stops_every_training_process(sig, demo_catalog, demo_index, tiny_llama, tmp_path):
     import signal
     import time
 
@@ -156,7 +157,7 @@ def test_sigterm_to_the_command_stops_every_training_process(demo_catalog, demo_
     cmd = [sys.executable, "-m", "ui.cli", "finetune", "--catalog", str(demo_catalog), "--index", str(demo_index),
            "--out", str(out), "--base-model", str(tiny_llama), "--num-processes", "2", "--max-products", "40",
            "--k", "1", "--batch-size", "2", "--max-steps", "100000", "--quiet"]
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     mine = lambda: [q for q in psutil.process_iter(["cmdline"]) if str(out) in " ".join(q.info["cmdline"] or [])
                     and q.pid != p.pid]
     deadline = time.time() + 300
@@ -164,8 +165,9 @@ def test_sigterm_to_the_command_stops_every_training_process(demo_catalog, demo_
         time.sleep(0.5)
     assert len(mine()) >= 2  # the launcher and its training processes are up
     time.sleep(3)
-    p.send_signal(signal.SIGTERM)
-    p.wait(timeout=120)
+    p.send_signal(getattr(signal, sig))  # SIGINT: what Ctrl-C sends
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "--resume" in err.splitlines()[-1] and "Traceback" not in err, err[-2000:]
     deadline = time.time() + 60
     while time.time() < deadline and mine():
         time.sleep(0.5)
