@@ -58,7 +58,7 @@ class ExampleConfig:
     p_not_first: float = 0.3  # share of oracle examples where the right product is not ranked first
     questions_per_product: int = 1  # phrasings per product
     val_fraction: float = 0.1  # products held out for validation (and answer evaluation)
-    seed: int = 3407  # phrasing / mixing / sampling seed
+    seed: int = 3407  # everything random: phrasings, the example mix, the sample (and training's shuffling, LoRA init)
     max_products: int | None = None  # the first N catalog products only
     sample: int | None = None  # N products drawn at random, stratified by description length
     chunk_size: int = 2048  # products per written chunk (the unit a resumed run restarts from)
@@ -108,15 +108,6 @@ def build_examples(docs, index, cfg: ExampleConfig = ExampleConfig(), progress: 
 
 # ---- choosing products from a catalog of any size (streamed, never loaded whole)
 
-def _batches(catalog, columns, batch_size: int = 65_536):
-    import pyarrow.parquet as pq
-
-    from indexing.catalog import catalog_file
-
-    f = pq.ParquetFile(catalog_file(catalog))
-    yield from f.iter_batches(batch_size=batch_size, columns=columns)
-
-
 def _sample_key(seed: int, uid: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"sample:{seed}:{uid}".encode(), digest_size=8).digest(), "little")
 
@@ -131,9 +122,11 @@ def stratified_sample(catalog, n: int, seed: int = 3407) -> set[str]:
     memory: at most n (key, uid) pairs per band."""
     import pyarrow.compute as pc
 
+    from indexing.catalog import iter_catalog
+
     counts = [0] * (len(LENGTH_BANDS) + 1)
     heaps = [[] for _ in counts]  # per band: the n smallest keys so far (a max-heap of negated keys)
-    for b in _batches(catalog, ["uid", "content"]):
+    for b in iter_catalog(catalog, ["uid", "content"]):
         lengths = pc.utf8_length(b.column("content")).to_pylist()
         for uid, length in zip(b.column("uid").to_pylist(), lengths):
             band = _band(length or 0)
@@ -154,13 +147,13 @@ def stratified_sample(catalog, n: int, seed: int = 3407) -> set[str]:
     return chosen
 
 
-def chosen_products(catalog, cfg: ExampleConfig, batch_size: int = 65_536):
+def chosen_products(catalog, cfg: ExampleConfig):
     """Yield (uid, title, content) of the chosen products, in catalog order, streamed."""
-    if cfg.max_products is not None and cfg.sample is not None:
-        raise UserError("--max-products and --sample choose the products two ways: give one")
+    from indexing.catalog import iter_catalog
+
     keep = stratified_sample(catalog, cfg.sample, cfg.seed) if cfg.sample is not None else None
     left = cfg.max_products
-    for b in _batches(catalog, ["uid", "title", "content"], batch_size):
+    for b in iter_catalog(catalog, ["uid", "title", "content"]):
         for uid, title, content in zip(*(b.column(c).to_pylist() for c in ("uid", "title", "content"))):
             if keep is not None and uid not in keep:
                 continue
@@ -172,11 +165,9 @@ def chosen_products(catalog, cfg: ExampleConfig, batch_size: int = 65_536):
 
 
 def count_chosen(catalog, cfg: ExampleConfig) -> int:
-    import pyarrow.parquet as pq
+    from indexing.catalog import catalog_rows
 
-    from indexing.catalog import catalog_file
-
-    rows = pq.ParquetFile(catalog_file(catalog)).metadata.num_rows
+    rows = catalog_rows(catalog)
     return min(rows, cfg.sample if cfg.sample is not None else cfg.max_products or rows)
 
 
@@ -258,9 +249,9 @@ def write_examples(catalog, index, out, cfg: ExampleConfig = ExampleConfig(), fr
         with open(out / name, "r+b") as f:
             f.truncate(meta["bytes"][name])
 
-    from indexing.search import load_index
-
     import pandas as pd
+
+    from indexing.search import load_index
 
     idx = load_index(index)
     indexed = set(idx.docs["uid"])
@@ -328,19 +319,6 @@ def _summary(out: Path, indexed: set) -> dict:
         counts[name.split(".")[0]] = n
     return {"examples": counts, "train_kinds": kinds, "held_out_uids": sorted(held_out),
             "products": len(products), "products_in_index": in_index}
-
-
-def read_split(folder: str | Path, split: str, limit: int | None = None) -> list[dict]:
-    """The examples of one split ("train" or "val"), the first `limit` of them."""
-    import orjson
-
-    out = []
-    with open(Path(folder) / f"{split}.jsonl", "rb") as f:
-        for line in f:
-            if limit is not None and len(out) >= limit:
-                break
-            out.append(orjson.loads(line))
-    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from finetune.examples import add_example_arguments
+from finetune.examples import ExampleConfig, add_example_arguments
 from indexing.errors import UserError
 
 # accelerate config files shipped with the package (finetune/accelerate/NAME.yaml): --accelerate-config NAME
@@ -40,7 +40,9 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ExampleConfig):
+    """ExampleConfig's fields (which products, how their examples are made, the seed) plus these."""
+
     catalog: str = ""  # catalog folder (productqa prepare); not needed with `examples`
     index: str = ""  # index folder (productqa index build): retrieves the context of every example
     out: str = ""  # adapter folder to write
@@ -54,7 +56,6 @@ class TrainConfig:
     lr_scheduler: str = "linear"  # transformers scheduler name
     warmup_steps: int = 5  # linear warm-up
     weight_decay: float = 0.01  # AdamW weight decay
-    seed: int = 3407  # everything random: data mix, LoRA init, shuffling
     lora_r: int = 16  # LoRA rank
     lora_alpha: int = 16  # LoRA scaling numerator
     lora_dropout: float = 0.0  # LoRA dropout
@@ -67,17 +68,9 @@ class TrainConfig:
     eval_steps: int = 20  # validation loss every N steps (and a checkpoint)
     save_steps: int = 20  # checkpoint every N steps (kept: best + latest)
     logging_steps: int = 1  # training loss every N steps
-    max_products: int | None = None  # train on the first N catalog products only
-    sample: int | None = None  # train on N products drawn at random (seeded), stratified by description length
-    chunk_size: int = 2048  # example building writes (and resumes) in chunks of this many products
     examples: str | None = None  # a finished `productqa examples` folder (default: build OUT/examples)
     ddp_timeout: int = 4 * 3600  # seconds processes wait for each other (process 0 builds the examples first)
     max_val_examples: int = 64  # cap on validation examples (validation is a forward pass each)
-    k: int = 3  # retrieved products per prompt
-    p_distractor_only: float = 0.2  # examples whose context lacks the product -> "not in the catalog"
-    p_not_first: float = 0.3  # oracle examples with the product not ranked first
-    questions_per_product: int = 1  # phrasings per product
-    val_fraction: float = 0.1  # products held out
     device: str | None = None  # cpu | cuda | None (auto)
     resume: bool = False  # continue from the latest checkpoint in OUT/checkpoints
     merge: bool = False  # also write OUT/merged (base + LoRA)
@@ -187,9 +180,10 @@ def sharded_training() -> bool:
     """True under `accelerate launch` with FSDP or DeepSpeed ZeRO-3: the weights are sharded across
     processes, so 4-bit weights must be stored in the compute dtype (the FSDP-QLoRA recipe) and not
     placed on a device at load time."""
-    env = lambda k: os.environ.get(k, "").lower() in ("1", "true")
-    return env("ACCELERATE_USE_FSDP") or (env("ACCELERATE_USE_DEEPSPEED")
-                                          and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
+    from accelerate.utils import parse_flag_from_env
+
+    return parse_flag_from_env("ACCELERATE_USE_FSDP") or (
+        parse_flag_from_env("ACCELERATE_USE_DEEPSPEED") and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
 
 
 def sft_config(cfg: TrainConfig, device: str, ckpt_dir: Path):
@@ -338,7 +332,7 @@ def finetune(cfg: TrainConfig) -> dict:
 
     # ---- train. One process: Ctrl-C -> checkpoint -> exit; --resume picks it up. Several: the launcher
     # stops them all at once, and --resume continues from the latest --save-steps checkpoint.
-    stop = _StopOnSignal()
+    stop, old = _StopOnSignal(), None
     if args.world_size == 1:
         trainer.add_callback(stop.callback())
         old = signal.signal(signal.SIGINT, stop.handler)
@@ -346,7 +340,7 @@ def finetune(cfg: TrainConfig) -> dict:
     try:
         trainer.train(resume_from_checkpoint=str(_latest_checkpoint(ckpt_dir)) if cfg.resume else None)
     finally:
-        if args.world_size == 1:
+        if old is not None:
             signal.signal(signal.SIGINT, old)
     seconds = time.time() - t0
     if stop.requested:

@@ -2,6 +2,7 @@
 
     from indexing.catalog import read_catalog
     df = read_catalog("data/catalog")        # pandas DataFrame: uid, title, content
+    for batch in iter_catalog("data/catalog", ["uid", "content"]): ...   # streamed, for catalogs of any size
 """
 
 from __future__ import annotations
@@ -31,6 +32,20 @@ def read_catalog(path: str | Path, columns: list[str] | None = None):
         return pq.read_table(f, columns=columns).to_pandas()
     except Exception as e:  # truncated / not parquet
         raise UserError(f"{f}: cannot read catalog ({type(e).__name__}: {e})") from None
+
+
+def iter_catalog(path: str | Path, columns: list[str], batch_size: int = 65_536):
+    """The catalog as pyarrow record batches of `columns`, streamed: never the whole table in memory."""
+    import pyarrow.parquet as pq
+
+    yield from pq.ParquetFile(catalog_file(path)).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def catalog_rows(path: str | Path) -> int:
+    """Number of products, from the Parquet footer (nothing else read)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(catalog_file(path)).metadata.num_rows
 
 
 def catalog_stats(path: str | Path) -> dict:

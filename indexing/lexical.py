@@ -1,6 +1,6 @@
 """BM25 over product texts (bm25s), with the question words of both languages removed.
 
-    bm = build_bm25(["Girls Ballet Tutu Neon Pink", ...]); S, I = bm25_search(bm, ["tutu pink"], k=10)
+    bm = build_bm25(["Girls Ballet Tutu Neon Pink", ...]); S, I = bm25_search(bm, tokenize(["tutu pink"]), k=10)
 
 English stemming (titles are English); English + Portuguese stop words and the words of the
 project's question phrasings are dropped from queries and documents alike, so "Qual é a descrição
@@ -57,37 +57,35 @@ def build_bm25(texts: list[str], progress: bool = False):
     return bm
 
 
-def bm25_search(bm, queries: list[str], k: int, tokens: list[list[str]] | None = None):
-    """Top-k rows per query -> (S [nq, k] float32, I [nq, k] int64 with -1 padding), faiss's order. Rows with score 0
-    (no query word in the product) are not hits. `tokens`: the queries already tokenized."""
+def bm25_search(bm, tokens: list[list[str]], k: int):
+    """Top-k rows per tokenized query (`tokenize`) -> (S [nq, k] float32, I [nq, k] int64 with -1
+    padding), faiss's order. Rows with score 0 (no query word in the product) are not hits."""
     import numpy as np
 
     n_docs = int(bm.scores["num_docs"])
     kk = max(1, min(k, n_docs))
-    q = tokenize(queries) if tokens is None else tokens
-    I = np.full((len(q), k), -1, dtype=np.int64)
-    S = np.zeros((len(q), k), dtype=np.float32)
+    I = np.full((len(tokens), k), -1, dtype=np.int64)
+    S = np.zeros((len(tokens), k), dtype=np.float32)
     if n_docs == 0:
         return S, I
-    docs, scores = bm.retrieve(q, k=kk, show_progress=False, n_threads=1)
+    docs, scores = bm.retrieve(tokens, k=kk, show_progress=False, n_threads=1)
     hit = scores > 0
     I[:, :kk] = np.where(hit, docs, -1)
     S[:, :kk] = np.where(hit, scores, 0)
     return S, I
 
 
-def coverage(bm, queries: list[str], rows, tokens: list[list[str]] | None = None) -> "np.ndarray":
-    """Share of each query's distinct words (stemmed, stop words dropped, as searched) that occur in each
+def coverage(bm, tokens: list[list[str]], rows) -> "np.ndarray":
+    """Share of each tokenized query's distinct words (stemmed, stop words dropped, as searched) that occur in each
     of its candidate rows: C [nq, n] for rows I [nq, n] (-1 rows get 0). A quoted or paraphrased
     description shares most of its words with its passage and few with an unrelated one; cosines of
-    short texts do not separate those cases as well (benchmarks/retrieval_choices.py). `tokens`: the
-    queries already tokenized."""
+    short texts do not separate those cases as well (benchmarks/retrieval_choices.py)."""
     import numpy as np
 
     rows = np.asarray(rows)
     C = np.zeros(rows.shape, dtype=np.float32)
     indptr, indices, vocab = bm.scores["indptr"], bm.scores["indices"], bm.vocab_dict
-    for qi, words in enumerate(tokenize(queries) if tokens is None else tokens):
+    for qi, words in enumerate(tokens):
         words = {w for w in words if w}
         if not words:
             continue

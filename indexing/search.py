@@ -176,35 +176,26 @@ class Index:
     def __len__(self) -> int:
         return len(self.docs)
 
-    def embed_questions(self, questions: list[str]):
-        from indexing.embed import embed
-
-        return embed(self.model, [focus(q) for q in questions], batch_size=64)
-
-    def search_dense(self, questions: list[str], k: int, xq=None):
-        """(cosine D [nq, k], rows I [nq, k]) of titles; -1 where fewer than k hits."""
-        xq = self.embed_questions(questions) if xq is None else xq
+    def search_dense(self, xq, k: int):
+        """(cosine D [nq, k], rows I [nq, k]) of titles for question vectors xq; -1 where fewer than k hits."""
         D, ids = self.title_index.search(xq, min(k, len(self)))
         I = self.row_of_id[ids.clip(0)]
         I[ids < 0] = -1
         return D, I
 
-    def search_passages(self, questions: list[str], k: int, xq=None):
-        """(cosine D [nq, k], passage rows I [nq, k]); -1 where fewer than k hits."""
-        xq = self.embed_questions(questions) if xq is None else xq
+    def search_passages(self, xq, k: int):
+        """(cosine D [nq, k], passage rows I [nq, k]) for question vectors xq; -1 where fewer than k hits."""
         D, pids = self.passage_index.search(xq, min(k, len(self.passages)))
         I = self.prow_of_pid[pids.clip(0)]
         I[pids < 0] = -1
         return D, I
 
-    def search_bm25(self, questions: list[str], k: int, passages: bool = False, tokens=None):
-        """(BM25 scores S [nq, k], rows I [nq, k]) over titles, or over description passages. `tokens`:
-        the focused questions already tokenized (indexing.lexical.tokenize)."""
+    def search_bm25(self, tokens: list[list[str]], k: int, passages: bool = False):
+        """(BM25 scores S [nq, k], rows I [nq, k]) over titles, or over description passages, for the
+        focused questions tokenized (indexing.lexical.tokenize)."""
         from indexing.lexical import bm25_search
 
-        bm = self.bm25_passages if passages else self.bm25
-        S, I = bm25_search(bm, [focus(q) for q in questions] if tokens is None else None, k, tokens)
-        return S, I
+        return bm25_search(self.bm25_passages if passages else self.bm25, tokens, k)
 
     def retrieve_many(self, questions: list[str], k: int = 5, mode: str = "hybrid") -> list[list[Hit]]:
         """Top-k products for each question. mode: "hybrid" (titles and descriptions, fused), "titles",
@@ -221,13 +212,13 @@ class Index:
         tokens = tokenize(focused)
         res = {}
         if "dense" in use:
-            res["dense"] = self.search_dense(questions, n, xq)
+            res["dense"] = self.search_dense(xq, n)
         if "bm25" in use:
-            res["bm25"] = self.search_bm25(questions, n, tokens=tokens)
+            res["bm25"] = self.search_bm25(tokens, n)
         if "dense_passage" in use:
-            res["dense_passage"] = self.search_passages(questions, max(n, PASSAGE_CANDIDATES), xq)
+            res["dense_passage"] = self.search_passages(xq, max(n, PASSAGE_CANDIDATES))
         if "bm25_passage" in use:
-            res["bm25_passage"] = self.search_bm25(questions, max(n, PASSAGE_CANDIDATES), passages=True, tokens=tokens)
+            res["bm25_passage"] = self.search_bm25(tokens, max(n, PASSAGE_CANDIDATES), passages=True)
         cover = self._coverage(tokens, res)
         out = []
         for qi in range(len(questions)):
@@ -273,7 +264,7 @@ class Index:
             if not got or bm is None:
                 continue
             I = np.concatenate(got, axis=1)
-            C = coverage(bm, None, I, tokens)
+            C = coverage(bm, tokens, I)
             for qi in range(len(tokens)):
                 best = out[qi][side]
                 for r, c in zip(I[qi], C[qi]):

@@ -122,12 +122,15 @@ def test_interrupted_and_resumed_examples_equal_an_uninterrupted_run(demo_catalo
 
 
 def test_a_product_s_examples_do_not_depend_on_the_others(demo_catalog, demo_index, tmp_path):
-    from finetune.examples import ExampleConfig, read_split, write_examples
+    import json
 
+    from finetune.examples import ExampleConfig, write_examples
+
+    read_split = lambda folder: [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
     write_examples(demo_catalog, demo_index, tmp_path / "a", ExampleConfig(max_products=40), progress=False)
     write_examples(demo_catalog, demo_index, tmp_path / "b", ExampleConfig(sample=60), progress=False)
-    a = {e["uid"]: e for e in read_split(tmp_path / "a", "train")}
-    b = {e["uid"]: e for e in read_split(tmp_path / "b", "train")}
+    a = {e["uid"]: e for e in read_split(tmp_path / "a")}
+    b = {e["uid"]: e for e in read_split(tmp_path / "b")}
     both = set(a) & set(b)
     assert both and all(a[u]["question"] == b[u]["question"] and a[u]["kind"] == b[u]["kind"] for u in both)
 

@@ -39,20 +39,20 @@ def test_rrf_weights():
 
 
 def test_bm25_ignores_question_words_and_pads():
-    from indexing.lexical import bm25_search, build_bm25
+    from indexing.lexical import bm25_search, build_bm25, tokenize
 
     bm = build_bm25(["Girls Ballet Tutu Neon Pink", "Mog's Kittens", "Wood Glue 16 oz"])
-    S, I = bm25_search(bm, ["Qual é a descrição deste produto: mog's kittens?", "what is it?"], k=5)
+    S, I = bm25_search(bm, tokenize(["Qual é a descrição deste produto: mog's kittens?", "what is it?"]), k=5)
     assert I.shape == (2, 5)
     assert I[0, 0] == 1 and S[0, 0] > 0 and (I[0, 1:] == -1).all()
     assert (I[1] == -1).all()  # only question/stop words: no hit rather than a random one
 
 
 def test_coverage_is_the_share_of_question_words_a_row_holds():
-    from indexing.lexical import build_bm25, coverage
+    from indexing.lexical import build_bm25, coverage, tokenize
 
     bm = build_bm25(["red apple pie", "green apple", "blue sky"])
-    C = coverage(bm, ["What is a red apple?", "apple zebra", "the"], [[0, 1, -1], [0, 1, 2], [0, 1, 2]])
+    C = coverage(bm, tokenize(["What is a red apple?", "apple zebra", "the"]), [[0, 1, -1], [0, 1, 2], [0, 1, 2]])
     assert C.tolist() == [[1.0, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]  # "zebra" is asked, found nowhere
 
 
