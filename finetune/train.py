@@ -219,14 +219,10 @@ def sft_config(cfg: TrainConfig, device: str, ckpt_dir: Path):
 def _examples_folder(cfg: TrainConfig, out: Path, main_process: bool) -> Path:
     """The examples this run trains on: --examples (made by `productqa examples`), or OUT/examples,
     built (or continued after a crash) here by process 0 only."""
-    from finetune.examples import config_from, read_examples_meta, write_examples
+    from finetune.examples import config_from, write_examples
 
-    if cfg.examples:
-        folder = Path(cfg.examples)
-        if not read_examples_meta(folder).get("finished"):
-            raise UserError(f"--examples {folder}: unfinished; rerun the `productqa examples` command that "
-                            "made it to complete it")
-        return folder
+    if cfg.examples:  # checked finished by check()
+        return Path(cfg.examples)
     folder = out / "examples"
     if main_process:
         write_examples(cfg.catalog, cfg.index, folder, config_from(asdict(cfg)), progress=cfg.progress)
@@ -258,6 +254,12 @@ def check(cfg: TrainConfig) -> None:
     for flag, path in (("--catalog", cfg.catalog), ("--index", cfg.index), ("--examples", cfg.examples)):
         if path and not Path(path).exists():
             raise UserError(f"{flag} {path}: not found")
+    if cfg.examples:
+        from finetune.examples import read_examples_meta
+
+        if not read_examples_meta(cfg.examples).get("finished"):
+            raise UserError(f"--examples {cfg.examples}: unfinished; rerun the `productqa examples` command that "
+                            "made it to complete it")
     ckpt_dir = Path(cfg.out) / "checkpoints"
     if not cfg.resume and _latest_checkpoint(ckpt_dir):
         raise UserError(f"{cfg.out} holds checkpoints of an earlier run: pass --resume to continue it, "
@@ -270,10 +272,11 @@ def finetune(cfg: TrainConfig) -> dict:
     """Train and write the adapter folder; returns training_meta.json's content. Under a launcher with
     several processes each one calls this; only process 0 writes files."""
     # ---- check + set up the processes
-    from indexing.runtime import pick_device
+    from indexing.runtime import pick_device, quiet_libraries
     from rag.model import load_model, resolve_base
 
     check(cfg)
+    quiet_libraries()  # before trl / bitsandbytes load
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     device = pick_device(cfg.device)
@@ -500,7 +503,7 @@ def launch(args: argparse.Namespace) -> int:
     import shlex
     import subprocess
 
-    import yaml
+    from accelerate.commands.config.config_args import load_config_from_file
 
     config = args.accelerate_config
     if config is None:
@@ -511,20 +514,20 @@ def launch(args: argparse.Namespace) -> int:
     path = ACCELERATE_CONFIGS.get(config, Path(config))
     if not path.is_file():
         raise UserError(f"--accelerate-config {config}: no such file (shipped: {', '.join(ACCELERATE_CONFIGS)})")
-    try:
-        settings = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not a YAML accelerate config ({e})") from None
-    n = args.num_processes if args.num_processes is not None else int(settings.get("num_processes") or 1)
+    try:  # accelerate's own reader: what `accelerate launch` will make of the file
+        settings = load_config_from_file(str(path))
+    except Exception as e:  # noqa: BLE001  (a YAML error, a scalar, unknown keys: all mean a bad file)
+        raise UserError(f"{path}: not an accelerate config file ({type(e).__name__}: {e})") from None
+    n = args.num_processes if args.num_processes is not None else int(settings.num_processes or 1)
     if n < 1:
         raise UserError("--num-processes must be >= 1")
     check(config_from_args(args))  # fail here, in one line, rather than in every process
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path), "--num_processes", str(n)]
-    if "main_process_port" not in settings:
+    if settings.main_process_port is None:
         cmd += ["--main_process_port", "0"]  # a free port: two trainings on one machine do not collide
     cmd += ["-m", "ui.cli", *args._argv]
     env = dict(os.environ)
-    if settings.get("use_cpu"):
+    if settings.use_cpu:
         if args.device is None:
             cmd += ["--device", "cpu"]
         # each process gets its share of the cores (torch would otherwise start one thread per core in each)

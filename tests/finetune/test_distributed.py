@@ -85,7 +85,11 @@ def test_two_process_ddp_smollm2_4bit_loss_decreases(demo_catalog, demo_index, s
 def test_launch_errors_are_one_line(demo_catalog, demo_index, tmp_path):
     base = [sys.executable, "-m", "ui.cli", "finetune", "--catalog", str(demo_catalog), "--index", str(demo_index),
             "--out", str(tmp_path / "a"), "--quiet"]
+    (tmp_path / "scalar.yaml").write_text("hello\n")
     for extra, says in ((["--num-processes", "2", "--accelerate-config", "nope"], "no such file"),
+                        (["--num-processes", "2", "--accelerate-config", str(tmp_path / "scalar.yaml")],
+                         "not an accelerate config file"),
+                        (["--examples", str(tmp_path)], "not an examples folder"),
                         (["--num-processes", "0", "--accelerate-config", "ddp_cpu"], "must be >= 1"),
                         (["--num-processes", "2", "--save-steps", "7", "--eval-steps", "5"], "multiple of")):
         r = subprocess.run(base + extra, cwd=ROOT, capture_output=True, text=True, timeout=120)
