@@ -16,6 +16,7 @@ another catalog, model or passage setting is refused (`--fresh` discards it).
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ class BuildConfig:
     engine: str = "local"  # local (this process) | ray (Ray Data: local Ray or a cluster)
     ray_address: str | None = None  # with engine="ray": a running cluster ("auto", "ray://host:10001"); None = local
     fresh: bool = False  # discard an unfinished build of `out` instead of resuming it
+    ranker: bool = True  # learn the fusion of the retrievers from the catalog's own questions (indexing/rank.py)
     progress: bool = True  # progress bars
 
 
@@ -84,8 +86,9 @@ def build_index(cfg: BuildConfig) -> dict:
     from indexing.catalog import catalog_file, catalog_fingerprint, read_catalog
     from indexing.embed import model_identity
     from indexing.errors import UserError
-    from indexing.lexical import build_bm25
-    from indexing.store import (BM25_PASSAGES, PASSAGE_VECTORS, PASSAGES, Shards, build_folder, utc_now, write_atomically,
+    from indexing.lexical import GRAM, build_bm25, build_char_bm25
+    from indexing.rank import fit_ranker
+    from indexing.store import (BM25_CHARS, BM25_PASSAGES, RANKER, PASSAGE_VECTORS, PASSAGES, Shards, build_folder, utc_now, write_atomically,
                                 write_bm25, write_docs, write_faiss, write_meta, write_passages)
     from indexing.texts import Splitter
     from indexing.vectors import make_faiss_parts
@@ -178,6 +181,8 @@ def build_index(cfg: BuildConfig) -> dict:
         del index
         write_docs(tmp, docs)
         write_bm25(tmp, bm)
+        write_bm25(tmp, build_char_bm25(docs["title"].tolist(), progress=cfg.progress), BM25_CHARS)
+        meta["fuzzy"] = f"bm25s over the titles' character {GRAM}-grams"
         if passages is not None:
             pindex, pinfo = make_faiss_parts(parts("passages"), len(passages), dim, cfg.index_type)
             write_faiss(tmp, pindex, PASSAGE_VECTORS)
@@ -189,11 +194,22 @@ def build_index(cfg: BuildConfig) -> dict:
                                 "splitter": "semantic-text-splitter (embedding model's tokenizer)", **pinfo}
         meta["build_seconds"] = {"embed": round(t_embed, 1)}
         meta = write_meta(tmp, meta)
-        # the abstention threshold is measured with the finished index, exactly as questions will use it
         from indexing.calibrate import calibrate_index
         from indexing.search import Index
 
-        meta.update(calibrate_index(Index(tmp, model=cfg.model)))
+        index = Index(tmp, model=cfg.model)
+        if cfg.ranker and passages is not None:  # the fusion, learned from questions about this catalog
+            t1 = time.time()
+            ranker, meta["ranker"] = fit_ranker(index)
+            if ranker is not None:
+                ranker.save(tmp / RANKER)
+                index.ranker, index.fusion = ranker, "learned"
+            else:
+                print(f"note: no learned fusion: {meta['ranker']['skipped']}", file=sys.stderr)
+                meta["ranker_skipped"] = meta.pop("ranker")["skipped"]
+            meta["build_seconds"]["ranker"] = round(time.time() - t1, 1)
+        # the abstention threshold is measured with the finished index, exactly as questions will use it
+        meta.update(calibrate_index(index))
         meta["build_seconds"]["total"] = round(time.time() - t0, 1)
         meta["created"] = utc_now()
         meta = write_meta(tmp, meta)

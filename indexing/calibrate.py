@@ -76,7 +76,9 @@ def calibrate_index(index, n: int = 300, seed: int = 0, k: int = 3) -> dict:
     description) of the real ones."""
     import numpy as np
 
-    from indexing.questions import VARIANTS, make_description_questions, make_eval_questions, make_question
+    from indexing.questions import (TRAIN_FRAMES_EN, TRAIN_FRAMES_PT, VARIANTS, held_out_product,
+                                    make_eval_questions, make_question)
+    from indexing.rank import training_questions
     from indexing.search import ABSTAIN_SCORE
 
     def search(questions):
@@ -86,11 +88,19 @@ def calibrate_index(index, n: int = 300, seed: int = 0, k: int = 3) -> dict:
         return best, by_desc
 
     docs = index.docs
-    rows = make_eval_questions(docs, n=min(n, len(docs)), seed=seed)
-    if index.passages is not None:
-        rows += make_description_questions(docs, n=min(n, len(docs)), seed=seed)
+    rng = random.Random(seed)
+    if index.passages is not None:  # the phrasings the learned fusion trains on, about the products it trains on
+        # (the evaluation's held-out products and frames stay unseen); conversational ones name a product too
+        trained = docs[[not held_out_product(u) for u in docs["uid"]]]
+        trained = trained if len(trained) >= 50 else docs
+        trained = trained.iloc[sorted(rng.sample(range(len(trained)), min(n, len(trained))))]
+        rows = training_questions(trained, seed)
+    else:
+        rows = make_eval_questions(docs, n=min(n, len(docs)), seed=seed)
     real, real_desc = search([r["question"] for r in rows])
-    fake_q = [make_question(t, t, "any") for t in invented_titles(n, {t.casefold() for t in docs["title"]}, seed)]
+    titles = invented_titles(n, {t.casefold() for t in docs["title"]}, seed)
+    fake_q = [make_question(t, t, "any") if i % 2 else rng.choice(TRAIN_FRAMES_EN + TRAIN_FRAMES_PT).format(title=t)
+              for i, t in enumerate(titles)]
     n_named = len(fake_q)
     if index.passages is not None:
         fake_q += invented_descriptions(n, seed)
@@ -98,7 +108,7 @@ def calibrate_index(index, n: int = 300, seed: int = 0, k: int = 3) -> dict:
     # the title threshold is set by questions that name a product (as before descriptions were
     # indexed): a describing question that the titles happened to answer must not lower the bar
     # that invented product names are held to
-    naming = np.asarray([r["variant"] in VARIANTS for r in rows])
+    naming = np.asarray([r["variant"] in (*VARIANTS, "chat_trained") for r in rows])
     t_title = pick_threshold(real[~real_desc & naming], fake[~fake_desc], MAX_FALSE_ABSTAIN)
     t_desc = pick_threshold(real[real_desc], fake[fake_desc], MAX_FALSE_ABSTAIN_DESCRIBED) if real_desc.any() \
         else t_title

@@ -22,17 +22,36 @@ import argparse
 import json
 from pathlib import Path
 
-from indexing.questions import (DESCRIPTION_VARIANTS, VARIANTS, holds_span, make_description_questions,
-                                make_eval_questions)
+from indexing.questions import (CHAT_DESCRIPTION_VARIANTS, CHAT_VARIANTS, DESCRIPTION_VARIANTS, VARIANTS,
+                                found, held_out_product, make_chat_description_questions, make_chat_questions,
+                                make_description_questions, make_eval_questions)
 
-MODES = ("dense", "bm25", "titles", "descriptions", "hybrid")
+MODES = ("dense", "bm25", "fuzzy", "titles", "descriptions", "hybrid")
+
+# hand-written (--extra): "handwritten" (description_questions.json: the 20 that chose the ranker's settings),
+# "hand_name" / "hand_desc" (heldout_questions.json, items with "kind": written after, never used for a choice)
+HANDWRITTEN = {None: "handwritten", "name": "hand_name", "description": "hand_desc"}
+KINDS = (*VARIANTS, *CHAT_VARIANTS, "hand_name", *DESCRIPTION_VARIANTS, *CHAT_DESCRIPTION_VARIANTS, "hand_desc",
+         "handwritten")
+NAMING, DESCRIBING = (*VARIANTS, *CHAT_VARIANTS), (*DESCRIPTION_VARIANTS, *CHAT_DESCRIPTION_VARIANTS)
+# phrasings the ranker never trained on, about products it never trained on
+HELD_OUT_KINDS = ("chat", "chat_pt", "chat_typo", "chat_partial", "short", "hand_name", "desc_chat", "hand_desc")
+GROUPS = {"names": NAMING, "descriptions": DESCRIBING, "held-out frames": HELD_OUT_KINDS, "all": KINDS}
 
 
-KINDS = (*VARIANTS, *DESCRIPTION_VARIANTS, "handwritten")
+def all_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
+    """Every generated kind of question about a sample of `n` products of `docs`."""
+    return (make_eval_questions(docs, n, seed) + make_chat_questions(docs, n, seed)
+            + make_description_questions(docs, n, seed) + make_chat_description_questions(docs, n, seed))
+
+
+def held_out(docs):
+    """The products the learned fusion is never trained on (questions.held_out_product)."""
+    return docs[[held_out_product(u) for u in docs["uid"]]]
 
 
 def handwritten_questions(path, docs) -> list[dict]:
-    """Questions from a JSON file [{"title", "question"}] about products of `docs` (by exact title)."""
+    """Questions from a JSON file [{"title", "question", "kind"?}] about products of `docs` (by exact title)."""
     from indexing.errors import UserError
 
     try:
@@ -43,8 +62,11 @@ def handwritten_questions(path, docs) -> list[dict]:
     missing = [it["title"] for it in items if it["title"] not in uid_of]
     if missing:
         raise UserError(f"{path}: {len(missing)} titles are not in the catalog, e.g. {missing[0]!r}")
-    return [{"qid": f"hand:{i}", "variant": "handwritten", "question": it["question"], "uid": uid_of[it["title"]],
-             "title": it["title"]} for i, it in enumerate(items)]
+    bad = [it.get("kind") for it in items if it.get("kind") not in HANDWRITTEN]
+    if bad:
+        raise UserError(f"{path}: \"kind\" must be name or description, not {bad[0]!r}")
+    return [{"qid": f"{Path(path).stem}:{i}", "variant": HANDWRITTEN[it.get("kind")], "question": it["question"],
+             "uid": uid_of[it["title"]], "title": it["title"]} for i, it in enumerate(items)]
 
 
 def evaluate_retrieval(index, questions: list[dict], modes=("hybrid",), batch: int = 256) -> dict:
@@ -55,13 +77,11 @@ def evaluate_retrieval(index, questions: list[dict], modes=("hybrid",), batch: i
         for s in range(0, len(questions), batch):
             qs = questions[s: s + batch]
             for q, hits in zip(qs, index.retrieve_many([x["question"] for x in qs], k=10, mode=mode)):
-                key = q["title"].casefold()
-                same = [h.uid == q["uid"] or h.title.casefold() == key for h in hits]
-                shares = [ok or ("span" in q and holds_span(h.content, q["span"])) for ok, h in zip(same, hits)]
+                same, shares = zip(*(found(q, h.uid, h.title, h.content) for h in hits)) if hits else ((), ())
                 strict.append(next((i for i, ok in enumerate(same, 1) if ok), None))
                 ranks.append(next((i for i, ok in enumerate(shares, 1) if ok), None))
         per = {}
-        groups = {**{v: (v,) for v in KINDS}, "names": VARIANTS, "descriptions": DESCRIPTION_VARIANTS, "all": KINDS}
+        groups = {**{v: (v,) for v in KINDS}, **GROUPS}
         for g, kinds in groups.items():
             rs = [r for q, r in zip(questions, ranks) if q["variant"] in kinds]
             if not rs:
@@ -76,19 +96,21 @@ def evaluate_retrieval(index, questions: list[dict], modes=("hybrid",), batch: i
 
 def format_report(report: dict) -> str:
     kinds = [v for v in KINDS if any(v in per for per in report.values())]
-    lines = ["| retriever | " + " | ".join(kinds) + " | by name | by description | by description, strict | hit@1 "
-             "| hit@5 | MRR |", "|---|" + "---:|" * (len(kinds) + 6)]
+    lines = ["| retriever | " + " | ".join(kinds) + " | by name | by name, strict | by description "
+             "| by description, strict | held-out frames | hit@1 | hit@5 | MRR |", "|---|" + "---:|" * (len(kinds) + 8)]
     for mode, per in report.items():
         a = per["all"]
         cell = lambda g: f"{per[g]['hit@1']:.3f}" if g in per else "-"  # noqa: E731
         strict = lambda g: f"{per[g]['hit@1_strict']:.3f}" if g in per else "-"  # noqa: E731
         lines.append(f"| {mode} | " + " | ".join(cell(v) for v in kinds)
-                     + f" | {cell('names')} | {cell('descriptions')} | {strict('descriptions')} | **{a['hit@1']:.3f}** "
+                     + f" | {cell('names')} | {strict('names')} | {cell('descriptions')} | {strict('descriptions')} "
+                       f"| {cell('held-out frames')} | **{a['hit@1']:.3f}** "
                        f"| {a['hit@5']:.3f} | "
                        f"{a['mrr']:.3f} |")
-    return "\n".join(lines) + ("\n\n(hit@1 per kind of question; a description question is also answered by a product "
-                              "whose description holds the same words; \"strict\" counts only the asked-about "
-                              "product; hit@5 and MRR over all questions)")
+    return "\n".join(lines) + ("\n\n(hit@1 per kind of question; a partial title is also answered by a product whose "
+                              "title starts with the same words, a description question by a product whose "
+                              "description holds the same words; \"strict\" counts only the asked-about product "
+                              "and its title's twins; hit@5 and MRR over all questions)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -96,7 +118,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalog", required=True, metavar="DIR", help="catalog the questions are generated from")
     p.add_argument("--n", type=int, default=500, help="products to ask about (default 500; 8 questions each)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--extra", metavar="FILE", help='hand-written questions: JSON [{"title", "question"}]')
+    p.add_argument("--extra", metavar="FILE", action="append",
+                   help='hand-written questions: JSON [{"title", "question"}] (repeatable)')
+    p.add_argument("--products", choices=("held-out", "all"), default="held-out",
+                   help="ask about the products the learned fusion never trains on (default; half the catalog, "
+                        "by a hash of the uid) or about all")
     p.add_argument("--modes", default=",".join(MODES), metavar="LIST",
                    help=f"retrievers to compare (default: {','.join(MODES)})")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
@@ -117,14 +143,16 @@ def main(args: argparse.Namespace) -> int:
     docs = docs[docs["uid"].isin(set(index.docs["uid"]))]
     if docs.empty:
         raise UserError(f"no product of {args.catalog} is in {args.index}: wrong catalog for this index?")
-    questions = make_eval_questions(docs, args.n, args.seed) + make_description_questions(docs, args.n, args.seed)
-    if args.extra:
-        questions += handwritten_questions(args.extra, docs)
+    asked = docs if args.products == "all" else held_out(docs)
+    questions = all_questions(asked, args.n, args.seed)
+    for extra in args.extra or ():
+        questions += handwritten_questions(extra, docs)
     if index.passages is None:
         modes = [m for m in modes if m != "descriptions"]
     report = evaluate_retrieval(index, questions, modes)
-    print(f"{len(questions):,} questions about {min(args.n, len(docs)):,} products; index {args.index} "
-          f"({len(index):,} products; embeds {', '.join(index.meta.get('fields', ['title']))})\n")
+    print(f"{len(questions):,} questions about {min(args.n, len(asked)):,} {args.products} products; index {args.index} "
+          f"(fusion: {index.fusion}; "
+          f"{len(index):,} products; embeds {', '.join(index.meta.get('fields', ['title']))})\n")
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps({"index": str(args.index), "catalog": str(args.catalog),

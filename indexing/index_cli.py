@@ -34,6 +34,11 @@ def format_info(folder: str | Path, meta: dict) -> str:
          + (f" (nlist {p['nlist']}, nprobe {p['nprobe']})" if p["index_type"] == "ivf" else ""))
         if p else f"passages:   none: titles only ({REBUILD_HINT})",
         f"model:      {m['embedding_model']['name']} (hash {m['embedding_model']['hash'][:12]})",
+        (f"fusion:     learned ({m['ranker']['library']} {m['ranker']['objective']}, {m['ranker']['trees']} trees, "
+         f"{len(m['ranker']['features'])} features; {m['ranker']['training']['questions']:,} training questions about "
+         f"{m['ranker']['training']['products']:,} products; validation hit@1 {m['ranker']['validation_hit@1']})")
+        if m.get("ranker") else "fusion:     rule (route by word coverage)"
+        + (f": {m['ranker_skipped']}" if m.get("ranker_skipped") else ""),
         f"lexical:    {m['bm25']}",
         f"abstain:    best {m.get('abstain_score', 'cosine')} < {m.get('abstain_threshold', 0):.3f} (found by title)"
         + (f", < {m['abstain_threshold_described']:.3f} (found by description)" if "abstain_threshold_described" in m else "")
@@ -77,6 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"auto = exact up to {FLAT_MAX:,} products, IVF above")
     b.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="auto = bf16 on bf16-capable CPUs, fp16 on CUDA")
+    b.add_argument("--fusion", choices=("learned", "rule"), default="learned",
+                   help="learned: a ranker trained at build time on questions about this catalog (default); "
+                        "rule: route by word coverage (indexes before 0.3)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(_index_main=_main_build)
 
@@ -115,7 +123,7 @@ def _main_build(args) -> int:
                       device=args.device, embed=args.embed, lexical=args.lexical, index_type=args.index_type,
                       precision=args.precision, passages=not args.titles_only, passage_tokens=args.passage_tokens,
                       shard_size=args.shard_size, engine=args.engine, ray_address=args.ray_address,
-                      fresh=args.fresh, progress=not args.quiet)
+                      fresh=args.fresh, ranker=args.fusion == "learned", progress=not args.quiet)
     meta = build_index(cfg)
     print(format_info(args.out, meta))
     print(f"built in {meta['build_seconds']['total']} s (embedding {meta['build_seconds']['embed']} s)")

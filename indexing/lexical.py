@@ -9,6 +9,7 @@ deste produto: mog's kittens?" is searched as "mog kitten".
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 # Words of the question phrasings (indexing/questions.py) that carry no product information.
@@ -16,6 +17,9 @@ QUESTION_WORDS = {
     "what", "describe", "description", "tell", "give", "product", "products", "about", "please",
     "qual", "descrição", "descricao", "deste", "desse", "produto", "produtos", "fale", "descreva", "sobre", "que",
 }
+
+
+_GRAM_WORDS = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 @lru_cache(maxsize=1)
@@ -51,6 +55,37 @@ def build_bm25(texts: list[str], progress: bool = False):
     remap = np.empty(len(words), dtype=np.int64)
     remap[[tok.vocab[w] for w in words]] = np.arange(len(words))
     ids = [remap[np.asarray(doc, dtype=np.int64)].tolist() for doc in tok.ids]
+    return _index(ids, words, progress)
+
+
+GRAM = 3  # characters per gram of the typo-tolerant title index
+
+
+def char_grams(texts: list[str]) -> list[list[str]]:
+    """Each text's distinct character trigrams, word by word ("#" marks a word's edges), casefolded:
+    "Paddington's Suticase" and "Paddington's Suitcase" share most of theirs, where their words differ."""
+    out = []
+    for t in texts:
+        grams = set()
+        for w in _GRAM_WORDS.findall(t.casefold()):
+            w = f"#{w}#"
+            grams.update(w[i: i + GRAM] for i in range(max(1, len(w) - GRAM + 1)))
+        out.append(sorted(grams))
+    return out
+
+
+def build_char_bm25(titles: list[str], progress: bool = False):
+    """bm25s over the titles' character trigrams (`char_grams`): the typo-tolerant title retriever.
+    Search it with `bm25_search(bm, char_grams(questions), k)`."""
+    grams = char_grams(titles)
+    vocab = sorted({g for gs in grams for g in gs})
+    num = {g: i for i, g in enumerate(vocab)}
+    return _index([[num[g] for g in gs] for gs in grams], vocab, progress)
+
+
+def _index(ids: list[list[int]], words: list[str], progress: bool):
+    import bm25s
+
     bm = bm25s.BM25()
     bm.index(bm25s.tokenization.Tokenized(ids=ids, vocab={w: i for i, w in enumerate(words)}),
              show_progress=progress, leave_progress=False)
@@ -75,24 +110,32 @@ def bm25_search(bm, tokens: list[list[str]], k: int):
     return S, I
 
 
-def coverage(bm, tokens: list[list[str]], rows) -> "np.ndarray":
+def coverage(bm, tokens: list[list[str]], rows, weighted: bool = False) -> "np.ndarray":
     """Share of each tokenized query's distinct words (stemmed, stop words dropped, as searched) that occur in each
     of its candidate rows: C [nq, n] for rows I [nq, n] (-1 rows get 0). A quoted or paraphrased
     description shares most of its words with its passage and few with an unrelated one; cosines of
-    short texts do not separate those cases as well (benchmarks/retrieval_choices.py)."""
+    short texts do not separate those cases as well (benchmarks/retrieval_choices.py).
+    `weighted`: each word counts by its BM25 idf in `bm` (a word no document has counts as the rarest), so
+    "football referee" weighs more than "recommend" or "like"."""
     import numpy as np
 
     rows = np.asarray(rows)
     C = np.zeros(rows.shape, dtype=np.float32)
     indptr, indices, vocab = bm.scores["indptr"], bm.scores["indices"], bm.vocab_dict
+    n_docs = int(bm.scores["num_docs"])
+    top = float(np.log(1 + (n_docs + 0.5) / 0.5))  # idf of a word no document has
     for qi, words in enumerate(tokens):
         words = {w for w in words if w}
         if not words:
             continue
-        found = np.zeros(rows.shape[1], dtype=np.int32)
+        found = np.zeros(rows.shape[1], dtype=np.float64)
+        total = 0.0
         for w in words:
             t = vocab.get(w)
-            if t is not None:  # a word no product has covers nothing, but still counts as asked
-                found += np.isin(rows[qi], indices[indptr[t]: indptr[t + 1]])
-        C[qi] = np.where(rows[qi] >= 0, found / len(words), 0.0)
+            df = 0 if t is None else int(indptr[t + 1] - indptr[t])
+            weight = (float(np.log(1 + (n_docs - df + 0.5) / (df + 0.5))) if df else top) if weighted else 1.0
+            total += weight
+            if df:  # a word no product has covers nothing, but still counts as asked
+                found += weight * np.isin(rows[qi], indices[indptr[t]: indptr[t + 1]])
+        C[qi] = np.where(rows[qi] >= 0, found / total, 0.0)
     return C

@@ -115,7 +115,117 @@ def make_eval_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
             "portuguese": make_question(title, uid, "pt"),
         }
         for v, q in variants.items():
-            out.append({"qid": f"{uid}:{v}", "variant": v, "question": q, "uid": uid, "title": title})
+            out.append({"qid": f"{uid}:{v}", "variant": v, "question": q, "uid": uid, "title": title,
+                        **prefix_of(title, v == "partial")})
+    return out
+
+
+def prefix_of(title: str, is_partial: bool) -> dict:
+    """{"prefix": the partial title} for a question that names only the start of `title`, else {}."""
+    p = partial(title)
+    return {"prefix": p} if is_partial and p != title else {}
+
+
+def found(q: dict, uid: str, title: str, content: str) -> tuple[bool, bool]:
+    """(strict, counted): does a product answer question `q`? Strictly, when it is the asked-about product
+    or shares its title (two editions of one book: the question cannot tell them apart). Counted also, by
+    the same reasoning, when the question names only the start of the title (`q["prefix"]`) and the
+    product's title starts so ("A Day in the" of "A Day in the Life of Ireland"), or quotes a span of a
+    description (`q["span"]`) that the product's description holds too (`holds_span`)."""
+    strict = uid == q["uid"] or title.casefold() == q["title"].casefold()
+    if strict:
+        return True, True
+    prefix, span = q.get("prefix"), q.get("span")
+    counted = bool(prefix) and title.casefold().startswith(prefix.casefold())
+    if not counted and span:
+        words = _WORDS.findall(span)
+        counted = bool(words) and words[0].casefold() in content.casefold() and holds_span(content, span)
+    return False, counted
+
+
+# Conversational frames: how shoppers name a product in passing ("would you recommend ...?"). The
+# learned fusion (indexing/rank.py) trains on TRAIN_FRAMES only; HELD_OUT_FRAMES are never trained on and
+# are what `eval retrieval` reports as held out, so its figures measure phrasings the ranker never saw.
+TRAIN_FRAMES_EN = (
+    "Would you recommend {title}?", "Is {title} worth it?", "What's {title} like?", "Any thoughts on {title}?",
+    "I'm thinking of buying {title}. Is it good?", "Have you got {title}?", "Can you tell me more about {title}?",
+    "My friend mentioned {title}, what is it?", "Do you sell {title}?", "Is {title} any good?",
+    "I need info on {title} please", "{title} - what's it about?",
+)
+HELD_OUT_FRAMES_EN = (
+    "Would you recommend {title}? What's it like?", "Should I get {title}?", "How good is {title}?",
+    "what do you know about {title}", "Looking at {title}, is it for me?",
+    "Thinking about {title} for a gift - thoughts?", "Could you give me some details on {title}?",
+    "Heard good things about {title}. Tell me more.", "is {title} good for beginners?", "{title}: worth buying?",
+    "What are people saying about {title}?", "Explain {title} to me.",
+)
+TRAIN_FRAMES_PT = (
+    "Vale a pena {title}?", "Você recomenda {title}?", "O que você acha de {title}?", "Quero saber mais sobre {title}.",
+    "Vocês vendem {title}?", "Me conta sobre {title}",
+)
+HELD_OUT_FRAMES_PT = (
+    "{title} é bom?", "Estou pensando em comprar {title}. Vale a pena?", "Pode me dar detalhes de {title}?",
+    "Como é {title}?", "Alguém conhece {title}?", "Fiquei curioso sobre {title}, o que é?",
+)
+# ... and how they describe one in passing ({span}: words of its description, never its title's)
+TRAIN_DESCRIBE_FRAMES = (
+    "Do you have anything that {span}?", "I want a product that {span}", "Searching for: {span}",
+    "Estou procurando algo com: {span}",
+)
+HELD_OUT_DESCRIBE_FRAMES = (
+    "Is there something in the catalog that goes like '{span}'?", "Can you find the one that says {span}",
+    "Help me find this: {span}", "Quero achar o produto que fala de {span}",
+)
+# Held-out kinds (eval retrieval): a held-out frame around the exact or lower-cased title (chat), a
+# Portuguese one (chat_pt), around a typo'd (chat_typo) or partial title (chat_partial), around a title of
+# one or two words (short), around a description span (desc_chat); chat_trained uses a training frame.
+CHAT_VARIANTS = ("chat_trained", "chat", "chat_pt", "chat_typo", "chat_partial", "short")
+CHAT_DESCRIPTION_VARIANTS = ("desc_chat",)
+EVAL_SHARE = 2  # 1 in EVAL_SHARE products is held out from the ranker's training (by a hash of its uid)
+
+
+def held_out_product(uid: str) -> bool:
+    """Is this product one the learned fusion never trains on (the evaluation's products)? A fixed hash
+    of the uid: the same on every machine, build and catalog size."""
+    return _pick(uid, EVAL_SHARE, salt="ranker-split") == 0
+
+
+def title_forms(title: str, rng: random.Random) -> dict:
+    """The ways a shopper writes a title: exact, lower-cased, partial, with a typo."""
+    return {"exact": title, "lower": title.lower(), "partial": partial(title), "typo": typo(title, rng)}
+
+
+def short_title(title: str) -> bool:
+    return len(_WORDS.findall(title)) <= 2
+
+
+def make_chat_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
+    """[{"qid", "variant", "question", "uid", "title"}]: CHAT_VARIANTS about a sample of `n` products; every
+    variant but chat_trained uses HELD_OUT frames. Products with short titles are also asked with four
+    held-out frames each ("short", the stress set)."""
+    rng = random.Random(seed + 2)
+    rows = list(range(len(docs)))
+    rng.shuffle(rows)
+    out = []
+    for r in rows[:n]:
+        uid, title = docs["uid"].iloc[r], docs["title"].iloc[r]
+        forms = title_forms(title, rng)
+        en, pt = HELD_OUT_FRAMES_EN, HELD_OUT_FRAMES_PT
+        variants = {
+            "chat_trained": rng.choice(TRAIN_FRAMES_EN + TRAIN_FRAMES_PT).format(title=rng.choice(
+                (forms["exact"], forms["lower"]))),
+            "chat": rng.choice(en).format(title=rng.choice((forms["exact"], forms["lower"]))),
+            "chat_pt": rng.choice(pt).format(title=rng.choice((forms["exact"], forms["lower"]))),
+            "chat_typo": rng.choice(en + pt).format(title=forms["typo"]),
+            "chat_partial": rng.choice(en + pt).format(title=forms["partial"]),
+        }
+        for v, q in variants.items():
+            out.append({"qid": f"{uid}:{v}", "variant": v, "question": q, "uid": uid, "title": title,
+                        **prefix_of(title, v == "chat_partial")})
+        if short_title(title):
+            for i, f in enumerate(rng.sample(en + pt, 4)):
+                out.append({"qid": f"{uid}:short{i}", "variant": "short", "question": f.format(title=title),
+                            "uid": uid, "title": title})
     return out
 
 
@@ -164,6 +274,23 @@ def make_description_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
                     "pt_desc": f"Procuro um produto assim: {spans[2]}"}
         for (v, q), span in zip(variants.items(), spans):
             out.append({"qid": f"{uid}:{v}", "variant": v, "question": q, "uid": uid, "title": title, "span": span})
+    return out
+
+
+def make_chat_description_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
+    """[{"qid", "variant": "desc_chat", ...}]: a span of each sampled product's description in a
+    HELD_OUT_DESCRIBE_FRAMES phrasing (never its title's words)."""
+    rng = random.Random(seed + 3)
+    rows = list(range(len(docs)))
+    rng.shuffle(rows)
+    out = []
+    for r in rows[:n]:
+        uid, title, content = docs["uid"].iloc[r], docs["title"].iloc[r], docs["content"].iloc[r]
+        spans = _spans(content, title, rng, 1)
+        if spans:
+            q = rng.choice(HELD_OUT_DESCRIBE_FRAMES).format(span=spans[0])
+            out.append({"qid": f"{uid}:desc_chat", "variant": "desc_chat", "question": q, "uid": uid, "title": title,
+                        "span": spans[0]})
     return out
 
 

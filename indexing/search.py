@@ -41,8 +41,9 @@ ABSTAIN_SCORE = "cosine+coverage"  # what meta.json's abstain thresholds are on 
 CANDIDATES = 50  # hits taken from each retriever before fusion
 PASSAGE_CANDIDATES = 150  # passages taken before folding them into products (a product has several)
 # mode -> retrievers it uses
-MODES = {"hybrid": ("dense", "bm25", "dense_passage", "bm25_passage"), "titles": ("dense", "bm25"),
-         "descriptions": ("dense_passage", "bm25_passage"), "dense": ("dense",), "bm25": ("bm25",)}
+MODES = {"hybrid": ("dense", "bm25", "dense_passage", "bm25_passage", "fuzzy"), "titles": ("dense", "bm25"),
+         "descriptions": ("dense_passage", "bm25_passage"), "dense": ("dense",), "bm25": ("bm25",),
+         "fuzzy": ("fuzzy",)}
 
 
 @dataclass
@@ -116,6 +117,44 @@ def rrf(rankings: dict[str, list[int]], k: int = RRF_K, tiebreak: dict | None = 
     return sorted(scores.items(), key=lambda x: (-round(x[1], 12), -tiebreak.get(x[0], -1.0)))
 
 
+@dataclass
+class Candidates:
+    """What the retrievers found for one question, before fusion (indexing/rank.py reads it)."""
+    question: str
+    focused: str  # the part naming the product (focus())
+    use: tuple  # the retrievers searched
+    ranks: dict  # retriever -> product rows, best first
+    scores: dict  # retriever -> {product row: score} (cosine, BM25; a passage retriever: its best passage)
+    best_passage: dict  # passage retriever -> {product row: passage row}
+    cov_t: dict  # {product row: share of the question's words in its title}
+    cov_p: dict  # {product row: share in its best passage}
+    idf_t: dict  # the same shares with each word weighted by its idf (indexing.lexical.coverage)
+    idf_p: dict
+    full: dict = field(default_factory=dict)  # "dense" / "dense_passage" -> {row: cosine} for every candidate
+
+    @property
+    def rows(self) -> list[int]:
+        """Every product some retriever found, in a fixed order (retriever by retriever)."""
+        seen = {}
+        for name in self.use:
+            for r in self.ranks.get(name, ()):
+                seen.setdefault(r, None)
+        return list(seen)
+
+    def cosine(self, row: int) -> float | None:
+        c = max(self.scores.get("dense", {}).get(row, -2.0), self.scores.get("dense_passage", {}).get(row, -2.0))
+        return None if c == -2.0 else c
+
+
+def _direct_map(index) -> None:
+    """Let an IVF index give its vectors back by id (`reconstruct_batch`); flat ones (IndexIDMap2) can."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index) if index is not None else None
+    if ivf is not None:
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+
+
 def _merge(first: list[int], then: list[int]) -> list[int]:
     """`first`, then the rows of `then` not in it, in their order."""
     seen = set(first)
@@ -144,8 +183,9 @@ class Index:
         import numpy as np
 
         from indexing.embed import check_model, load_encoder
-        from indexing.store import (BM25, BM25_PASSAGES, PASSAGE_VECTORS, read_bm25, read_docs, read_faiss,
-                                    read_meta, read_passages)
+        from indexing.rank import Ranker
+        from indexing.store import (BM25, BM25_CHARS, BM25_PASSAGES, PASSAGE_VECTORS, RANKER, read_bm25, read_docs,
+                                    read_faiss, read_meta, read_passages)
         from indexing.vectors import set_nprobe, to_gpu
 
         self.folder = Path(folder)
@@ -155,6 +195,7 @@ class Index:
         self.docs = read_docs(self.folder, self.meta)
         self.title_index = read_faiss(self.folder, self.meta)
         set_nprobe(self.title_index, self.meta)
+        self._cpu = {"titles": self.title_index}  # GPU copies cannot give vectors back (Index._cosines)
         self.title_index, self._gpu = to_gpu(self.title_index)
         self.bm25 = read_bm25(self.folder, BM25, rows=len(self.docs))
         ids = self.docs["id"].to_numpy()
@@ -164,12 +205,22 @@ class Index:
         if self.passages is not None:
             self.passage_index = read_faiss(self.folder, self.meta, PASSAGE_VECTORS)
             set_nprobe(self.passage_index, self.meta["passages"])
+            self._cpu["passages"] = self.passage_index
             self.passage_index, self._gpu_p = to_gpu(self.passage_index)
             self.bm25_passages = read_bm25(self.folder, BM25_PASSAGES, rows=len(self.passages))
             pids = self.passages["pid"].to_numpy()
             self.prow_of_pid = np.full(int(pids.max()) + 1 if len(pids) else 1, -1, dtype=np.int64)
             self.prow_of_pid[pids] = np.arange(len(pids))
             self.passage_owner = self.row_of_id[self.passages["id"].to_numpy()]  # passage row -> product row
+        # typo-tolerant titles and the learned fusion (indexes built before them fuse by the rule)
+        self.chars = read_bm25(self.folder, BM25_CHARS, rows=len(self.docs)) if self.meta.get("fuzzy") else None
+        self.ranker, self._passages_of = None, None
+        if self.meta.get("ranker"):
+            try:
+                self.ranker = Ranker.load(self.folder / RANKER)
+            except UserError as e:  # made by another ProductQA: search still works, by the rule
+                print(f"note: {e}; fusing by the rule meanwhile", file=sys.stderr)
+        self.fusion = "learned" if self.ranker is not None else FUSION
         self.model = load_encoder(model_path, device)
         self.model.encode(["warm-up"])  # the first call pays one-off setup: keep it out of the first question
 
@@ -198,14 +249,37 @@ class Index:
         return bm25_search(self.bm25_passages if passages else self.bm25, tokens, k)
 
     def retrieve_many(self, questions: list[str], k: int = 5, mode: str = "hybrid") -> list[list[Hit]]:
-        """Top-k products for each question. mode: "hybrid" (titles and descriptions, fused), "titles",
-        "descriptions", "dense" (title vectors) or "bm25" (title words)."""
+        """Top-k products for each question. mode: "hybrid" (titles and descriptions, fused by the learned
+        ranker, or by the rule for an index built without one), "titles", "descriptions", "dense" (title
+        vectors), "bm25" (title words) or "fuzzy" (title character trigrams)."""
         if not questions:
             return []
-        use = [r for r in MODES[mode] if self.passages is not None or not r.endswith("_passage")]
+        cands = self.candidates(questions, mode, k)
+        learned = self.fusion == "learned" and mode == "hybrid" and self.ranker is not None
+        if learned:  # one model call for the whole batch
+            import numpy as np
+
+            X = [self.features(c) for c in cands]
+            S = self.ranker.score(np.concatenate(X)) if X else []
+            bounds = np.cumsum([0] + [len(x) for x in X])
+        out = []
+        for qi, c in enumerate(cands):
+            if learned:
+                s = S[bounds[qi]: bounds[qi + 1]]
+                rows = c.rows
+                ranking, described = [rows[i] for i in np.argsort(-s, kind="stable")], None
+            else:
+                ranking, described = self._rank(c)
+            out.append([self._hit(c, row, pos, described) for pos, row in enumerate(ranking[:k])])
+        return out
+
+    def candidates(self, questions: list[str], mode: str = "hybrid", k: int = CANDIDATES) -> list[Candidates]:
+        """Every retriever of `mode`, searched once for the whole batch; per question what each found."""
+        use = tuple(r for r in MODES[mode] if (self.passages is not None or not r.endswith("_passage"))
+                    and (r != "fuzzy" or self.chars is not None))
         n = max(k, CANDIDATES) if len(use) > 1 else k
         from indexing.embed import embed
-        from indexing.lexical import tokenize
+        from indexing.lexical import char_grams, tokenize
 
         focused = [focus(q) for q in questions]  # once: the encoder, BM25 and coverage all read it
         xq = embed(self.model, focused, batch_size=64) if {"dense", "dense_passage"} & set(use) else None
@@ -219,6 +293,10 @@ class Index:
             res["dense_passage"] = self.search_passages(xq, max(n, PASSAGE_CANDIDATES))
         if "bm25_passage" in use:
             res["bm25_passage"] = self.search_bm25(tokens, max(n, PASSAGE_CANDIDATES), passages=True)
+        if "fuzzy" in use:
+            from indexing.lexical import bm25_search
+
+            res["fuzzy"] = bm25_search(self.chars, char_grams(focused), n)
         cover = self._coverage(tokens, res)
         out = []
         for qi in range(len(questions)):
@@ -229,54 +307,103 @@ class Index:
                 else:
                     ranks[name] = [int(r) for r in I[qi] if r >= 0]
                     scores[name] = {int(r): float(s) for r, s in zip(I[qi], S[qi]) if r >= 0}
-            cos_t, cos_p = scores.get("dense", {}), scores.get("dense_passage", {})
-            cosine = {r: max(cos_t.get(r, -1.0), cos_p.get(r, -1.0)) for r in set(cos_t) | set(cos_p)}
-            cov_t, cov_p = cover[qi]
-            ranking, described = self._rank(use, ranks, cos_t, cos_p, cov_t, cov_p, cosine)
-            hits = []
-            for pos, row in enumerate(ranking[:k]):
-                d = self.docs.iloc[row]
-                found = tuple(name for name in res if row in scores[name])
-                prow = best_passage.get("bm25_passage", {}).get(row, best_passage.get("dense_passage", {}).get(row))
-                passage = None
-                if prow is not None:
-                    p = self.passages.iloc[prow]
-                    passage = d["content"][int(p["start"]): int(p["end"])]
-                desc = passage is not None and (described or ("dense" not in found and "bm25" not in found))
-                hits.append(Hit(uid=d["uid"], title=d["title"], content=d["content"], score=1.0 / (RRF_K + pos + 1),
-                                dense_score=cosine.get(row), bm25_score=scores.get("bm25", {}).get(row),
-                                retrievers=found, passage=passage, match="description" if desc else "title",
-                                coverage=max(cov_t.get(row, 0.0), cov_p.get(row, 0.0))))
-            out.append(hits)
+            out.append(Candidates(questions[qi], focused[qi], use, ranks, scores, best_passage, *cover[qi]))
+        if xq is not None and "dense" in use and len(use) > 1:
+            self._cosines(xq, out)
         return out
 
+    def _cosines(self, xq, cands: list[Candidates]) -> None:
+        """Every candidate's cosine to the question, by its title and by its best passage (`Candidates.full`),
+        not only for those the vector searches returned: the learned fusion compares them all. Vectors are
+        read back from the CPU indexes by id (IVF through a hash-table direct map, made once)."""
+        import numpy as np
+
+        if self._passages_of is None:
+            for index in (self._cpu["titles"], self._cpu.get("passages")):
+                _direct_map(index)
+            if self.passages is not None:  # product row -> its passage rows (contiguous after a sort)
+                order = np.argsort(self.passage_owner, kind="stable")
+                starts = np.searchsorted(self.passage_owner[order], np.arange(len(self.docs) + 1))
+                self._passages_of = (order, starts, self.passages["pid"].to_numpy())
+            else:
+                self._passages_of = ()
+        ids = self.docs["id"].to_numpy()
+        for qi, c in enumerate(cands):
+            rows = np.asarray(c.rows, dtype=np.int64)
+            if not len(rows):
+                continue
+            T = self._cpu["titles"].reconstruct_batch(ids[rows])
+            c.full["dense"] = dict(zip(c.rows, (T @ xq[qi]).tolist()))
+            if self._passages_of:
+                order, starts, pids = self._passages_of
+                prows = [order[starts[r]: starts[r + 1]] for r in rows]
+                flat = np.concatenate(prows) if prows else np.zeros(0, dtype=np.int64)
+                if not len(flat):
+                    continue
+                cos = self._cpu["passages"].reconstruct_batch(pids[flat]) @ xq[qi]
+                ends = np.cumsum([len(p) for p in prows])
+                c.full["dense_passage"] = {r: float(cos[e - len(p): e].max()) for r, p, e in zip(c.rows, prows, ends)
+                                           if len(p)}
+
+    def features(self, c: Candidates):
+        """The learned fusion's features of one question's candidates (indexing.rank.features)."""
+        from indexing.rank import features
+
+        return features(c, self.docs["title"].to_numpy()[c.rows].tolist())
+
+    def _hit(self, c: Candidates, row: int, pos: int, described: bool | None) -> Hit:
+        """Hit for product `row` at rank `pos`. `described`: whether the rule ranked by descriptions; None
+        (learned fusion): the hit matched by description when its passage covers more of the question than
+        its title does (on a tie: the higher cosine), or only passage retrievers found it."""
+        d = self.docs.iloc[row]
+        found = tuple(name for name in c.use if row in c.scores.get(name, ()))
+        prow = c.best_passage.get("bm25_passage", {}).get(row, c.best_passage.get("dense_passage", {}).get(row))
+        passage = None
+        if prow is not None:
+            p = self.passages.iloc[prow]
+            passage = d["content"][int(p["start"]): int(p["end"])]
+        cov_t, cov_p = c.cov_t.get(row, 0.0), c.cov_p.get(row, 0.0)
+        by_title = any(name in found for name in ("dense", "bm25", "fuzzy"))
+        if described is None:
+            cos_t, cos_p = c.scores.get("dense", {}).get(row, -1.0), c.scores.get("dense_passage", {}).get(row, -1.0)
+            described = cov_p > cov_t or (cov_p == cov_t and cos_p > cos_t)
+        desc = passage is not None and (described or not by_title)
+        return Hit(uid=d["uid"], title=d["title"], content=d["content"], score=1.0 / (RRF_K + pos + 1),
+                   dense_score=c.cosine(row), bm25_score=c.scores.get("bm25", {}).get(row), retrievers=found,
+                   passage=passage, match="description" if desc else "title", coverage=max(cov_t, cov_p))
+
     def _coverage(self, tokens, res) -> list[tuple[dict, dict]]:
-        """Per (tokenized) question ({title row: word coverage}, {product row: best passage word coverage})
-        over every candidate the retrievers found (indexing.lexical.coverage)."""
+        """Per (tokenized) question ({title row: word coverage}, {product row: best passage word coverage}, and
+        both idf-weighted) over every candidate the retrievers found (indexing.lexical.coverage)."""
         import numpy as np
 
         from indexing.lexical import coverage
 
-        out = [({}, {}) for _ in tokens]
-        for side, names, bm in ((0, ("dense", "bm25"), self.bm25),
+        out = [({}, {}, {}, {}) for _ in tokens]
+        for side, names, bm in ((0, ("dense", "bm25", "fuzzy"), self.bm25),
                                 (1, ("dense_passage", "bm25_passage"), getattr(self, "bm25_passages", None))):
             got = [res[n][1] for n in names if n in res]
             if not got or bm is None:
                 continue
             I = np.concatenate(got, axis=1)
-            C = coverage(bm, tokens, I)
-            for qi in range(len(tokens)):
-                best = out[qi][side]
-                for r, c in zip(I[qi], C[qi]):
-                    if r < 0:
-                        continue
-                    row = int(self.passage_owner[r]) if side else int(r)
-                    if c > best.get(row, -1.0):
-                        best[row] = float(c)
+            for j, C in ((side, coverage(bm, tokens, I)), (side + 2, coverage(bm, tokens, I, weighted=True))):
+                for qi in range(len(tokens)):
+                    best = out[qi][j]
+                    for r, c in zip(I[qi], C[qi]):
+                        if r < 0:
+                            continue
+                        row = int(self.passage_owner[r]) if side else int(r)
+                        if c > best.get(row, -1.0):
+                            best[row] = float(c)
         return out
 
-    def _rank(self, use, ranks, cos_t, cos_p, cov_t, cov_p, cosine) -> tuple[list[int], bool]:
-        """(product rows best first, whether the ranking went by descriptions) for one question."""
+    def _rank(self, c: Candidates) -> tuple[list[int], bool]:
+        """The rule (indexes without a learned ranker): (product rows best first, whether the ranking went
+        by descriptions) for one question."""
+        use = tuple(r for r in c.use if r != "fuzzy") or c.use
+        ranks, cov_t, cov_p = c.ranks, c.cov_t, c.cov_p
+        cos_t, cos_p = c.scores.get("dense", {}), c.scores.get("dense_passage", {})
+
         def titles():
             return [r for r, _ in rrf({n: ranks[n] for n in ("dense", "bm25")}, tiebreak=cos_t, weights=self.weights)]
 
@@ -290,7 +417,8 @@ class Index:
         if "dense_passage" not in use:  # titles mode, or a title-only index
             return titles(), False
         if self.fusion == "rrf":
-            return [r for r, _ in rrf(ranks, tiebreak=cosine, weights=self.rrf_weights)], False
+            cosine = {r: c.cosine(r) for r in c.rows}
+            return [r for r, _ in rrf({n: ranks[n] for n in use}, tiebreak=cosine, weights=self.rrf_weights)], False
         # route: the side covering more of the question's words ranks first, the other fills up to k;
         # on a tie, the side with the higher best cosine
         # ("route-cosine", the earlier rule kept for the comparison, always goes by the cosines)

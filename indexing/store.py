@@ -10,6 +10,8 @@
       passages.faiss     description passage vectors (ids = passages.parquet `pid`)      (format 2)
       passages.parquet   pid, id (product), start, end: character offsets into the description
       bm25_passages/     bm25s over the passages, same rows as passages.parquet
+      bm25_chars/        bm25s over the titles' character trigrams (typo-tolerant titles)   (meta "fuzzy")
+      ranker.txt         the learned fusion (LightGBM text model; indexing/rank.py)          (meta "ranker")
 
     INDEX_DIR's build folder (.INDEX_DIR.build/, beside it, while a build runs):
       build.json         the settings the shards were made with (a resume must match them)
@@ -42,7 +44,9 @@ FORMAT_VERSION = 2
 META, TITLES, DOCS, BM25 = "meta.json", "index.faiss", "docs.parquet", "bm25"
 PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES = "passages.faiss", "passages.parquet", "bm25_passages"
 FILES = {1: (META, TITLES, DOCS, BM25), 2: (META, TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES)}
-SIZED = (TITLES, DOCS, PASSAGE_VECTORS, PASSAGES)  # their sizes go into meta.json: truncation is caught on load
+SIZED = (TITLES, DOCS, PASSAGE_VECTORS, PASSAGES, "ranker.txt")  # their sizes go into meta.json: truncation is caught on load
+BM25_CHARS, RANKER = "bm25_chars", "ranker.txt"  # optional: present when meta.json has "fuzzy" / "ranker"
+OPTIONAL = {"fuzzy": BM25_CHARS, "ranker": RANKER}
 REBUILD_HINT = "rebuild with `productqa index build` to search descriptions"
 
 
@@ -108,7 +112,8 @@ def read_meta(folder: str | Path) -> dict:
     if version not in FILES:
         raise UserError(f"{folder}: index format {version} is not one this ProductQA reads "
                         f"({', '.join(map(str, FILES))}): rebuild it")
-    missing = [f for f in FILES[version] if not (folder / f).exists()]
+    missing = [f for f in (*FILES[version], *(f for key, f in OPTIONAL.items() if meta.get(key)))
+               if not (folder / f).exists()]
     if missing:
         raise UserError(f"{folder}: incomplete index, missing {', '.join(missing)} (rebuild it)")
     for f, size in meta.get("file_sizes", {}).items():

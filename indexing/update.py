@@ -6,7 +6,8 @@
 New records go through exactly the cleaning of `productqa prepare`. Only new/changed products are
 embedded (their titles and description passages); FAISS vectors are removed/added by id; both BM25
 indexes are rebuilt over the updated texts (cheap next to embedding). The updated index is written
-beside the old one and swapped in atomically. A title-only (format 1) index stays title-only.
+beside the old one and swapped in atomically. A title-only (format 1) index stays title-only; the learned
+fusion (ranker.txt) is kept as it is, the typo-tolerant title index is rebuilt.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ def _load(folder):
 
 
 def _save(folder: Path, meta: dict, docs, index, passages, pindex) -> dict:
-    from indexing.lexical import build_bm25
-    from indexing.store import (BM25_PASSAGES, PASSAGE_VECTORS, utc_now, write_atomically, write_bm25, write_docs,
-                                write_faiss, write_meta, write_passages)
+    import shutil
+
+    from indexing.lexical import build_bm25, build_char_bm25
+    from indexing.store import (BM25_CHARS, BM25_PASSAGES, PASSAGE_VECTORS, RANKER, utc_now, write_atomically,
+                                write_bm25, write_docs, write_faiss, write_meta, write_passages)
     from indexing.texts import lexical_texts, passage_texts
 
     meta = {**meta, "count": len(docs), "updated": utc_now()}
@@ -37,6 +40,10 @@ def _save(folder: Path, meta: dict, docs, index, passages, pindex) -> dict:
         write_faiss(tmp, index)
         write_docs(tmp, docs)
         write_bm25(tmp, build_bm25(lexical_texts(docs["title"], docs["content"], meta["lexical"])))
+        if meta.get("fuzzy"):
+            write_bm25(tmp, build_char_bm25(docs["title"].tolist()), BM25_CHARS)
+        if meta.get("ranker"):  # the learned fusion reads features, not products: it stays valid
+            shutil.copy2(folder / RANKER, tmp / RANKER)
         if passages is not None:
             meta["passages"] = {**meta["passages"], "count": len(passages)}
             write_faiss(tmp, pindex, PASSAGE_VECTORS)
