@@ -60,6 +60,7 @@ bench: install
 	$(BIN)/python benchmarks/embed.py
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/retrieval_choices.py
+	$(BIN)/python benchmarks/fusion.py
 	$(BIN)/python benchmarks/finetune.py
 	$(BIN)/python benchmarks/answer.py
 	$(BIN)/python benchmarks/chat_load.py

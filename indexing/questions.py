@@ -99,14 +99,19 @@ def partial(title: str) -> str:
     return " ".join(words[: max(2, round(len(words) * 0.6))])
 
 
+def _sample(docs, n: int, rng: random.Random):
+    """(uid, title, content) of `n` products of `docs` in a seeded random order (rng is shuffled once)."""
+    rows = list(range(len(docs)))
+    rng.shuffle(rows)
+    for r in rows[:n]:
+        yield docs["uid"].iloc[r], docs["title"].iloc[r], docs["content"].iloc[r]
+
+
 def make_eval_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
     """[{"qid", "variant", "question", "uid", "title"}] for a sample of `n` products."""
     rng = random.Random(seed)
-    rows = list(range(len(docs)))
-    rng.shuffle(rows)
     out = []
-    for r in rows[:n]:
-        uid, title = docs["uid"].iloc[r], docs["title"].iloc[r]
+    for uid, title, _ in _sample(docs, n, rng):
         variants = {
             "exact": make_question(title, uid, "en"),
             "lower": make_question(title.lower(), uid, "en", salt="lower"),
@@ -204,11 +209,8 @@ def make_chat_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
     variant but chat_trained uses HELD_OUT frames. Products with short titles are also asked with four
     held-out frames each ("short", the stress set)."""
     rng = random.Random(seed + 2)
-    rows = list(range(len(docs)))
-    rng.shuffle(rows)
     out = []
-    for r in rows[:n]:
-        uid, title = docs["uid"].iloc[r], docs["title"].iloc[r]
+    for uid, title, _ in _sample(docs, n, rng):
         forms = title_forms(title, rng)
         en, pt = HELD_OUT_FRAMES_EN, HELD_OUT_FRAMES_PT
         variants = {
@@ -261,11 +263,8 @@ def make_description_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
     with spans of their descriptions (DESCRIPTION_VARIANTS), never their titles' words. Products whose
     description is too short to quote (fewer than 4 words left) are skipped."""
     rng = random.Random(seed + 1)
-    rows = list(range(len(docs)))
-    rng.shuffle(rows)
     out = []
-    for r in rows[:n]:
-        uid, title, content = docs["uid"].iloc[r], docs["title"].iloc[r], docs["content"].iloc[r]
+    for uid, title, content in _sample(docs, n, rng):
         spans = _spans(content, title, rng, 3)
         if len(spans) < 3:
             continue
@@ -281,11 +280,8 @@ def make_chat_description_questions(docs, n: int = 500, seed: int = 0) -> list[d
     """[{"qid", "variant": "desc_chat", ...}]: a span of each sampled product's description in a
     HELD_OUT_DESCRIBE_FRAMES phrasing (never its title's words)."""
     rng = random.Random(seed + 3)
-    rows = list(range(len(docs)))
-    rng.shuffle(rows)
     out = []
-    for r in rows[:n]:
-        uid, title, content = docs["uid"].iloc[r], docs["title"].iloc[r], docs["content"].iloc[r]
+    for uid, title, content in _sample(docs, n, rng):
         spans = _spans(content, title, rng, 1)
         if spans:
             q = rng.choice(HELD_OUT_DESCRIBE_FRAMES).format(span=spans[0])

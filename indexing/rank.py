@@ -156,21 +156,20 @@ def labels(q: dict, rows, docs) -> "np.ndarray":
     return np.asarray([found(q, u, t, c)[1] for u, t, c in zip(d["uid"], d["title"], d["content"])], dtype=np.int32)
 
 
-def fit_ranker(index, cfg: RankerConfig | None = None, progress: bool = False) -> tuple[Ranker | None, dict]:
-    """(ranker, meta.json's "ranker" entry) for a loaded `indexing.search.Index`, or (None, reason) when the
-    catalog has too few products to learn from (the index then keeps the rule)."""
-    import lightgbm as lgb
+def training_data(index, cfg: RankerConfig) -> dict | None:
+    """The learned fusion's training set for a loaded `indexing.search.Index`: {"X", "y", "group" (candidates
+    per question), "val" (per question: a validation product's), "products"}; None when the catalog has
+    fewer than cfg.min_products products to learn from."""
     import numpy as np
 
-    from indexing.questions import EVAL_SHARE, _pick, held_out_product
+    from indexing.questions import _pick, held_out_product
 
-    cfg = cfg or RankerConfig()
     docs = index.docs
     pool = [r for r, uid in enumerate(docs["uid"]) if not held_out_product(uid)]
     random.Random(cfg.seed).shuffle(pool)
     pool = sorted(pool[: cfg.products])
     if len(pool) < cfg.min_products:
-        return None, {"skipped": f"{len(pool)} products to train on (fewer than {cfg.min_products}): fused by rule"}
+        return None
     questions = training_questions(docs.iloc[pool], cfg.seed)
     X, y, group, val = [], [], [], []
     for s in range(0, len(questions), 256):
@@ -183,28 +182,46 @@ def fit_ranker(index, cfg: RankerConfig | None = None, progress: bool = False) -
             y.append(yy)
             group.append(len(yy))
             val.append(_pick(q["uid"], cfg.val_share, salt="ranker-val") == 0)
-    val = np.asarray(val)
-    Xs, ys, gs = np.concatenate(X), np.concatenate(y), np.asarray(group)
-    qrow = np.repeat(np.arange(len(gs)), gs)
-    fit, held = ~val[qrow], val[qrow]
-    params = dict(objective="lambdarank", n_estimators=cfg.trees, num_leaves=cfg.leaves,
-                  learning_rate=cfg.learning_rate, min_child_samples=20, subsample=1.0, colsample_bytree=1.0,
-                  random_state=cfg.seed, n_jobs=2, deterministic=True, force_row_wise=True, verbose=-1,
-                  lambdarank_truncation_level=10)
-    model = lgb.LGBMRanker(**params)
-    model.fit(Xs[fit], ys[fit], group=gs[~val], feature_name=list(FEATURES))
+    return {"X": np.concatenate(X), "y": np.concatenate(y), "group": np.asarray(group), "val": np.asarray(val),
+            "products": len(pool)}
+
+
+def hit_at_1(score, data: dict, which) -> float:
+    """hit@1 over the questions `which` (a boolean mask over data["group"]) when candidates rank by `score(X)`."""
+    import numpy as np
+
+    bounds = np.cumsum(np.r_[0, data["group"]])
+    hits = [data["y"][a:b][int(np.argmax(score(data["X"][a:b])))]
+            for a, b, w in zip(bounds[:-1], bounds[1:], which) if w]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def fit_ranker(index, cfg: RankerConfig | None = None) -> tuple[Ranker | None, dict]:
+    """(ranker, meta.json's "ranker" entry) for a loaded `indexing.search.Index`, or (None, {"skipped": why})
+    when the catalog has too few products to learn from (the index then keeps the rule)."""
+    import lightgbm as lgb
+    import numpy as np
+
+    from indexing.questions import EVAL_SHARE
+
+    cfg = cfg or RankerConfig()
+    data = training_data(index, cfg)
+    if data is None:
+        return None, {"skipped": f"fewer than {cfg.min_products} products to train on: fused by rule"}
+    val, gs = data["val"], data["group"]
+    fit = ~val[np.repeat(np.arange(len(gs)), gs)]
+    model = lgb.LGBMRanker(objective="lambdarank", n_estimators=cfg.trees, num_leaves=cfg.leaves,
+                           learning_rate=cfg.learning_rate, min_child_samples=20, random_state=cfg.seed, n_jobs=2,
+                           deterministic=True, force_row_wise=True, verbose=-1, lambdarank_truncation_level=10)
+    model.fit(data["X"][fit], data["y"][fit], group=gs[~val], feature_name=list(FEATURES))
     ranker = Ranker(model.booster_)
-    S = ranker.score(Xs[held])
-    bounds = np.cumsum(np.r_[0, gs[val]])
-    hit1 = [ys[held][a:b][int(np.argmax(S[a:b]))] for a, b in zip(bounds[:-1], bounds[1:])]
     info = {"file": "ranker.txt", "library": f"lightgbm {lgb.__version__}", "objective": "lambdarank",
-            "features": list(FEATURES), "trees": int(model.booster_.num_trees()),
-            "config": asdict(cfg),
-            "training": {"products": len(pool), "questions": int((~val).sum()),
+            "features": list(FEATURES), "trees": int(model.booster_.num_trees()), "config": asdict(cfg),
+            "training": {"products": data["products"], "questions": int((~val).sum()),
                          "validation_questions": int(val.sum()),
                          "phrasings": "eval kinds (fine-tuning templates) + questions.TRAIN_FRAMES_* + "
                                       "TRAIN_DESCRIBE_FRAMES; never HELD_OUT frames",
-                         "split": f"products with questions.held_out_product(uid) (1 in {EVAL_SHARE}) are never trained on; "
-                                  f"1 in {cfg.val_share} of the rest validate"},
-            "validation_hit@1": round(float(np.mean(hit1)), 4) if hit1 else None}
+                         "split": f"products with questions.held_out_product(uid) (1 in {EVAL_SHARE}) are never "
+                                  f"trained on; 1 in {cfg.val_share} of the rest validate"},
+            "validation_hit@1": round(hit_at_1(ranker.score, data, val), 4)}
     return ranker, info

@@ -417,7 +417,7 @@ class Index:
         if "dense_passage" not in use:  # titles mode, or a title-only index
             return titles(), False
         if self.fusion == "rrf":
-            cosine = {r: c.cosine(r) for r in c.rows}
+            cosine = {r: c.cosine(r) for r in c.rows if c.cosine(r) is not None}
             return [r for r, _ in rrf({n: ranks[n] for n in use}, tiebreak=cosine, weights=self.rrf_weights)], False
         # route: the side covering more of the question's words ranks first, the other fills up to k;
         # on a tie, the side with the higher best cosine
