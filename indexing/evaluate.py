@@ -3,10 +3,13 @@
     productqa eval retrieval --index data/index --catalog data/catalog [--n 500] [--seed 0] [--json FILE]
         [--extra questions.json]
 
-For a sample of catalog products, asks about each one the ways users ask (indexing/questions.py):
-by name (exact title, lower-case, partial title, a typo, Portuguese) and by description (a quoted
-span, a "looking for something that..." phrasing, a Portuguese one; never with the title's words).
-`--extra FILE` adds hand-written questions ([{"title", "question"}], reported as "handwritten").
+For a sample of catalog products (by default those the learned fusion never trains on:
+`questions.held_out_product`), asks about each one the ways users ask (indexing/questions.py): by name
+(exact title, lower-case, partial title, a typo, Portuguese; in conversational frames, a training one and
+held-out ones, with typos and partial titles; short titles in held-out frames) and by description (a
+quoted span, a "looking for something that..." phrasing, a Portuguese one, a held-out frame; never with
+the title's words). `--extra FILE` adds hand-written questions ([{"title", "question", "kind"?}]: kind
+"name" -> hand_name, "description" -> hand_desc, none -> handwritten).
 Reports hit@1, hit@5 and MRR (over the top 10) per kind of question, for each retriever.
 
 A hit is the asked-about product, or a product with exactly the same title (two editions of one

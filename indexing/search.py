@@ -189,7 +189,7 @@ class Index:
         from indexing.vectors import set_nprobe, to_gpu
 
         self.folder = Path(folder)
-        self.weights, self.rrf_weights, self.fusion = dict(WEIGHTS), dict(RRF_WEIGHTS), FUSION
+        self.weights, self.rrf_weights = dict(WEIGHTS), dict(RRF_WEIGHTS)
         self.meta = read_meta(self.folder)
         model_path = check_model(self.meta, model, where=self.folder)
         self.docs = read_docs(self.folder, self.meta)
@@ -254,8 +254,8 @@ class Index:
         vectors), "bm25" (title words) or "fuzzy" (title character trigrams)."""
         if not questions:
             return []
-        cands = self.candidates(questions, mode, k)
         learned = self.fusion == "learned" and mode == "hybrid" and self.ranker is not None
+        cands = self.candidates(questions, mode, k, for_ranker=learned)
         if learned:  # one model call for the whole batch
             import numpy as np
 
@@ -273,8 +273,11 @@ class Index:
             out.append([self._hit(c, row, pos, described) for pos, row in enumerate(ranking[:k])])
         return out
 
-    def candidates(self, questions: list[str], mode: str = "hybrid", k: int = CANDIDATES) -> list[Candidates]:
-        """Every retriever of `mode`, searched once for the whole batch; per question what each found."""
+    def candidates(self, questions: list[str], mode: str = "hybrid", k: int = CANDIDATES,
+                   for_ranker: bool = True) -> list[Candidates]:
+        """Every retriever of `mode`, searched once for the whole batch; per question what each found.
+        `for_ranker`: also what only the learned fusion's features read (idf-weighted coverage, the cosines
+        of every candidate); the rule does without."""
         use = tuple(r for r in MODES[mode] if (self.passages is not None or not r.endswith("_passage"))
                     and (r != "fuzzy" or self.chars is not None))
         n = max(k, CANDIDATES) if len(use) > 1 else k
@@ -297,7 +300,7 @@ class Index:
             from indexing.lexical import bm25_search
 
             res["fuzzy"] = bm25_search(self.chars, char_grams(focused), n)
-        cover = self._coverage(tokens, res)
+        cover = self._coverage(tokens, res, weighted=for_ranker)
         out = []
         for qi in range(len(questions)):
             ranks, scores, best_passage = {}, {}, {}
@@ -308,7 +311,7 @@ class Index:
                     ranks[name] = [int(r) for r in I[qi] if r >= 0]
                     scores[name] = {int(r): float(s) for r, s in zip(I[qi], S[qi]) if r >= 0}
             out.append(Candidates(questions[qi], focused[qi], use, ranks, scores, best_passage, *cover[qi]))
-        if xq is not None and "dense" in use and len(use) > 1:
+        if for_ranker and xq is not None and "dense" in use and len(use) > 1:
             self._cosines(xq, out)
         return out
 
@@ -372,9 +375,10 @@ class Index:
                    dense_score=c.cosine(row), bm25_score=c.scores.get("bm25", {}).get(row), retrievers=found,
                    passage=passage, match="description" if desc else "title", coverage=max(cov_t, cov_p))
 
-    def _coverage(self, tokens, res) -> list[tuple[dict, dict]]:
+    def _coverage(self, tokens, res, weighted: bool) -> list[tuple[dict, dict, dict, dict]]:
         """Per (tokenized) question ({title row: word coverage}, {product row: best passage word coverage}, and
-        both idf-weighted) over every candidate the retrievers found (indexing.lexical.coverage)."""
+        both idf-weighted when `weighted`, else empty) over every candidate the retrievers found
+        (indexing.lexical.coverage)."""
         import numpy as np
 
         from indexing.lexical import coverage
@@ -386,7 +390,9 @@ class Index:
             if not got or bm is None:
                 continue
             I = np.concatenate(got, axis=1)
-            for j, C in ((side, coverage(bm, tokens, I)), (side + 2, coverage(bm, tokens, I, weighted=True))):
+            kinds = ((side, False), (side + 2, True)) if weighted else ((side, False),)
+            for j, w in kinds:
+                C = coverage(bm, tokens, I, weighted=w)
                 for qi in range(len(tokens)):
                     best = out[qi][j]
                     for r, c in zip(I[qi], C[qi]):

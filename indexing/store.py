@@ -44,8 +44,8 @@ FORMAT_VERSION = 2
 META, TITLES, DOCS, BM25 = "meta.json", "index.faiss", "docs.parquet", "bm25"
 PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES = "passages.faiss", "passages.parquet", "bm25_passages"
 FILES = {1: (META, TITLES, DOCS, BM25), 2: (META, TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES)}
-SIZED = (TITLES, DOCS, PASSAGE_VECTORS, PASSAGES, "ranker.txt")  # their sizes go into meta.json: truncation is caught on load
 BM25_CHARS, RANKER = "bm25_chars", "ranker.txt"  # optional: present when meta.json has "fuzzy" / "ranker"
+SIZED = (TITLES, DOCS, PASSAGE_VECTORS, PASSAGES, RANKER)  # their sizes go into meta.json: truncation is caught on load
 OPTIONAL = {"fuzzy": BM25_CHARS, "ranker": RANKER}
 REBUILD_HINT = "rebuild with `productqa index build` to search descriptions"
 
