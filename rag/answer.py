@@ -15,8 +15,11 @@ What the answer is (`mode`, measured in README "Answer modes"):
   generate   the model writes the answer (citation line, then the description as it copies it); the
              answer ends at EOS, "###" or the start of the next entry, and an answer that is empty,
              only a citation, or loops falls back to the cited entry's catalog description
-  auto       (default) verbatim for questions that ask what a product is; generate for questions
-             that ask one detail of it ("how long is it?"), which the description must be read for
+  quote      no model: the sentence of the best retrieved entry's description that states the detail
+             asked ("what age is it for?" -> "Ages 0-3", and the sentence, word for word, with its
+             span; rag/detail.py), or "the catalog's description doesn't say ..." (origin "not_stated")
+  auto       (default) verbatim for questions that ask what a product is; quote for questions about
+             one detail of it (age, author, pages, ... or any other: then its most similar sentence)
 
 Abstention happens twice: before generating, when the best retrieved product is not close enough
 (cosine below the threshold calibrated at index build time and stored in meta.json), and when the
@@ -45,7 +48,7 @@ DEFAULT_MAX_NEW_TOKENS = 320  # ~1,200 characters: the longest answer the prompt
 # prompt's tokens, so any value > 1 punishes copying the retrieved description (ROUGE-L 0.684 at 1.0,
 # 0.338 at 1.05 on held-out products); loops are rare and cut by max_new_tokens.
 REPETITION_PENALTY = 1.0
-MODES = ("auto", "verbatim", "generate")
+MODES = ("auto", "verbatim", "generate", "quote")
 ENGINES = ("transformers", "vllm")  # who produces the tokens: this process, or a vLLM server
 DEFAULT_MODE = "auto"
 # verbatim: the model writes "[2]" (3 tokens) or starts "This product is not in the catalog." (its
@@ -71,6 +74,11 @@ class Answer:
     # entry's description instead), "refused" (not in the catalog)
     origin: str = "generated"
     fallback_reason: str | None = None  # "empty", "citation only", "looping"
+    # detail answers (origin "quote" / "not_stated"): the detail asked, and the cited entry's sentence
+    # stating it, word for word, with its [start, end) in that entry's description
+    kind: str | None = None
+    quote: str | None = None
+    quote_span: tuple[int, int] | None = None
 
     @property
     def cited_source(self):
@@ -80,7 +88,8 @@ class Answer:
         cited = self.cited_source
         return {"question": self.question, "answer": self.text, "abstained": self.abstained,
                 "cited_uid": cited.uid if cited else None, "origin": self.origin,
-                "fallback_reason": self.fallback_reason,
+                "fallback_reason": self.fallback_reason, "kind": self.kind, "quote": self.quote,
+                "quote_span": list(self.quote_span) if self.quote_span else None,
                 "sources": [{"uid": h.uid, "title": h.title, "score": round(h.dense_score or 0.0, 4),
                              "match": h.match, **({"passage": h.passage} if h.match == "description" else {})}
                             for h in self.sources],
@@ -140,13 +149,49 @@ def drain(gen):
             return stop.value
 
 
-def answer_mode(mode: str, question: str) -> str:
-    """"verbatim" or "generate" for this question; "auto" decides by what the question asks."""
+def answer_mode(mode: str, question: str, title: str | None = None) -> str:
+    """"verbatim", "quote" or "generate" for this question; "auto" decides by what the question asks:
+    what a product is -> verbatim; one detail (of a kind rag.detail.KINDS knows, or any other) -> quote."""
     from indexing.questions import asks_for_description
+    from rag.detail import detail_kind
 
     if mode == "auto":
-        return "verbatim" if asks_for_description(question) else "generate"
+        if _ASKS_DESCRIPTION.search(question):
+            return "verbatim"
+        if detail_kind(question, title) is not None and not _ASKS_WHAT_IS.search(question):
+            return "quote"
+        # any other question about one detail: the sentence most like it (measured against generate:
+        # README "Detail questions")
+        return "verbatim" if asks_for_description(question) else "quote"
     return mode
+
+
+# words that ask for the whole description, whatever else the question holds
+_ASKS_DESCRIPTION = re.compile(r"\b(?:describe|description|tell\s+me\s+about|what\s+can\s+you\s+tell|descri[çc][ãa]o|"
+                               r"descreva|fale\s+(?:sobre|do|da)|me\s+fale)\b", re.I)
+# "what is X" / "tell me about X" asks for the description even when X holds a detail word ("The Age
+# of Innocence"); "what is the age range of X" does not
+_ASKS_WHAT_IS = re.compile(r"^\W*(?:what\s+is|what's|whats|tell\s+me\s+about|describe|o\s+que\s+[ée]|"
+                           r"qual\s+[ée]\s+a\s+descri[çc][ãa]o|descreva|fale\s+sobre)\s+['\"‘“]", re.I)
+
+
+def answer_detail(ans: Answer, encode=None) -> Answer:
+    """Quote mode: the best retrieved entry's sentence stating what the question asks, checked to be
+    word for word that entry's text (rag.detail.check_quote), or "the description doesn't say".
+    Sentences are chosen by word overlap alone: adding the index's MiniLM cosine (`encode`) scored
+    lower on the detail fixture, on both halves (README "Detail questions")."""
+    from rag.detail import check_quote, detail_text, is_portuguese, not_stated_text, read_detail
+
+    src = ans.sources[0]
+    d = read_detail(ans.question, src.title, src.content or "", encode=encode)
+    ans.cited, ans.kind = 1, d.kind
+    span = check_quote(d.quote, src.content or "") if d.stated else None
+    if span is not None:
+        ans.text, ans.quote, ans.quote_span, ans.origin = detail_text(d), d.quote, span, "quote"
+    else:
+        ans.text, ans.origin = not_stated_text(src.title, d.kind,
+                                                           is_portuguese(ans.question.replace(src.title, " "))), "not_stated"
+    return ans
 
 
 def finish(ans: Answer, generated: str, mode: str = "generate") -> Answer:
@@ -290,6 +335,7 @@ class Answerer:
 
     # ------------------------------------------------------------------ steps
 
+
     def retrieve(self, questions: list[str], k: int):
         return self.index.retrieve_many(questions, k=k)
 
@@ -385,8 +431,14 @@ class Answerer:
 
         t0 = time.perf_counter()
         ans = self._prepare(question, k, use_retrieval, hits, t0)
-        mode = answer_mode(mode or self.mode, ans.question) if ans.sources else "generate"
+        mode = answer_mode(mode or self.mode, ans.question, ans.sources[0].title) if ans.sources else "generate"
         if ans.abstained:
+            ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
+            yield ans.text
+            yield ans
+            return ans
+        if mode == "quote":
+            answer_detail(ans)
             ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
             yield ans.text
             yield ans
@@ -446,11 +498,17 @@ class Answerer:
         for i, (q, hits) in enumerate(zip(questions, all_hits)):
             a = self._prepare(q, k, use_retrieval, hits, t0)
             a.retrieval_ms = t_ret
+            m = answer_mode(mode or self.mode, a.question, a.sources[0].title) if a.sources else "generate"
             if a.abstained:
                 a.latency_ms = t_ret
                 yield i, a
+            elif m == "quote":  # no model
+                t1 = time.perf_counter()
+                answer_detail(a)
+                a.latency_ms = t_ret + (time.perf_counter() - t1) * 1000
+                yield i, a
             else:
-                todo.append((i, a, answer_mode(mode or self.mode, a.question) if a.sources else "generate"))
+                todo.append((i, a, m))
         # A batch generates until its longest answer ends, and pads to its longest prompt. Verbatim picks
         # are a few tokens each, so they batch together; a generated answer copies the top source's
         # description, so sorting by that length groups similar prompt and answer lengths
@@ -522,8 +580,9 @@ def add_mode_argument(p: argparse.ArgumentParser) -> None:
     """--answer-mode, shared by ask, batch and chat."""
     p.add_argument("--answer-mode", choices=MODES, default=DEFAULT_MODE,
                    help="verbatim: the model picks the entry, the answer is its catalog description; generate: "
-                        "the model writes the answer; auto (default): verbatim for 'what is X' questions, "
-                        "generate for questions about one detail")
+                        "the model writes the answer; quote: the description's sentence stating the detail asked "
+                        "(no model); auto (default): verbatim for 'what is X' questions, quote for questions "
+                        "about one detail, generate for the rest")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -550,11 +609,13 @@ def main(args: argparse.Namespace) -> int:
     if ans.origin == "fallback":  # what streamed was unusable: say so, then show the catalog's text
         print(f"\n(the model's answer was {ans.fallback_reason}; the catalog's description of the "
               f"{'cited' if ans.cited else 'closest'} product instead:)\n{ans.text}")
+    if ans.origin == "quote":
+        print(f"\n(quoted from source 1, its description's characters {ans.quote_span[0]}-{ans.quote_span[1]})")
     label = "closest products (not in the catalog)" if ans.abstained else "sources"
     if ans.sources:
         print(f"\n{label}:")
         for rank, h in enumerate(ans.sources, 1):
-            mark = ("" if rank != ans.cited else "  <- cited" if ans.origin == "generated"
+            mark = ("" if rank != ans.cited else "  <- cited" if ans.origin in ("generated", "quote", "not_stated")
                     else "  <- answer (its catalog description)")
             print(f"{rank:>2}. {h.uid}  {h.title}  (cosine {h.dense_score or 0:.3f}){mark}")
             if h.match == "description":

@@ -72,7 +72,8 @@ def run_batch(qa, items: list[dict], out: str | Path, k: int = 3, batch_size: in
                 it = chunk[i]
                 d = a.to_dict()
                 rec = {"id": it["id"], "question": it["question"], "answer": a.text, "abstained": a.abstained,
-                       "origin": a.origin, "fallback_reason": a.fallback_reason, "sources": d["sources"],
+                       "origin": a.origin, "fallback_reason": a.fallback_reason, "kind": d["kind"], "quote": d["quote"],
+                       "quote_span": d["quote_span"], "sources": d["sources"],
                        "cited_uid": d["cited_uid"], "latency_ms": round(a.latency_ms, 1)}
                 if a.notice:
                     rec["notice"] = a.notice

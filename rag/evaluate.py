@@ -4,6 +4,9 @@ product's text and nothing else, with numbers.
     productqa eval answers --index data/index --catalog data/catalog --adapter data/adapter [--n 40] [--out DIR]
         [--systems base,base+rag,fine-tuned,fine-tuned+rag,retrieval] [--answer-mode verbatim,generate]
 
+`--detail FILE` instead runs the hand-written detail questions (see `evaluate_detail`): retrieval,
+retrieval+sentence (quote mode, no model), auto, and with --adapter fine-tuned + RAG (generate).
+
 On held-out products (the adapter's held-out products: it never trained on them) asks about each one
 in five ways (the phrasings of `eval retrieval`: exact title, lower-case, partial title, a typo,
 Portuguese) and compares systems:
@@ -261,7 +264,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--index", required=True, metavar="INDEX_DIR")
     p.add_argument("--catalog", required=True, metavar="DIR")
-    p.add_argument("--adapter", required=True, metavar="ADAPTER_DIR")
+    p.add_argument("--adapter", metavar="ADAPTER_DIR", help="the fine-tuned adapter (needed for the fine-tuned systems)")
+    p.add_argument("--detail", metavar="FILE",
+                   help="instead: detail questions (tests/rag/data/detail_questions.json) answered by retrieval, "
+                        "retrieval+sentence (quote mode, no model) and, with --adapter, fine-tuned + RAG (generate) "
+                        "-> DIR/detail.md, DIR/detail.json")
     p.add_argument("--n", type=int, default=40, help="held-out products to ask about (default 40)")
     p.add_argument("--n-invented", type=int, help="questions about invented products (default: --n)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -298,6 +305,10 @@ def main(args: argparse.Namespace) -> int:
     penalty = REPETITION_PENALTY if args.repetition_penalty is None else args.repetition_penalty
     if penalty <= 0:
         raise UserError("--repetition-penalty must be > 0 (1.0 = none)")
+    if args.detail:
+        return main_detail(args)
+    if not args.adapter:
+        raise UserError("--adapter is needed (or --detail FILE, which runs without one)")
     needs_base = any(k.startswith("base") for k in keys)  # base systems answer with the adapter off
     qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, repetition_penalty=penalty,
                   serve_base=needs_base, **engine_kwargs(args))
@@ -326,4 +337,143 @@ def main(args: argparse.Namespace) -> int:
     plot(report, out / "report.png")
     print(table)
     print(f"\nreport: {out / 'report.md'}, chart: {out / 'report.png'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- detail questions
+
+# retrieval: the best retrieved description, whole; retrieval+sentence: its sentence stating the detail
+# (quote mode, no model); auto: what ProductQA answers by default (quote, or verbatim for "what is X");
+# fine-tuned + RAG (generate): the adapter writes the answer (needs --adapter)
+DETAIL_SYSTEMS = ("retrieval", "retrieval+sentence", "auto", "fine-tuned + RAG (generate)")
+
+
+def tuning_part(title: str) -> str:
+    """"dev" or "held-out": the half of the detail fixture's products rag/detail.py's rules were written
+    while looking at, and the half they never were (by a hash of the title, so it never changes)."""
+    import zlib
+
+    return "dev" if zlib.crc32(title.encode()) % 2 == 0 else "held-out"
+
+
+def read_detail_questions(path) -> list[dict]:
+    """The detail fixture: [{"title", "question", "lang", "kind", "answers": [gold substrings]}];
+    `answers: []` marks a question the description does not answer."""
+    try:
+        items = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"--detail {path}: {e}") from None
+    bad = [i for i, it in enumerate(items) if not isinstance(it, dict) or not {"title", "question", "answers"} <= set(it)]
+    if not isinstance(items, list) or bad:
+        raise UserError(f"--detail {path}: every item needs title, question and answers (items {bad[:5]})")
+    return items
+
+
+def evidence_sentence(content: str, gold: list[str]) -> str:
+    """The sentence of `content` holding the first gold string (token F1's reference)."""
+    from rag.detail import sentences
+
+    low = content.lower()
+    for g in gold:
+        at = low.find(g.lower())
+        if at >= 0:
+            for s, e in sentences(content):
+                if s <= at < e:
+                    return content[s:e]
+            return g
+    return ""
+
+
+def evaluate_detail(qa, items: list[dict], docs, systems=DETAIL_SYSTEMS, progress: bool = True) -> dict:
+    """Run each system on the detail questions, one question at a time (latency as a shopper sees it);
+    metrics per system and language, on all questions and on the held-out half (`tuning_part`)."""
+    from tqdm import tqdm
+
+    content = dict(zip(docs["title"], docs["content"]))
+    report = {"n_questions": len(items), "systems": {}, "answers": {}}
+    for name in systems:
+        if name.startswith("fine-tuned") and qa.adapter is None:
+            continue
+        if name == "retrieval":
+            asker, kw = TopRetrieved(qa), {}
+        else:
+            mode = {"retrieval+sentence": "quote", "auto": "auto"}.get(name) or name.split("(")[1].rstrip(")")
+            asker, kw = qa, {"mode": mode}
+        rows = []
+        for it in tqdm(items, desc=name, disable=not progress):
+            t0 = time.perf_counter()
+            a = asker.ask_many([it["question"]], **kw)[0]
+            ms = (time.perf_counter() - t0) * 1000
+            gold, text = it["answers"], a.text
+            src = a.cited_source
+            rows.append({
+                "question": it["question"], "lang": it.get("lang", "en"), "part": tuning_part(it["title"]),
+                "answerable": bool(gold), "answer": text, "origin": a.origin, "quote_span": a.quote_span,
+                "right_product": bool(src) and not a.abstained and src.title == it["title"],
+                "refused": a.abstained, "not_stated": a.origin == "not_stated",
+                "contains": any(g.lower() in text.lower() for g in gold), "words": len(text.split()),
+                "f1": token_f1(text, evidence_sentence(content.get(it["title"], ""), gold)) if gold else None,
+                "latency_ms": ms})
+        report["answers"][name] = rows
+        report["systems"][name] = {g: _detail_metrics([r for r in rows if sel(r)])
+                                   for g, sel in (("en", lambda r: r["lang"] == "en"),
+                                                  ("pt", lambda r: r["lang"] == "pt"),
+                                                  ("held-out en", lambda r: r["lang"] == "en" and r["part"] == "held-out"),
+                                                  ("held-out pt", lambda r: r["lang"] == "pt" and r["part"] == "held-out"),
+                                                  ("all", lambda r: True))}
+    return report
+
+
+def _detail_metrics(rows: list[dict]) -> dict:
+    import statistics
+
+    ans, un = [r for r in rows if r["answerable"]], [r for r in rows if not r["answerable"]]
+    n = max(len(ans), 1)
+    return {"answerable": len(ans), "unanswerable": len(un),
+            "contains_gold": sum(r["contains"] for r in ans) / n,
+            "concise_correct": sum(r["contains"] and r["words"] <= 50 for r in ans) / n,
+            "median_words": statistics.median([r["words"] for r in ans]) if ans else 0,
+            "token_f1": sum(r["f1"] for r in ans) / n,
+            "right_product": sum(r["right_product"] for r in ans) / n,
+            "not_stated": sum(r["not_stated"] for r in un) / max(len(un), 1),
+            "false_not_stated": sum(r["not_stated"] for r in ans) / n,
+            "refused": sum(r["refused"] for r in rows) / max(len(rows), 1),
+            "latency_p50_ms": statistics.median([r["latency_ms"] for r in rows]) if rows else 0.0}
+
+
+def format_detail_report(report: dict) -> str:
+    lines = [f"{report['n_questions']} hand-written detail questions (answerable / unanswerable per row); "
+             "'held-out' = the half of the products rag/detail.py's rules were not written against.", "",
+             "| system | questions | concise-correct (gold, ≤ 50 words) | contains gold | median words | token F1 "
+             "(evidence sentence) | right product | 'not stated' (unanswerable) | false 'not stated' | "
+             "refused 'not in catalog' | p50 latency (ms) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s, groups in report["systems"].items():
+        for g, m in groups.items():
+            lines.append(f"| {s} | {g} ({m['answerable']}/{m['unanswerable']}) | {m['concise_correct']:.3f} | "
+                         f"{m['contains_gold']:.3f} | {m['median_words']:.0f} | {m['token_f1']:.3f} | "
+                         f"{m['right_product']:.1%} | {m['not_stated']:.1%} | {m['false_not_stated']:.1%} | "
+                         f"{m['refused']:.1%} | {m['latency_p50_ms']:,.0f} |")
+    return "\n".join(lines)
+
+
+def main_detail(args: argparse.Namespace) -> int:
+    """`eval answers --detail FILE`: the detail questions' report."""
+    from indexing.catalog import read_catalog
+    from rag.answer import Answerer, engine_kwargs
+
+    items = read_detail_questions(args.detail)
+    if not args.out and not args.adapter:
+        raise UserError("--out DIR is needed without --adapter")
+    qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, **engine_kwargs(args))
+    report = evaluate_detail(qa, items, read_catalog(args.catalog), progress=not args.quiet)
+    out = Path(args.out) if args.out else Path(args.adapter) / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = (f"productqa eval answers --index {args.index} --catalog {args.catalog} --detail {args.detail}"
+           + (f" --adapter {args.adapter}" if args.adapter else "") + f" --out {out}")
+    table = format_detail_report(report)
+    (out / "detail.md").write_text(f"Command: `{cmd}`\n\n{table}\n")
+    (out / "detail.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(table)
+    print(f"\nreport: {out / 'detail.md'}")
     return 0

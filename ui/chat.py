@@ -62,6 +62,12 @@ def escape_md(text: str) -> str:
     return _AUTOLINK.sub(lambda m: (m.group(1) + ent(":") + "//") if m.group(2) else (m.group(3) + ent(".")), text)
 
 
+def highlight(text: str, span) -> str:
+    """`text` escaped, with text[span[0]:span[1]] inside <mark> (the only markup that is not escaped)."""
+    s, e = span
+    return f"{escape_md(text[:s])}<mark>{escape_md(text[s:e])}</mark>{escape_md(text[e:])}"
+
+
 def is_followup(question: str) -> bool:
     """Does the question refer back ("it", "this one", "isso") rather than name a product?"""
     return bool(_FOLLOWUP_WORDS.search(question)) and "'" not in question and '"' not in question
@@ -152,7 +158,12 @@ class ChatSession:
                 body = f"**{body}**"
             elif final.cited_source is not None:  # the model's citation line, shown as a heading
                 body = f"**{escape_md(final.cited_source.title)}** ({final.cited})\n\n{body}"
-            if final.origin == "catalog":
+            if final.origin == "quote" and final.cited_source is not None:  # the quote, highlighted in its source
+                body += "\n\n" + highlight(final.cited_source.content, final.quote_span)
+                body += "\n\n_the sentence of the catalog's description that says so, highlighted_"
+            elif final.origin == "not_stated":
+                body += "\n\n_the product is in the catalog; its description does not hold this detail_"
+            elif final.origin == "catalog":
                 body += "\n\n_the catalog's description of the product the model picked_"
             elif final.origin == "fallback":  # the model's own words were unusable: say so
                 body += (f"\n\n_the model's answer was {escape_md(final.fallback_reason)}: this is the "

@@ -93,8 +93,13 @@ def test_answer_mode_follows_the_question():
     assert answer_mode("auto", "What is 'Mog's Kittens'?") == "verbatim"
     assert answer_mode("auto", "Qual é a descrição deste produto: mog's kittens?") == "verbatim"
     assert answer_mode("auto", "the picture book where a tiger comes to tea and eats everything") == "verbatim"
-    assert answer_mode("auto", "how long is it? (about 'Girls Ballet Tutu')") == "generate"
-    assert answer_mode("auto", "e quantas páginas tem?") == "generate"
+    assert answer_mode("auto", "how long is it? (about 'Girls Ballet Tutu')") == "quote"
+    assert answer_mode("auto", "e quantas páginas tem?") == "quote"
+    assert answer_mode("auto", "what age is Mog's Kittens for?") == "quote"
+    # a detail word inside the title asks for no detail
+    assert answer_mode("auto", "What is The Age of Innocence?", "The Age of Innocence") == "verbatim"
+    assert answer_mode("auto", "What is 'The Age of Innocence'?") == "verbatim"
+    assert answer_mode("auto", "Is it any good as a gift?") == "quote"
     assert answer_mode("generate", "What is 'Mog's Kittens'?") == "generate"
 
 
@@ -171,7 +176,7 @@ def test_batch_writes_refusals_before_generating_and_resumes(docs, tmp_path):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert sorted(x["id"] for x in rows) == list(range(9))
     assert set(rows[-1]) == {"id", "question", "answer", "abstained", "origin", "fallback_reason", "sources",
-                             "cited_uid", "latency_ms"}
+                             "cited_uid", "latency_ms", "kind", "quote", "quote_span"}
     by_id = {r["id"]: r for r in rows}
     assert by_id[1]["answer"] == docs.content[1] and by_id[1]["cited_uid"] == "u2"
     assert by_id[7]["answer"] == NOT_IN_CATALOG and by_id[7]["origin"] == "refused"

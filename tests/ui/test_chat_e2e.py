@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 EVIL_TITLE = "Evil Widget Deluxe Edition"
 EVIL_CONTENT = ('<script>window.pwned = 1</script><img src="x" onerror="window.pwned = 2"> '
                 'Look: ![tracker](http://evil.test/pixel.png) and [click](javascript:window.pwned=3) '
-                '<img src="http://evil.test/img.png"> A widget that must render as plain text.')
+                '<img src="http://evil.test/img.png"> A widget that must render as plain text. '
+                'Suitable for ages 3-5 <i>and up</i>.')
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
@@ -155,4 +156,21 @@ def test_browser_renders_hostile_description_as_text(server, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(1000)  # let the accordion's opening animation finish
     page.screenshot(path=str(SCREENSHOTS / "chat_xss.png"), full_page=True)
+    page.close()
+
+
+def test_browser_highlights_the_quoted_sentence_escaped(server, browser):
+    url, _ = server
+    page = open_page(browser, url)
+    ask(page, f"What age is '{EVIL_TITLE}' for?")
+    page.wait_for_function("document.querySelector('#chatbot mark') !== null", timeout=120_000)
+    page.wait_for_timeout(1500)
+    marks = page.evaluate("[...document.querySelectorAll('#chatbot mark')].map(m => m.innerText)")
+    assert marks == ["Suitable for ages 3-5 <i>and up</i>."]  # the quote, highlighted, its tags shown as text
+    assert page.evaluate("document.querySelectorAll('#chatbot mark i, #chatbot script').length") == 0
+    text = page.inner_text("#chatbot")
+    assert "ages 3-5" in text and "that says so, highlighted" in text
+    assert page.evaluate("window.pwned") == 0
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "chat_quote.png"), full_page=True)
     page.close()

@@ -1,0 +1,277 @@
+"""Detail answers without the model: the sentence of a product's description that states what a
+question asks ("what age is Mog's Kittens for?" -> "Ages 0-3", quoting the sentence it comes from),
+or, when the description holds nothing of the kind asked, "the catalog's description doesn't say".
+
+    from rag.detail import read_detail
+    d = read_detail("how many pages is Wolf Hall?", title, content, encode=None)
+    d.kind, d.stated, d.short, d.quote, d.span          # span: (start, end) of the quote in `content`
+
+This is `eval answers`' `retrieval+sentence` system and the check every quote passes (`check_quote`):
+  1. the question's detail kind (author, pages, age, length, ...) from its words (English and
+     Portuguese, `KINDS`); a question of no known kind is answered by its most similar sentence;
+  2. the description's sentences (`sentences`, character spans into the description);
+  3. for a known kind, only sentences holding that kind's evidence (a number of pages, an age range,
+     "read by", ...) are candidates; none -> not stated; among candidates (or all sentences, for no
+     kind) the one most similar to the question (its words without the title's, and, with `encode`,
+     the index's own embedding model);
+  4. the short answer is the evidence itself where the kind has a short form ("352 pages", "Ages 3-5",
+     "by Hilary Mantel"), else the quoted clause.
+
+Run `productqa eval answers --detail FILE` to measure it (rag/evaluate.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from indexing.lexical import _stopwords
+
+# kind -> (question words, evidence in a sentence, what is missing "doesn't say ...": (en, pt))
+_NUM = r"\d+(?:[,.]\d+)*"
+KINDS: dict[str, tuple[str, str, tuple[str, str]]] = {
+    "illustrator": (r"illustrat\w*|pictures|drawings|ilustr\w*|desenh\w*",
+                    r"illustrat\w*|pictures by|drawings|ilustra\w*", ("who illustrated it", "quem o ilustrou")),
+    "narrator": (r"narrat\w*|read\s+by|who\s+(?:reads|performs|voices)|reader|narra\w*|quem\s+l[êe]",
+                 r"read\s+by|narrat\w*|perform\w*|reads\b|reader|recount\w*|\bhear\s+[A-Z]|\bvoice|lido\s+por|narrad\w*",
+                 ("who narrates it", "quem o narra")),
+    "author": (r"who\s+(?:wrote|writes|penned|is\s+(?:the\s+)?(?:author|writer))|\bauthor|\bwriter|written\s+by|"
+               r"quem\s+(?:escreveu|é\s+o\s+autor)|\bautor\w*|escrit\w*\s+por",
+               r"\bby\s+[A-Z]|author|written|writes|wrote|novelist|writer|novel by|autor",
+               ("who wrote it", "quem o escreveu")),
+    "pages": (r"pages?\b|p[áa]ginas?", rf"{_NUM}\s*(?:-\s*)?(?:pages?|pp\b|p[áa]ginas)",
+              ("how many pages it has", "quantas páginas tem")),
+    "age": (r"\bage[sd]?\b|how\s+old|years?\s+old|reading\s+level|grade|idade|faixa\s+et[áa]ria|anos",
+            rf"\bages?\s*{_NUM}|aged\s*{_NUM}|{_NUM}\s*(?:-|to|–|and\s+up|\+)\s*(?:{_NUM}\s*)?(?:years?|yrs)|"
+            r"years?\s+old|grades?\s*\d|pre-?school|toddlers?|bab(?:y|ies)|young\s+(?:readers|children)|"
+            r"\bteens?\b|young\s+adult|beginning\s+readers|first\s+readers|idade",
+            ("what age it is for", "para que idade é")),
+    "length": (r"how\s+long|running\s+time|how\s+many\s+(?:cds?|discs?|cassettes?|tapes?|hours|minutes)|"
+               r"\b(?:cds?|discs?|cassettes?|tapes?)\b|minutes|hours|dura[çc][ãa]o|quant[oa]s\s+(?:cds?|fitas|discos|horas)",
+               rf"{_NUM}\s*(?:-\s*)?(?:cds?|discs?|cassettes?|tapes?|hours?|hrs?|minutes?|mins?)\b|"
+               r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve)\s+(?:cds?|discs?|cassettes?|tapes?|hours?)\b|"
+               r"\b(?:un)?abridged\b",
+               ("how long it is", "qual é a duração")),
+    "format": (r"abridged|unabridged|hardcover|hardback|paperback|board\s+book|format|audio\s*book|edition|"
+               r"formato|edi[çc][ãa]o|capa\s+dura|brochura|resumid\w*|integral",
+               r"\b(?:un)?abridged\b|hardcover|hardback|paperback|board\s+books?|audio|cassettes?|\bcds?\b|edition|"
+               r"pop-up|flap", ("what format it is", "qual é o formato")),
+    "includes": (r"come\s+with|comes\s+with|include|what'?s\s+in|contains?|in\s+the\s+box|vem\s+com|inclu\w*|cont[ée]m",
+                 r"includ\w*|contain\w*|comes?\s+with|together\s+with|plus\b|features?\b|collection\s+of|"
+                 r"complete\s+with|inclu\w*", ("what it includes", "o que inclui")),
+    "setting": (r"^\W*where\b|\bwhere\s+(?:is|was|does|did|do)\b|set\s+in|take\s+place|takes\s+place|setting|what\s+(?:period|era|century)|"
+                r"what\s+(?:village|town|city|country|island|place|state|planet)|onde|se\s+passa|ambientad\w*|[ée]poca|"
+                r"cidade|pa[íi]s",
+                r"\bset\s+(?:in|on|against|during)|takes?\s+place|\bin\s+(?:the\s+)?(?:[A-Z]\w+|\d{4}s?|"
+                r"\w+(?:teenth|tieth)\s+century)|during|century|\b1[5-9]\d\ds?\b|\b20\d\ds?\b|village|town|city|"
+                r"island|countryside|-era\b|\bera\b", ("where it is set", "onde se passa")),
+    "character": (r"main\s+character|protagonist|hero(?:ine)?|who\s+is\s+(?:it|the\s+(?:book|story))\s+about|"
+                  r"personage\w*|protagonista|sobre\s+quem",
+                  r"\b[A-Z][a-z]+(?:'s)?\b.*\b(?:is|was|has|must|finds?|learns?|discovers?)\b|hero(?:ine)?|"
+                  r"\bstory\s+of\b|protagonist", ("who the main character is", "quem é o personagem principal")),
+    "series": (r"series|part\s+of|which\s+book|volume|trilogy|sequel|s[ée]rie|cole[çc][ãa]o|volume",
+               r"series|\bbook\s+(?:one|two|three|\d+)|volume|trilogy|sequel|quartet|\bvol\.?\s*\d|collection|"
+               r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|\d+(?:st|nd|rd|th))\b[\w\s.'-]{0,40}?"
+               r"\b(?:mystery|novel|book|installment|instalment|adventure|outing|entry|title)",
+               ("whether it is part of a series", "se faz parte de uma série")),
+    "award": (r"awards?|prizes?|\bwon\b|\bwin\b|winner|bestsell\w*|pr[êe]mi\w*|ganhou|vencedor",
+              r"awards?|prizes?|winner|\bwon\b|medal|shortlisted|longlisted|bestsell\w*|acclaimed|pr[êe]mi\w*",
+              ("whether it won an award", "se ganhou algum prêmio")),
+    "size": (r"\bsize\b|how\s+big|how\s+large|how\s+tall|how\s+long\s+is\s+the|dimensions?|length\s+of|measure|tamanho|"
+             r"dimens\w*|mede|comprimento|altura|largura", rf"{_NUM}\s*(?:-\s*)?(?:inch(?:es)?|in\.|\"|cm|mm|centimet\w+|feet|ft|foot)\b|\bsizes?\b|"
+             r"\blarge\b|\bsmall\b|one\s+size|fits", ("what size it is", "qual é o tamanho")),
+    "material": (r"made\s+(?:of|from)|material|fabric|what\s+is\s+it\s+made|feit[oa]\s+de|tecido",
+                 r"cotton|polyester|nylon|leather|wood(?:en)?|plastic|metal|tulle|silk|wool|steel|satin|spandex|"
+                 r"rubber|made\s+(?:of|from)|algod[ãa]o", ("what it is made of", "de que é feito")),
+    "weight": (r"weigh\w*|\bheavy\b|peso|pesa", rf"{_NUM}\s*(?:lbs?|pounds?|oz|ounces?|kg|kilos?|grams?|g)\b|weigh\w*",
+               ("how much it weighs", "quanto pesa")),
+    "price": (r"\bprice|\bcost|how\s+much\s+(?:is|does|do)|pre[çc]o|custa|valor",
+              rf"[$£€]\s*{_NUM}|\bprice|{_NUM}\s*(?:dollars|pounds|euros)", ("what it costs", "quanto custa")),
+    "colour": (r"colou?rs?\b|\bcor(?:es)?\b", r"\b(?:colou?rs?|red|blue|green|yellow|pink|black|white|purple|orange|"
+               r"brown|grey|gray|gold|silver)\b", ("what colour it is", "de que cor é")),
+    "warranty": (r"warrant\w*|guarantee\w*|garantia", r"warrant\w*|guarantee\w*|garantia",
+                 ("whether it has a warranty", "se tem garantia")),
+    "battery": (r"batter\w*|charge|bateria|pilhas?", r"batter\w*|rechargeable|charg\w*|pilhas?",
+                ("anything about batteries", "nada sobre baterias")),
+    "year": (r"what\s+year|when\s+was\s+(?:it|this|\S+(?:\s+\S+){0,6})\s+(?:published|released|written|made)|"
+             r"publication\s+(?:date|year)|release\s+date|em\s+que\s+ano|quando\s+(?:foi\s+)?(?:publicad|lan[çc]ad)\w*",
+             r"\b(?:1[5-9]|20)\d\d\b", ("when it was published", "quando foi publicado")),
+    "isbn": (r"\bisbn\b", r"\bisbn\b", ("its ISBN", "o ISBN")),
+}
+# first match wins: the specific kinds (illustrator before author, weight before size, ...)
+ORDER = ("isbn", "warranty", "battery", "weight", "price", "colour", "illustrator", "narrator", "author", "pages",
+         "length", "age", "format", "includes", "material", "size", "award", "series", "year", "setting", "character")
+_Q = {k: re.compile(KINDS[k][0], re.I) for k in ORDER}
+_EVIDENCE = {k: re.compile(KINDS[k][1], re.I if k not in ("author", "setting", "character") else 0) for k in ORDER}
+# where the evidence itself is a good short answer ("352 pages", "Ages 3-5", "3 CDs"); others quote the clause
+SHORT_KINDS = ("pages", "length", "weight", "price", "size")
+_SHORT_FORM = SHORT_KINDS + ("age", "author")
+_AUTHOR_NAME = re.compile(r"\bby\s+((?:[A-Z][\w.'-]*\.?\s*){1,4})")
+# a sentence ends at . ! ? before a capital, but not after an initial ("James R. Gaines") or a title
+_NOT_END = "".join(f"(?<!{a})" for a in (r"\b[A-Z]\.", "Mr.", "Ms.", "Dr.", "St.", "Jr.", "Sr.", "Mrs.", "vs.", "Vol.", "No."))
+_SENTENCE_END = re.compile(rf"(?<=[.!?]){_NOT_END}[\"')\]]*\s+(?=[\"'(\[]*[A-Z0-9])|\n+|\s+-{{2,}}\s*|\s+[•·]\s+")
+# reviewers' and publishers' boilerplate states nothing about the product
+_BOILERPLATE = re.compile(r"copyright|all rights reserved|reed business information|this text refers to|"
+                          r"\b(?:Lib\.|Library),\s+\w+", re.I)
+_CLAUSE_END = re.compile(r"[;:]\s+|\s+[-–—]\s+|,\s+(?=(?:and|but|which|while|with)\b)")
+MAX_QUOTE_WORDS = 40  # a longer sentence is narrowed to its clause holding the evidence
+_WORDS = re.compile(r"[^\W_]+", re.U)
+
+
+@dataclass
+class Detail:
+    kind: str | None  # the detail asked ("age", "pages", ...), None for a question of no known kind
+    stated: bool  # the description holds it
+    short: str = ""  # the short answer ("Ages 3-5"; the quote where there is no shorter form)
+    quote: str = ""  # the sentence (or clause) stating it, word for word from the description
+    span: tuple[int, int] | None = None  # the quote's [start, end) in the description
+    score: float = 0.0  # how well the quote matches the question (similarity)
+
+
+def detail_kind(question: str, title: str | None = None) -> str | None:
+    """The detail a question asks for (KINDS), or None; the product's `title`, where known, is taken out
+    first ("what is The Age of Innocence?" asks no age)."""
+    if title:  # word by word, so a partial title or one with a typo comes out too
+        words = {w.lower() for w in _WORDS.findall(title)}
+        question = _WORDS.sub(lambda m: " " if m.group(0).lower() in words else m.group(0), question)
+    return next((k for k in ORDER if _Q[k].search(question)), None)
+
+
+_PT_QUESTION_WORDS = {"quanto", "quanta", "quantos", "quantas", "qual", "quais", "quem", "onde", "quando", "como",
+                      "pesa", "custa", "tem", "livro", "escreveu", "idade"}
+
+
+def is_portuguese(text: str) -> bool:
+    """More Portuguese-only stop words than English-only ones, or Portuguese accents."""
+    from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_PORTUGUESE
+
+    pt, en = set(STOPWORDS_PORTUGUESE) - set(STOPWORDS_EN), set(STOPWORDS_EN) - set(STOPWORDS_PORTUGUESE)
+    pt |= _PT_QUESTION_WORDS
+    en -= {"s", "t"}  # "Mog's", "don't": the apostrophe's leftovers say nothing about the language
+    words = [w.lower() for w in _WORDS.findall(text)]
+    n_pt, n_en = sum(w in pt for w in words), sum(w in en for w in words)
+    return n_pt > n_en or (n_pt == n_en and bool(re.search(r"[ãõçêâá]", text.lower())))
+
+
+def sentences(text: str) -> list[tuple[int, int]]:
+    """[start, end) character spans of the sentences of `text`, stripped, in order."""
+    spans, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        spans.append((start, m.start()))
+        start = m.end()
+    spans.append((start, len(text)))
+    out = []
+    for s, e in spans:
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if _WORDS.search(text[s:e]):
+            out.append((s, e))
+    return out
+
+
+def _narrow(text: str, s: int, e: int, at: int) -> tuple[int, int]:
+    """The clause of text[s:e] holding position `at`, when the sentence is longer than MAX_QUOTE_WORDS."""
+    if len(text[s:e].split()) <= MAX_QUOTE_WORDS:
+        return s, e
+    cuts = [s] + [s + m.end() for m in _CLAUSE_END.finditer(text[s:e])] + [e]
+    for a, b in zip(cuts, cuts[1:]):
+        if a <= at < b:
+            b2 = b
+            while b2 > a and (text[b2 - 1].isspace() or text[b2 - 1] in ";:,-–—"):
+                b2 -= 1
+            return a, b2
+    return s, e
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def check_quote(quote: str, content: str) -> tuple[int, int] | None:
+    """Where `quote` occurs in `content`, ignoring case and whitespace: its [start, end) span, or None
+    (a quote that is not word for word the cited entry's is never shown)."""
+    q = normalise(quote).strip(" \"'“”")
+    if not q:
+        return None
+    # map each character of the normalised content back to its position in `content`
+    norm, pos, prev_space = [], [], True
+    for i, ch in enumerate(content):
+        if ch.isspace():
+            if not prev_space:
+                norm.append(" "), pos.append(i)
+            prev_space = True
+        else:
+            norm.append(ch.lower()), pos.append(i)
+            prev_space = False
+    at = "".join(norm).find(q)
+    return None if at < 0 else (pos[at], pos[at + len(q) - 1] + 1)
+
+
+def _overlap(question_words: set[str], sentence: str) -> float:
+    words = {w.lower() for w in _WORDS.findall(sentence)}
+    return len(question_words & words) / max(len(question_words), 1)
+
+
+def _short(kind: str | None, quote: str) -> str:
+    if kind == "author":
+        m = _AUTHOR_NAME.search(quote)
+        return f"by {m.group(1).strip()}" if m else quote
+    if kind in SHORT_KINDS:
+        m = _EVIDENCE[kind].search(quote)
+        return m.group(0) if m else quote
+    if kind == "age":
+        m = re.search(rf"\bages?\s*{_NUM}(?:\s*(?:-|to|–|and\s+up|\+)\s*(?:{_NUM})?)?|aged\s*{_NUM}[^,.;]*|"
+                      rf"{_NUM}\s*(?:-|to|–)\s*{_NUM}\s*(?:years?|yrs)(?:\s+old)?|grades?\s*\d+(?:\s*(?:-|to|–)\s*\d+)?",
+                      quote, re.I)
+        return m.group(0) if m else quote
+    return quote
+
+
+def read_detail(question: str, title: str, content: str, encode=None, kind: str | None = None) -> Detail:
+    """The sentence of `content` answering `question` (see the module docstring). `encode(texts)` ->
+    L2-normalised vectors (the index's embedding model) adds semantic similarity to word overlap."""
+    kind = kind if kind is not None else detail_kind(question, title)
+    spans = sentences(content)
+    if not spans:
+        return Detail(kind, False)
+    stop = set(_stopwords())
+    title_words = {w.lower() for w in _WORDS.findall(title)}
+    qwords = {w.lower() for w in _WORDS.findall(question)} - stop - title_words
+    spans = [(s, e) for s, e in spans if not _BOILERPLATE.search(content[s:e])] or spans
+    if kind is not None:
+        cands = [(s, e, m.start() + s) for s, e in spans if (m := _EVIDENCE[kind].search(content[s:e]))]
+        if not cands:
+            return Detail(kind, False)
+    else:
+        cands = [(s, e, s) for s, e in spans]
+    # a sentence a short answer can be read from ("Ages 3-5", "by Judith Kerr") beats one that only
+    # mentions the kind ("for young children")
+    scores = [_overlap(qwords, content[s:e]) + (0.5 if kind in _SHORT_FORM and _short(kind, content[s:e]) != content[s:e]
+                                                else 0.0) for s, e, _ in cands]
+    if encode is not None and len(cands) > 1:
+        import numpy as np
+
+        v = encode([question] + [content[s:e] for s, e, _ in cands])
+        scores = [a + float(b) for a, b in zip(scores, np.asarray(v[1:]) @ np.asarray(v[0]))]
+    best = max(range(len(cands)), key=lambda i: (scores[i], -i))  # ties: the earlier sentence
+    s, e, at = cands[best]
+    s, e = _narrow(content, s, e, at)
+    quote = content[s:e]
+    return Detail(kind, True, _short(kind, quote), quote, (s, e), scores[best])
+
+
+def not_stated_text(title: str, kind: str | None, portuguese: bool) -> str:
+    """"The catalog's description of *Title* doesn't say how much it weighs." (or in Portuguese)."""
+    what = KINDS[kind][2][1 if portuguese else 0] if kind else ("isso" if portuguese else "that")
+    if portuguese:
+        return f"A descrição de *{title}* no catálogo não diz {what}."
+    return f"The catalog's description of *{title}* doesn't say {what}."
+
+
+def detail_text(d: Detail) -> str:
+    """The answer's text: the short answer, then the quote (once, where they are the same)."""
+    if d.short and d.short != d.quote:
+        return f"{d.short}: \"{d.quote}\""
+    return f"\"{d.quote}\""

@@ -1,0 +1,143 @@
+"""rag/detail.py (the model-free detail reader) and quote mode in rag/answer.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.detail import check_quote, detail_kind, detail_text, is_portuguese, not_stated_text, read_detail, sentences
+from tests.conftest import FakeIndex
+
+MOG = ("Judith Kerr's best-selling adventures of that endearing cat Mog have entertained children for more than "
+       "30 years. These sturdy little board books are just the thing to delight the very young. Ages 0-3. "
+       "Written by Judith Kerr, illustrated by the author. 24 pages.")
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("what age is Mog's Kittens for?", "age"),
+    ("Who illustrated Mog's Kittens?", "illustrator"),
+    ("who wrote it", "author"),
+    ("how many pages does it have?", "pages"),
+    ("How much does it weigh?", "weight"),
+    ("Quantas páginas tem?", "pages"),
+    ("Quem escreveu Mog's Kittens?", "author"),
+    ("Para que idade é?", "age"),
+    ("Tell me something nice", None),
+])
+def test_detail_kind_from_the_question(question, kind):
+    assert detail_kind(question) == kind
+
+
+def test_detail_kind_ignores_the_title():
+    assert detail_kind("What is The Age of Innocence?") == "age"
+    assert detail_kind("What is The Age of Innocence?", "The Age of Innocence") is None
+
+
+def test_sentences_do_not_split_initials_or_titles():
+    text = "In his history, James R. Gaines sets two figures on a course. Mr. Bach composes. Done"
+    assert [text[s:e] for s, e in sentences(text)] == [
+        "In his history, James R. Gaines sets two figures on a course.", "Mr. Bach composes.", "Done"]
+
+
+@pytest.mark.parametrize("question, short, quote", [
+    ("what age is Mog's Kittens for?", "Ages 0-3", "Ages 0-3."),
+    ("How many pages is Mog's Kittens?", "24 pages", "24 pages."),
+    ("Who illustrated Mog's Kittens?", None, "Written by Judith Kerr, illustrated by the author."),
+    ("Quantas páginas tem Mog's Kittens?", "24 pages", "24 pages."),
+])
+def test_read_detail_quotes_the_sentence_that_states_it(question, short, quote):
+    d = read_detail(question, "Mog's Kittens", MOG)
+    assert d.stated and d.quote == quote and MOG[d.span[0]:d.span[1]] == quote
+    if short:
+        assert d.short == short and detail_text(d) == f'{short}: "{quote}"'
+
+
+def test_read_detail_not_stated_when_the_description_lacks_the_kind():
+    d = read_detail("How much does Mog's Kittens weigh?", "Mog's Kittens", MOG)
+    assert d.kind == "weight" and not d.stated and d.quote == "" and d.span is None
+    assert not read_detail("Who narrates it?", "Mog's Kittens", MOG).stated
+    assert not read_detail("what age is it for?", "Empty", "").stated
+
+
+def test_not_stated_text_in_the_question_language():
+    assert is_portuguese("Quanto pesa o livro?") and not is_portuguese("How much does the book weigh?")
+    assert not_stated_text("Mog's Kittens", "weight", False) == \
+        "The catalog's description of *Mog's Kittens* doesn't say how much it weighs."
+    assert not_stated_text("Mog's Kittens", "weight", True) == \
+        "A descrição de *Mog's Kittens* no catálogo não diz quanto pesa."
+
+
+def test_check_quote_accepts_only_the_sources_own_words():
+    assert check_quote("ages  0-3.", MOG) == (MOG.index("Ages 0-3."), MOG.index("Ages 0-3.") + len("Ages 0-3."))
+    assert check_quote("Ages 4-8.", MOG) is None  # not in the source
+    other = "A pink tutu for girls, 30 cm long."
+    assert check_quote("30 cm long", other) is not None and check_quote("30 cm long", MOG) is None  # another entry's
+    assert check_quote("", MOG) is None
+
+
+
+@pytest.fixture
+def qa():
+    import pandas as pd
+
+    from rag.answer import Answerer
+
+    docs = pd.DataFrame({"uid": ["u1", "u2"], "title": ["Mog's Kittens", "Girls Ballet Tutu"],
+                         "content": [MOG, "A pink tutu for girls <b>30 cm</b> long."]})
+    a = Answerer.__new__(Answerer)
+    a.index, a.mode, a.tok, a.llm = FakeIndex(docs, threshold=0.05), "auto", None, None
+
+    def no_model(*args, **kw):
+        raise AssertionError("quote mode must not generate")
+
+    a._generate = a._one = no_model
+    return a
+
+
+def test_auto_answers_detail_questions_with_a_checked_quote(qa):
+    a = qa.ask("What age is 'Mog's Kittens' for?")
+    assert (a.origin, a.kind, a.quote, a.cited) == ("quote", "age", "Ages 0-3.", 1)
+    assert MOG[a.quote_span[0]:a.quote_span[1]] == a.quote and a.text.startswith("Ages 0-3")
+    d = a.to_dict()
+    assert d["quote"] == "Ages 0-3." and d["quote_span"] == list(a.quote_span) and d["origin"] == "quote"
+    json.dumps(d)
+
+
+def test_auto_says_not_stated_and_keeps_the_source(qa):
+    a = qa.ask("How much does 'Mog's Kittens' weigh?")
+    assert a.origin == "not_stated" and not a.abstained and a.cited_source.uid == "u1"
+    assert a.text == "The catalog's description of *Mog's Kittens* doesn't say how much it weighs."
+    a = qa.ask("Quanto pesa 'Mog's Kittens'?")
+    assert a.origin == "not_stated" and "não diz quanto pesa" in a.text
+
+
+def test_batch_of_detail_questions_needs_no_model(qa):
+    got = dict(qa.iter_answers(["How many pages is 'Mog's Kittens'?", "How much does 'Mog's Kittens' weigh?"]))
+    assert got[0].origin == "quote" and got[0].quote == "24 pages." and got[1].origin == "not_stated"
+
+
+@pytest.mark.slow
+def test_eval_answers_detail_reports_the_sentence_baseline(demo_catalog, demo_index, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    title = "Piano Lullabies for Babies, Vol. 1"
+    fixture = tmp_path / "detail.json"
+    fixture.write_text(json.dumps([
+        {"title": title, "question": f"How long is '{title}'?", "lang": "en", "kind": "length", "answers": ["62 minutes"]},
+        {"title": title, "question": f"How much does '{title}' weigh?", "lang": "en", "kind": "weight", "answers": []}]))
+    base = [sys.executable, "-m", "ui.cli", "eval", "answers", "--index", str(demo_index), "--catalog",
+            str(demo_catalog), "--out", str(tmp_path / "out"), "--quiet"]
+    r = subprocess.run(base + ["--detail", str(fixture)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "detail.json").read_text())
+    m = report["systems"]["retrieval+sentence"]["en"]
+    assert (m["concise_correct"], m["not_stated"], m["false_not_stated"], m["refused"]) == (1.0, 1.0, 0.0, 0.0)
+    assert report["systems"]["retrieval"]["en"]["not_stated"] == 0.0  # a whole description never says "doesn't say"
+    assert "retrieval+sentence" in (tmp_path / "out" / "detail.md").read_text()
+    fixture.write_text('[{"question": "no title"}]')
+    r = subprocess.run(base + ["--detail", str(fixture)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode != 0 and "every item needs title" in r.stderr and "Traceback" not in r.stderr
