@@ -5,8 +5,9 @@
 Questions: JSON lines {"id": ..., "question": ...}, CSV with columns id,question, or plain text (one
 question a line; ids are line numbers), told apart by extension (.jsonl/.json, .csv, anything else
 = text). Invalid lines are reported with their line numbers and skipped.
-Output: JSON lines {"id", "question", "answer", "abstained", "origin", "fallback_reason",
-"sources": [{"uid", "title", "score"}], "cited_uid", "latency_ms"}, each written and flushed as soon as
+Output: JSON lines {"id", "question", "answer", "abstained", "origin", "fallback_reason", "kind", "quote",
+"quote_span", "sources": [{"uid", "title", "score"}], "cited_uid", "latency_ms"} (kind/quote/quote_span:
+detail answers, rag/detail.py; null otherwise), each written and flushed as soon as
 it is known (refusals right after retrieval, answers as their generate finishes), so lines come in
 that order, not the input's; `id` ties them back. Re-running the same command after a crash
 or Ctrl-C answers only the ids not yet in --out: nothing is lost or answered twice.
