@@ -155,15 +155,14 @@ def answer_mode(mode: str, question: str, title: str | None = None) -> str:
     from indexing.questions import asks_for_description
     from rag.detail import detail_kind
 
-    if mode == "auto":
-        if _ASKS_DESCRIPTION.search(question):
-            return "verbatim"
-        if detail_kind(question, title) is not None and not _ASKS_WHAT_IS.search(question):
-            return "quote"
-        # any other question about one detail: the sentence most like it (measured against generate:
-        # README "Detail questions")
-        return "verbatim" if asks_for_description(question) else "quote"
-    return mode
+    if mode != "auto":
+        return mode
+    if _ASKS_DESCRIPTION.search(question):
+        return "verbatim"
+    if not asks_for_description(question):  # "how long is it?", "who wrote ...?": any detail
+        return "quote"
+    # "what is the age range of X?" asks a detail; "What is 'The Age of Innocence'?" does not
+    return "quote" if detail_kind(question, title) and not _ASKS_WHAT_IS.search(question) else "verbatim"
 
 
 # words that ask for the whole description, whatever else the question holds
@@ -175,22 +174,22 @@ _ASKS_WHAT_IS = re.compile(r"^\W*(?:what\s+is|what's|whats|tell\s+me\s+about|des
                            r"qual\s+[ée]\s+a\s+descri[çc][ãa]o|descreva|fale\s+sobre)\s+['\"‘“]", re.I)
 
 
-def answer_detail(ans: Answer, encode=None) -> Answer:
+def answer_detail(ans: Answer) -> Answer:
     """Quote mode: the best retrieved entry's sentence stating what the question asks, checked to be
-    word for word that entry's text (rag.detail.check_quote), or "the description doesn't say".
-    Sentences are chosen by word overlap alone: adding the index's MiniLM cosine (`encode`) scored
-    lower on the detail fixture, on both halves (README "Detail questions")."""
-    from rag.detail import check_quote, detail_text, is_portuguese, not_stated_text, read_detail
+    word for word that entry's text (rag.detail.check_quote), or "the description doesn't say", in
+    the question's language."""
+    from rag.detail import check_quote, detail_text, is_portuguese, not_stated_text, read_detail, without_title
 
     src = ans.sources[0]
-    d = read_detail(ans.question, src.title, src.content or "", encode=encode)
+    content = src.content or ""
+    d = read_detail(ans.question, src.title, content)
     ans.cited, ans.kind = 1, d.kind
-    span = check_quote(d.quote, src.content or "") if d.stated else None
+    span = check_quote(d.quote, content) if d.stated else None
     if span is not None:
         ans.text, ans.quote, ans.quote_span, ans.origin = detail_text(d), d.quote, span, "quote"
     else:
-        ans.text, ans.origin = not_stated_text(src.title, d.kind,
-                                                           is_portuguese(ans.question.replace(src.title, " "))), "not_stated"
+        portuguese = is_portuguese(without_title(ans.question, src.title))
+        ans.text, ans.origin = not_stated_text(src.title, d.kind, portuguese), "not_stated"
     return ans
 
 
@@ -334,7 +333,6 @@ class Answerer:
             self.server = None
 
     # ------------------------------------------------------------------ steps
-
 
     def retrieve(self, questions: list[str], k: int):
         return self.index.retrieve_many(questions, k=k)
@@ -582,7 +580,7 @@ def add_mode_argument(p: argparse.ArgumentParser) -> None:
                    help="verbatim: the model picks the entry, the answer is its catalog description; generate: "
                         "the model writes the answer; quote: the description's sentence stating the detail asked "
                         "(no model); auto (default): verbatim for 'what is X' questions, quote for questions "
-                        "about one detail, generate for the rest")
+                        "about one detail")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -610,7 +608,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"\n(the model's answer was {ans.fallback_reason}; the catalog's description of the "
               f"{'cited' if ans.cited else 'closest'} product instead:)\n{ans.text}")
     if ans.origin == "quote":
-        print(f"\n(quoted from source 1, its description's characters {ans.quote_span[0]}-{ans.quote_span[1]})")
+        print(f"\n(quoted from source {ans.cited}, its description's characters {ans.quote_span[0]}-{ans.quote_span[1]})")
     label = "closest products (not in the catalog)" if ans.abstained else "sources"
     if ans.sources:
         print(f"\n{label}:")

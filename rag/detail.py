@@ -3,7 +3,7 @@ question asks ("what age is Mog's Kittens for?" -> "Ages 0-3", quoting the sente
 or, when the description holds nothing of the kind asked, "the catalog's description doesn't say".
 
     from rag.detail import read_detail
-    d = read_detail("how many pages is Wolf Hall?", title, content, encode=None)
+    d = read_detail("how many pages is Wolf Hall?", title, content)
     d.kind, d.stated, d.short, d.quote, d.span          # span: (start, end) of the quote in `content`
 
 This is `eval answers`' `retrieval+sentence` system and the check every quote passes (`check_quote`):
@@ -12,8 +12,9 @@ This is `eval answers`' `retrieval+sentence` system and the check every quote pa
   2. the description's sentences (`sentences`, character spans into the description);
   3. for a known kind, only sentences holding that kind's evidence (a number of pages, an age range,
      "read by", ...) are candidates; none -> not stated; among candidates (or all sentences, for no
-     kind) the one most similar to the question (its words without the title's, and, with `encode`,
-     the index's own embedding model);
+     kind) the one sharing most words with the question (without the title's and stop words; a
+     sentence a short answer can be read from first). Adding MiniLM's cosine scored lower on the
+     detail fixture (README "Detail questions"), so no embedding model is used;
   4. the short answer is the evidence itself where the kind has a short form ("352 pages", "Ages 3-5",
      "by Hilary Mantel"), else the quoted clause.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from indexing.lexical import _stopwords
 
@@ -125,29 +127,42 @@ class Detail:
     short: str = ""  # the short answer ("Ages 3-5"; the quote where there is no shorter form)
     quote: str = ""  # the sentence (or clause) stating it, word for word from the description
     span: tuple[int, int] | None = None  # the quote's [start, end) in the description
-    score: float = 0.0  # how well the quote matches the question (similarity)
+
+
+def without_title(question: str, title: str | None) -> str:
+    """`question` with the product title's words taken out, word by word (so a partial title or one
+    with a typo comes out too): what is left is what the question asks about the product."""
+    if not title:
+        return question
+    words = {w.lower() for w in _WORDS.findall(title)}
+    return _WORDS.sub(lambda m: " " if m.group(0).lower() in words else m.group(0), question)
 
 
 def detail_kind(question: str, title: str | None = None) -> str | None:
     """The detail a question asks for (KINDS), or None; the product's `title`, where known, is taken out
     first ("what is The Age of Innocence?" asks no age)."""
-    if title:  # word by word, so a partial title or one with a typo comes out too
-        words = {w.lower() for w in _WORDS.findall(title)}
-        question = _WORDS.sub(lambda m: " " if m.group(0).lower() in words else m.group(0), question)
-    return next((k for k in ORDER if _Q[k].search(question)), None)
+    q = without_title(question, title)
+    return next((k for k in ORDER if _Q[k].search(q)), None)
 
 
+# Portuguese words frequent in questions that bm25s' Portuguese stop words lack
 _PT_QUESTION_WORDS = {"quanto", "quanta", "quantos", "quantas", "qual", "quais", "quem", "onde", "quando", "como",
                       "pesa", "custa", "tem", "livro", "escreveu", "idade"}
 
 
-def is_portuguese(text: str) -> bool:
-    """More Portuguese-only stop words than English-only ones, or Portuguese accents."""
+@lru_cache(maxsize=1)
+def _language_words() -> tuple[frozenset, frozenset]:
+    """(words only Portuguese uses, words only English uses), from bm25s' stop-word lists."""
     from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_PORTUGUESE
 
     pt, en = set(STOPWORDS_PORTUGUESE) - set(STOPWORDS_EN), set(STOPWORDS_EN) - set(STOPWORDS_PORTUGUESE)
-    pt |= _PT_QUESTION_WORDS
     en -= {"s", "t"}  # "Mog's", "don't": the apostrophe's leftovers say nothing about the language
+    return frozenset(pt | _PT_QUESTION_WORDS), frozenset(en)
+
+
+def is_portuguese(text: str) -> bool:
+    """More Portuguese-only words than English-only ones, or, at a tie, Portuguese accents."""
+    pt, en = _language_words()
     words = [w.lower() for w in _WORDS.findall(text)]
     n_pt, n_en = sum(w in pt for w in words), sum(w in en for w in words)
     return n_pt > n_en or (n_pt == n_en and bool(re.search(r"[ãõçêâá]", text.lower())))
@@ -229,16 +244,19 @@ def _short(kind: str | None, quote: str) -> str:
     return quote
 
 
-def read_detail(question: str, title: str, content: str, encode=None, kind: str | None = None) -> Detail:
-    """The sentence of `content` answering `question` (see the module docstring). `encode(texts)` ->
-    L2-normalised vectors (the index's embedding model) adds semantic similarity to word overlap."""
-    kind = kind if kind is not None else detail_kind(question, title)
+@lru_cache(maxsize=1)
+def _stop() -> frozenset:
+    return frozenset(_stopwords())
+
+
+def read_detail(question: str, title: str, content: str) -> Detail:
+    """The sentence of `content` answering `question` about the product `title` (module docstring)."""
+    asked = without_title(question, title)
+    kind = detail_kind(asked)
     spans = sentences(content)
     if not spans:
         return Detail(kind, False)
-    stop = set(_stopwords())
-    title_words = {w.lower() for w in _WORDS.findall(title)}
-    qwords = {w.lower() for w in _WORDS.findall(question)} - stop - title_words
+    qwords = {w.lower() for w in _WORDS.findall(asked)} - _stop()
     spans = [(s, e) for s, e in spans if not _BOILERPLATE.search(content[s:e])] or spans
     if kind is not None:
         cands = [(s, e, m.start() + s) for s, e in spans if (m := _EVIDENCE[kind].search(content[s:e]))]
@@ -250,16 +268,11 @@ def read_detail(question: str, title: str, content: str, encode=None, kind: str 
     # mentions the kind ("for young children")
     scores = [_overlap(qwords, content[s:e]) + (0.5 if kind in _SHORT_FORM and _short(kind, content[s:e]) != content[s:e]
                                                 else 0.0) for s, e, _ in cands]
-    if encode is not None and len(cands) > 1:
-        import numpy as np
-
-        v = encode([question] + [content[s:e] for s, e, _ in cands])
-        scores = [a + float(b) for a, b in zip(scores, np.asarray(v[1:]) @ np.asarray(v[0]))]
     best = max(range(len(cands)), key=lambda i: (scores[i], -i))  # ties: the earlier sentence
     s, e, at = cands[best]
     s, e = _narrow(content, s, e, at)
     quote = content[s:e]
-    return Detail(kind, True, _short(kind, quote), quote, (s, e), scores[best])
+    return Detail(kind, True, _short(kind, quote), quote, (s, e))
 
 
 def not_stated_text(title: str, kind: str | None, portuguese: bool) -> str:

@@ -345,7 +345,8 @@ def main(args: argparse.Namespace) -> int:
 # retrieval: the best retrieved description, whole; retrieval+sentence: its sentence stating the detail
 # (quote mode, no model); auto: what ProductQA answers by default (quote, or verbatim for "what is X");
 # fine-tuned + RAG (generate): the adapter writes the answer (needs --adapter)
-DETAIL_SYSTEMS = ("retrieval", "retrieval+sentence", "auto", "fine-tuned + RAG (generate)")
+DETAIL_SYSTEMS = {"retrieval": None, "retrieval+sentence": "quote", "auto": "auto",
+                  "fine-tuned + RAG (generate)": "generate"}  # system -> answer mode
 
 
 def tuning_part(title: str) -> str:
@@ -363,9 +364,14 @@ def read_detail_questions(path) -> list[dict]:
         items = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise UserError(f"--detail {path}: {e}") from None
-    bad = [i for i, it in enumerate(items) if not isinstance(it, dict) or not {"title", "question", "answers"} <= set(it)]
-    if not isinstance(items, list) or bad:
-        raise UserError(f"--detail {path}: every item needs title, question and answers (items {bad[:5]})")
+    if not isinstance(items, list):
+        raise UserError(f"--detail {path}: expected a JSON list of questions")
+    bad = [i for i, it in enumerate(items) if not isinstance(it, dict) or not isinstance(it.get("title"), str)
+           or not isinstance(it.get("question"), str) or not it["question"].strip()
+           or not isinstance(it.get("answers"), list) or not all(isinstance(g, str) and g for g in it["answers"])]
+    if bad:
+        raise UserError(f"--detail {path}: every item needs a title, a question and answers (a list of the gold "
+                        f"strings, [] for none); items {bad[:5]} do not")
     return items
 
 
@@ -394,11 +400,8 @@ def evaluate_detail(qa, items: list[dict], docs, systems=DETAIL_SYSTEMS, progres
     for name in systems:
         if name.startswith("fine-tuned") and qa.adapter is None:
             continue
-        if name == "retrieval":
-            asker, kw = TopRetrieved(qa), {}
-        else:
-            mode = {"retrieval+sentence": "quote", "auto": "auto"}.get(name) or name.split("(")[1].rstrip(")")
-            asker, kw = qa, {"mode": mode}
+        mode = DETAIL_SYSTEMS[name]
+        asker, kw = (TopRetrieved(qa), {}) if mode is None else (qa, {"mode": mode})
         rows = []
         for it in tqdm(items, desc=name, disable=not progress):
             t0 = time.perf_counter()

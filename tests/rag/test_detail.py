@@ -140,4 +140,7 @@ def test_eval_answers_detail_reports_the_sentence_baseline(demo_catalog, demo_in
     assert "retrieval+sentence" in (tmp_path / "out" / "detail.md").read_text()
     fixture.write_text('[{"question": "no title"}]')
     r = subprocess.run(base + ["--detail", str(fixture)], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert r.returncode != 0 and "every item needs title" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode != 0 and "every item needs a title" in r.stderr and "Traceback" not in r.stderr
+    fixture.write_text('[{"title": "x", "question": "how long is x?", "answers": "62 minutes"}]')  # not a list
+    r = subprocess.run(base + ["--detail", str(fixture)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode != 0 and "items [0] do not" in r.stderr and "Traceback" not in r.stderr
