@@ -3,13 +3,16 @@
     python benchmarks/answer.py [--index DIR] [--adapter DIR] [--n 16] [--max-new-tokens 64]
                                 [--batch-size 8] [--dtype auto|fp32|bf16] [--no-merge] [--name NAME]
                                 [--engine transformers|vllm] [--llm-url URL]
+                                [--answer-mode auto|verbatim|generate|quote|read] [--questions FILE]
 
 Builds the demo index if none is given. Measures, in one run with the same loaded models:
   * `ask` one question at a time (streaming): time to first token, total latency (p50/p95), and the
     share of the total spent in retrieval;
   * batch answering (`ask_many`, --batch-size questions per generate) against answering the same
     questions one at a time: questions/s and the ratio.
-Questions are about catalog products (English and Portuguese phrasings), so none abstain early.
+Questions are about catalog products (English and Portuguese phrasings), so none abstain early;
+`--questions FILE` takes them from a detail fixture instead (`eval answers --detail`'s JSON, e.g.
+tests/rag/data/detail_questions.json: the first --n), for detail answers' latency.
 With `--engine vllm` the answers come from a vLLM server this benchmark starts (its start-up is
 reported, not timed in the figures), with `--llm-url` from one already running; peak RSS covers
 this process and the server it started. Writes benchmarks/results/answer[-NAME].md.
@@ -46,8 +49,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"), help="weights when answering")
     ap.add_argument("--no-merge", action="store_true", help="keep the LoRA adapter unmerged")
-    ap.add_argument("--answer-mode", default="auto", choices=("auto", "verbatim", "generate"),
+    ap.add_argument("--answer-mode", default="auto", choices=("auto", "verbatim", "generate", "quote", "read"),
                     help="rag.answer mode (default auto: verbatim for these 'what is X' questions)")
+    ap.add_argument("--questions", help="a detail fixture (JSON list of {\"question\", ...}): its questions instead")
     ap.add_argument("--name", help="results file suffix: benchmarks/results/answer-NAME.md")
     ap.add_argument("--engine", default="transformers", choices=("transformers", "vllm"))
     ap.add_argument("--llm-url", help="answer through this running server instead")
@@ -66,8 +70,13 @@ def main() -> None:
     qa = Answerer(index, adapter=args.adapter, dtype=args.dtype, merge=not args.no_merge, mode=args.answer_mode,
                   engine=args.engine, llm_url=args.llm_url)
     load_s = time.perf_counter() - t_load
-    docs = qa.index.docs.head(args.n)
-    questions = [make_question(t, u, "any", salt="bench") for u, t in zip(docs["uid"], docs["title"])]
+    if args.questions:
+        import json
+
+        questions = [it["question"] for it in json.loads(Path(args.questions).read_text())][: args.n]
+    else:
+        docs = qa.index.docs.head(args.n)
+        questions = [make_question(t, u, "any", salt="bench") for u, t in zip(docs["uid"], docs["title"])]
     qa.ask(questions[0], max_new_tokens=4)  # warm-up
 
     ttft, total, share, t0 = [], [], [], time.perf_counter()
@@ -99,7 +108,7 @@ def main() -> None:
     engine = (f"vLLM server at {args.llm_url}" if args.llm_url else "vLLM (bf16; server started here in "
               f"{load_s:.0f} s with the index)" if qa.engine == "vllm" else f"transformers, {qa.dtype}")
     lines = [f"{model}, {engine} on CPU (2 cores), answer mode {qa.mode}, index {index}, {len(questions)} "
-             f"questions, greedy, RSS after the run {rss:,.0f} MB (this process and its server), at most "
+             f"questions{' from ' + args.questions if args.questions else ''}, greedy, RSS after the run {rss:,.0f} MB (this process and its server), at most "
              f"{args.max_new_tokens} new tokens. Command: `python benchmarks/answer.py {cmd}`", "",
              "| measure | p50 | p95 |", "|---|---:|---:|",
              f"| time to first token (ms) | {pct(ttft, .5):,.0f} | {pct(ttft, .95):,.0f} |",

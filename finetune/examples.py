@@ -13,6 +13,14 @@ Portuguese phrasings, and a context of k products retrieved by the real index fo
     a later slot in `p_not_first` of them) -> the answer is its description;
   * distractor-only examples (`p_distractor_only`): the product is removed, the context holds only its
     nearest neighbours -> the answer is "This product is not in the catalog."
+  * detail examples (`p_detail` of products whose description states a known detail; rag/detail.py):
+    the question asks about one detail ("Who illustrated 'X'?", "Quantas páginas tem X?") -> the
+    answer is the citation line and the entry's sentence stating it, word for word, as the rule
+    reader picks it (kind "detail"); in `p_not_stated` of them it asks about a detail the
+    description lacks -> "The description does not say." (kind "detail-not-stated"). As a
+    distractor-only example a detail question is answered "not in the catalog" like any other.
+`hold_out` (a JSON list of questions naming products by "title", e.g. `eval answers --detail`'s
+fixture) keeps those products out of training like validation products: no example, no distractor.
 Products are split 90/10 by uid (hash-based, so stable); a training prompt never shows a validation
 product, not even as a distractor. Every random choice is seeded by (seed, uid), so a product's
 examples do not depend on which other products were chosen or on where a run was interrupted.
@@ -48,7 +56,7 @@ from indexing.errors import UserError
 TRAIN, VAL, META = "train.jsonl", "val.jsonl", "examples.json"
 # description length bands (characters) for --sample: short blurbs, paragraphs, long descriptions
 LENGTH_BANDS = (200, 600, 1500)
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass
@@ -62,6 +70,9 @@ class ExampleConfig:
     max_products: int | None = None  # the first N catalog products only
     sample: int | None = None  # N products drawn at random, stratified by description length
     chunk_size: int = 2048  # products per written chunk (the unit a resumed run restarts from)
+    p_detail: float = 0.5  # share of questions about one detail (where the description states one)
+    p_not_stated: float = 0.25  # share of detail questions about a detail the description lacks
+    hold_out: str | None = None  # JSON list of questions naming products ("title"): kept out of training
 
 
 def is_validation(uid: str, val_fraction: float = 0.1) -> bool:
@@ -70,39 +81,78 @@ def is_validation(uid: str, val_fraction: float = 0.1) -> bool:
     return (h % 10_000) < val_fraction * 10_000
 
 
+def held_out_titles(path) -> frozenset:
+    """The (case-folded) titles of the products a questions file names: `hold_out`."""
+    if not path:
+        return frozenset()
+    try:
+        items = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"--hold-out {path}: {e}") from None
+    if not isinstance(items, list) or not all(isinstance(it, dict) and isinstance(it.get("title"), str) for it in items):
+        raise UserError(f"--hold-out {path}: expected a JSON list of objects with a \"title\"")
+    return frozenset(it["title"].casefold() for it in items)
+
+
+def _question(uid: str, j: int, title: str, content: str, cfg: ExampleConfig):
+    """(question, detail kind or None, quote or None, whether the description states a known detail)
+    of a product's j-th example."""
+    from indexing.questions import make_question
+    from rag.detail import detail_example, stated_kinds
+    from rag.prompt import truncate
+
+    shown = truncate(content or "")  # the description as the prompt shows it: all the model can quote
+    states = bool(stated_kinds(shown))
+    rng = random.Random(f"{cfg.seed}:{uid}:{j}:detail")
+    if cfg.p_detail > 0 and rng.random() < cfg.p_detail:
+        ex = detail_example(title, shown, rng, cfg.p_not_stated)
+        if ex is not None:
+            return ex[0], ex[1], ex[2], states
+    return make_question(title, uid, "any", salt=f"{cfg.seed}:{j}"), None, None, states
+
+
 def build_examples(docs, index, cfg: ExampleConfig = ExampleConfig(), progress: bool = False):
     """(train, val) lists of {"prompt", "completion", "uid", "kind", "question"} for the products in `docs`."""
     from tqdm import tqdm
 
-    from indexing.questions import make_question
-    from rag.prompt import build_prompt, build_response
+    from rag.prompt import build_detail_response, build_prompt, build_response
+
+    hold = held_out_titles(cfg.hold_out)
+
+    def held_out(uid, title):
+        return is_validation(uid, cfg.val_fraction) or title.casefold() in hold
 
     items = []
     for uid, title, content in zip(docs["uid"], docs["title"], docs["content"]):
         for j in range(cfg.questions_per_product):
-            items.append((uid, j, title, content, make_question(title, uid, "any", salt=f"{cfg.seed}:{j}")))
+            items.append((uid, j, title, content, *_question(uid, j, title, content, cfg)))
     train, val = [], []
     batch = 128
     for s in tqdm(range(0, len(items), batch), desc="examples", unit="batch", disable=not progress):
         chunk = items[s: s + batch]
         # more candidates than k: the right product and validation products may be dropped below
-        results = index.retrieve_many([q for *_, q in chunk], k=cfg.k + 8)
-        for (uid, j, title, content, q), hits in zip(chunk, results):
+        results = index.retrieve_many([it[4] for it in chunk], k=cfg.k + 8)
+        for (uid, j, title, content, q, detail, quote, states), hits in zip(chunk, results):
             rng = random.Random(f"{cfg.seed}:{uid}:{j}")  # this product's choices, whatever else is chosen
-            held_out = is_validation(uid, cfg.val_fraction)
+            val_side = held_out(uid, title)
             others = [(h.title, h.content) for h in hits
                       if h.uid != uid and h.title.casefold() != title.casefold()
-                      and (held_out or not is_validation(h.uid, cfg.val_fraction))]
+                      and (val_side or not held_out(h.uid, h.title))]
             if rng.random() < cfg.p_distractor_only:
                 ctx, completion, kind = others[: cfg.k], build_response(None), "distractor"
             else:
                 ctx = others[: cfg.k - 1]
                 pos = rng.randint(1, len(ctx)) if ctx and rng.random() < cfg.p_not_first else 0
                 ctx.insert(pos, (title, content))
-                completion, kind = build_response(content, title, pos + 1), "oracle" if pos == 0 else "oracle-not-first"
+                if detail is not None:
+                    completion = build_detail_response(quote, title, pos + 1)
+                    kind = "detail" if quote is not None else "detail-not-stated"
+                else:
+                    completion = build_response(content, title, pos + 1)
+                    kind = "oracle" if pos == 0 else "oracle-not-first"
             ex = {"prompt": build_prompt(q, ctx), "completion": completion, "uid": uid, "kind": kind,
-                  "question": q}
-            (val if held_out else train).append(ex)
+                  "question": q, "detail": detail, "states_detail": states}
+            (val if val_side else train).append(ex)
     return train, val
 
 
@@ -183,7 +233,9 @@ def settings(catalog, index, cfg: ExampleConfig) -> dict:
     return {"format": FORMAT, "prompt_version": PROMPT_VERSION,
             "catalog": str(Path(catalog).resolve()), "catalog_fingerprint": catalog_fingerprint(catalog),
             "index": str(Path(index).resolve()), "index_created": imeta["created"],
-            "index_model": imeta.get("embedding_model", {}).get("hash"), "config": asdict(cfg)}
+            "index_model": imeta.get("embedding_model", {}).get("hash"), "config": asdict(cfg),
+            "hold_out_titles": hashlib.blake2b("\n".join(sorted(held_out_titles(cfg.hold_out))).encode(),
+                                              digest_size=8).hexdigest() if cfg.hold_out else None}
 
 
 def read_examples_meta(folder: str | Path) -> dict:
@@ -302,7 +354,7 @@ def _summary(out: Path, indexed: set) -> dict:
     """Counts per split and kind, held-out uids, and how many chosen products the index holds."""
     import orjson
 
-    counts, kinds, held_out, in_index, products = {}, {}, set(), 0, set()
+    counts, kinds, details, held_out, in_index, products, stating = {}, {}, {}, set(), 0, set(), 0
     for name in (TRAIN, VAL):
         n = 0
         with open(out / name, "rb") as f:
@@ -311,14 +363,19 @@ def _summary(out: Path, indexed: set) -> dict:
                 n += 1
                 if name == TRAIN:
                     kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+                    if e["kind"].startswith("detail"):
+                        details[e["detail"]] = details.get(e["detail"], 0) + 1
                 else:
                     held_out.add(e["uid"])
                 if e["uid"] not in products:
                     products.add(e["uid"])
                     in_index += e["uid"] in indexed
+                    stating += bool(e.get("states_detail"))
         counts[name.split(".")[0]] = n
-    return {"examples": counts, "train_kinds": kinds, "held_out_uids": sorted(held_out),
-            "products": len(products), "products_in_index": in_index}
+    return {"examples": counts, "train_kinds": kinds, "train_detail_kinds": dict(sorted(details.items())),
+            "held_out_uids": sorted(held_out), "products": len(products), "products_in_index": in_index,
+            # products whose description (as the prompt shows it) states a detail of a known kind
+            "products_stating_a_detail": stating}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -345,8 +402,12 @@ def add_example_arguments(p: argparse.ArgumentParser) -> None:
         ("questions-per-product", int, "phrasings per product (1)"),
         ("val-fraction", float, "share of products held out for validation (0.1)"),
         ("chunk-size", int, "products per written chunk, the unit a rerun resumes from (2048)"),
+        ("p-detail", float, "share of questions about one detail of the product (0.5)"),
+        ("p-not-stated", float, "share of detail questions about a detail the description lacks (0.25)"),
     ]:
         g.add_argument(f"--{name}", type=typ, metavar="X", help=help_)
+    g.add_argument("--hold-out", metavar="FILE", help="JSON list of questions naming products by \"title\" (e.g. "
+                   "`eval answers --detail`'s fixture): those products get no training example")
 
 
 def config_from(values: dict) -> ExampleConfig:
@@ -359,5 +420,6 @@ def main(args: argparse.Namespace) -> int:
     meta = write_examples(args.catalog, args.index, args.out, cfg, fresh=args.fresh, progress=not args.quiet)
     c = meta["examples"]
     print(f"examples: {args.out}  ({c['train']:,} training, {c['val']:,} validation, from {meta['products']:,} "
-          f"products; {meta['products_in_index']:,} of them in the index)", file=sys.stdout)
+          f"products; {meta['products_in_index']:,} of them in the index; "
+          f"{meta['products_stating_a_detail']:,} state a detail of a known kind)", file=sys.stdout)
     return 0

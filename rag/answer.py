@@ -18,8 +18,13 @@ What the answer is (`mode`, measured in README "Answer modes"):
   quote      no model: the sentence of the best retrieved entry's description that states the detail
              asked ("what age is it for?" -> "Ages 0-3", and the sentence, word for word, with its
              span; rag/detail.py), or "the catalog's description doesn't say ..." (origin "not_stated")
+  read       the fine-tuned model reads the retrieved entries and quotes the sentence stating the
+             detail (trained on rag/detail.py's questions: finetune/examples.py), or says the entry
+             does not say; the quote must be word for word the cited entry's text (check_quote), else
+             the answer falls back to quote mode's sentence, origin "fallback" with the reason
   auto       (default) verbatim for questions that ask what a product is; quote for questions about
-             one detail of it (age, author, pages, ... or any other: then its most similar sentence)
+             one detail of it (age, author, pages, ... or any other: then its most similar sentence);
+             quote, not read: it scored higher on the detail fixture (README "Detail questions")
 
 Abstention happens twice: before generating, when the best retrieved product is not close enough
 (cosine below the threshold calibrated at index build time and stored in meta.json), and when the
@@ -48,7 +53,7 @@ DEFAULT_MAX_NEW_TOKENS = 320  # ~1,200 characters: the longest answer the prompt
 # prompt's tokens, so any value > 1 punishes copying the retrieved description (ROUGE-L 0.684 at 1.0,
 # 0.338 at 1.05 on held-out products); loops are rare and cut by max_new_tokens.
 REPETITION_PENALTY = 1.0
-MODES = ("auto", "verbatim", "generate", "quote")
+MODES = ("auto", "verbatim", "generate", "quote", "read")
 ENGINES = ("transformers", "vllm")  # who produces the tokens: this process, or a vLLM server
 DEFAULT_MODE = "auto"
 # verbatim: the model writes "[2]" (3 tokens) or starts "This product is not in the catalog." (its
@@ -56,6 +61,7 @@ DEFAULT_MODE = "auto"
 PICK_TOKENS = 6
 REFUSAL_START = "This product is not"
 PICK_STOP = ["]", "\n", "###"]
+READ_TOKENS = 128  # read mode: a citation line and one sentence (quotes are cut to ~40 words)
 
 
 @dataclass
@@ -73,12 +79,14 @@ class Answer:
     # entry's description), "fallback" (the model's answer was unusable, see fallback_reason: the cited
     # entry's description instead), "refused" (not in the catalog)
     origin: str = "generated"
-    fallback_reason: str | None = None  # "empty", "citation only", "looping"
+    fallback_reason: str | None = None  # "empty", "citation only", "looping"; read mode: "no citation",
+    # "quote not in the cited entry", "quote from another entry"
     # detail answers (origin "quote" / "not_stated"): the detail asked, and the cited entry's sentence
     # stating it, word for word, with its [start, end) in that entry's description
     kind: str | None = None
     quote: str | None = None
     quote_span: tuple[int, int] | None = None
+    mode: str | None = None  # the answer mode that answered (auto resolved: verbatim, generate, quote, read)
 
     @property
     def cited_source(self):
@@ -89,7 +97,7 @@ class Answer:
         return {"question": self.question, "answer": self.text, "abstained": self.abstained,
                 "cited_uid": cited.uid if cited else None, "origin": self.origin,
                 "fallback_reason": self.fallback_reason, "kind": self.kind, "quote": self.quote,
-                "quote_span": list(self.quote_span) if self.quote_span else None,
+                "quote_span": list(self.quote_span) if self.quote_span else None, "mode": self.mode,
                 "sources": [{"uid": h.uid, "title": h.title, "score": round(h.dense_score or 0.0, 4),
                              "match": h.match, **({"passage": h.passage} if h.match == "description" else {})}
                             for h in self.sources],
@@ -137,6 +145,8 @@ def limits(max_new_tokens: int, temperature: float, mode: str) -> tuple[int, flo
 
     if mode == "verbatim":
         return min(max_new_tokens, PICK_TOKENS), 0.0, PICK_STOP
+    if mode == "read":
+        return min(max_new_tokens, READ_TOKENS), max(temperature or 0.0, 0.0), STOP_STRINGS
     return max_new_tokens, max(temperature or 0.0, 0.0), STOP_STRINGS
 
 
@@ -174,22 +184,59 @@ _ASKS_WHAT_IS = re.compile(r"^\W*(?:what\s+is|what's|whats|tell\s+me\s+about|des
                            r"qual\s+[ée]\s+a\s+descri[çc][ãa]o|descreva|fale\s+sobre)\s+['\"‘“]", re.I)
 
 
-def answer_detail(ans: Answer) -> Answer:
-    """Quote mode: the best retrieved entry's sentence stating what the question asks, checked to be
-    word for word that entry's text (rag.detail.check_quote), or "the description doesn't say", in
-    the question's language."""
-    from rag.detail import check_quote, detail_text, is_portuguese, not_stated_text, read_detail, without_title
+def answer_detail(ans: Answer, rank: int = 1) -> Answer:
+    """Quote mode: entry `rank`'s (the best retrieved one's) sentence stating what the question asks,
+    checked to be word for word that entry's text (rag.detail.check_quote), or "the description
+    doesn't say", in the question's language."""
+    from rag.detail import check_quote, detail_text, read_detail
 
-    src = ans.sources[0]
+    src = ans.sources[rank - 1]
     content = src.content or ""
     d = read_detail(ans.question, src.title, content)
-    ans.cited, ans.kind = 1, d.kind
+    ans.cited, ans.kind = rank, d.kind
     span = check_quote(d.quote, content) if d.stated else None
     if span is not None:
         ans.text, ans.quote, ans.quote_span, ans.origin = detail_text(d), d.quote, span, "quote"
     else:
-        portuguese = is_portuguese(without_title(ans.question, src.title))
-        ans.text, ans.origin = not_stated_text(src.title, d.kind, portuguese), "not_stated"
+        _not_stated(ans, src, d.kind)
+    return ans
+
+
+def _not_stated(ans: Answer, src, kind: str | None) -> None:
+    from rag.detail import is_portuguese, not_stated_text, without_title
+
+    portuguese = is_portuguese(without_title(ans.question, src.title))
+    ans.text, ans.origin = not_stated_text(src.title, kind, portuguese), "not_stated"
+
+
+def finish_read(ans: Answer, body: str) -> Answer:
+    """Read mode: the model's answer to a detail question (its citation line already parsed into
+    `ans.cited`). NOT_STATED -> "the description doesn't say"; a quote that is word for word the
+    cited entry's text (case and whitespace aside) -> origin "quote" with its span; anything else
+    (no citation, an empty line, a sentence not in the cited entry, another entry's sentence) falls
+    back to quote mode's sentence of the cited (else best) entry, origin "fallback" and the reason."""
+    from rag.detail import Detail, _short, check_quote, detail_kind, detail_text
+    from rag.prompt import NOT_STATED
+
+    rank = ans.cited or 1
+    src = ans.sources[rank - 1]
+    kind = detail_kind(ans.question, src.title)
+    quote = body.strip()
+    span = check_quote(quote, src.content or "") if ans.cited and quote else None
+    if ans.cited and quote.casefold() == NOT_STATED.casefold():
+        ans.kind = kind
+        _not_stated(ans, src, kind)
+        return ans
+    if span is not None:
+        quote = (src.content or "")[span[0]:span[1]]  # the catalog's own characters, not the model's
+        d = Detail(kind, True, _short(kind, quote), quote, span)
+        ans.text, ans.kind, ans.quote, ans.quote_span, ans.origin = detail_text(d), kind, quote, span, "quote"
+        return ans
+    elsewhere = any(check_quote(quote, h.content or "") for i, h in enumerate(ans.sources, 1) if i != rank) if quote else False
+    reason = ("no citation" if not ans.cited else "empty" if not _WORD.search(quote)
+              else "quote from another entry" if elsewhere else "quote not in the cited entry")
+    answer_detail(ans, rank)
+    ans.origin, ans.fallback_reason = "fallback", reason
     return ans
 
 
@@ -208,6 +255,8 @@ def finish(ans: Answer, generated: str, mode: str = "generate") -> Answer:
         return ans
     rank, _, body = split_citation(text + "\n")  # "+ \n": a citation line cut short still counts
     ans.cited = rank if rank and rank <= len(ans.sources) else None
+    if mode == "read" and ans.sources:
+        return finish_read(ans, body)
     # the entry the answer is about: the cited one, else the best retrieved one
     source = ans.cited_source or (ans.sources[0] if ans.sources else None)
     if mode == "verbatim" and source is not None:
@@ -430,6 +479,7 @@ class Answerer:
         t0 = time.perf_counter()
         ans = self._prepare(question, k, use_retrieval, hits, t0)
         mode = answer_mode(mode or self.mode, ans.question, ans.sources[0].title) if ans.sources else "generate"
+        ans.mode = mode
         if ans.abstained:
             ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
             yield ans.text
@@ -442,7 +492,7 @@ class Answerer:
             yield ans
             return ans
         prompt = build_prompt(ans.question, [(h.title, h.content) for h in ans.sources])
-        if mode == "verbatim":
+        if mode in ("verbatim", "read"):  # a pick, or one checked sentence: shown whole, once known
             finish(ans, drain(self._one(prompt, max_new_tokens, temperature, use_adapter, mode)), mode)
             ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
             yield ans.text
@@ -497,6 +547,7 @@ class Answerer:
             a = self._prepare(q, k, use_retrieval, hits, t0)
             a.retrieval_ms = t_ret
             m = answer_mode(mode or self.mode, a.question, a.sources[0].title) if a.sources else "generate"
+            a.mode = m
             if a.abstained:
                 a.latency_ms = t_ret
                 yield i, a
@@ -579,7 +630,8 @@ def add_mode_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--answer-mode", choices=MODES, default=DEFAULT_MODE,
                    help="verbatim: the model picks the entry, the answer is its catalog description; generate: "
                         "the model writes the answer; quote: the description's sentence stating the detail asked "
-                        "(no model); auto (default): verbatim for 'what is X' questions, quote for questions "
+                        "(no model); read: the fine-tuned model quotes that sentence, checked against the "
+                        "entry; auto (default): verbatim for 'what is X' questions, quote for questions "
                         "about one detail")
 
 
@@ -604,10 +656,12 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(ans.to_dict(), ensure_ascii=False))
         return 0
     print()
-    if ans.origin == "fallback":  # what streamed was unusable: say so, then show the catalog's text
+    if ans.origin == "fallback" and ans.mode == "read":  # what was shown is already the rule reader's
+        print(f"\n(the model's quote was unusable: {ans.fallback_reason}; this answer was read without it)")
+    elif ans.origin == "fallback":  # what streamed was unusable: say so, then show the catalog's text
         print(f"\n(the model's answer was {ans.fallback_reason}; the catalog's description of the "
               f"{'cited' if ans.cited else 'closest'} product instead:)\n{ans.text}")
-    if ans.origin == "quote":
+    if ans.quote_span:
         print(f"\n(quoted from source {ans.cited}, its description's characters {ans.quote_span[0]}-{ans.quote_span[1]})")
     label = "closest products (not in the catalog)" if ans.abstained else "sources"
     if ans.sources:

@@ -6,8 +6,8 @@ Questions: JSON lines {"id": ..., "question": ...}, CSV with columns id,question
 question a line; ids are line numbers), told apart by extension (.jsonl/.json, .csv, anything else
 = text). Invalid lines are reported with their line numbers and skipped.
 Output: JSON lines {"id", "question", "answer", "abstained", "origin", "fallback_reason", "kind", "quote",
-"quote_span", "sources": [{"uid", "title", "score"}], "cited_uid", "latency_ms"} (kind/quote/quote_span:
-detail answers, rag/detail.py; null otherwise), each written and flushed as soon as
+"quote_span", "mode", "sources": [{"uid", "title", "score"}], "cited_uid", "latency_ms"} (kind/quote/quote_span:
+detail answers, rag/detail.py; null otherwise; mode: the answer mode that answered), each written and flushed as soon as
 it is known (refusals right after retrieval, answers as their generate finishes), so lines come in
 that order, not the input's; `id` ties them back. Re-running the same command after a crash
 or Ctrl-C answers only the ids not yet in --out: nothing is lost or answered twice.
@@ -74,7 +74,7 @@ def run_batch(qa, items: list[dict], out: str | Path, k: int = 3, batch_size: in
                 d = a.to_dict()
                 rec = {"id": it["id"], "question": it["question"], "answer": a.text, "abstained": a.abstained,
                        "origin": a.origin, "fallback_reason": a.fallback_reason, "kind": d["kind"], "quote": d["quote"],
-                       "quote_span": d["quote_span"], "sources": d["sources"],
+                       "quote_span": d["quote_span"], "mode": d["mode"], "sources": d["sources"],
                        "cited_uid": d["cited_uid"], "latency_ms": round(a.latency_ms, 1)}
                 if a.notice:
                     rec["notice"] = a.notice

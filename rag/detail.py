@@ -288,3 +288,91 @@ def detail_text(d: Detail) -> str:
     if d.short and d.short != d.quote:
         return f"{d.short}: \"{d.quote}\""
     return f"\"{d.quote}\""
+
+
+# ---- questions about one detail, for training examples (finetune/examples.py) and evaluation.
+# Several phrasings per kind and language; each is recognised as its kind by `detail_kind` (tested).
+QUESTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind -> (English, Portuguese)
+    "illustrator": (("Who illustrated '{t}'?", "Who did the pictures in {t}?", "who is the illustrator of {t}"),
+                    ("Quem ilustrou '{t}'?", "Quem fez as ilustrações de {t}?")),
+    "narrator": (("Who narrates the audiobook of '{t}'?", "Who reads {t}?", "who is the narrator of {t}?"),
+                 ("Quem narra '{t}'?", "Quem lê o audiolivro {t}?")),
+    "author": (("Who wrote '{t}'?", "Who is the author of {t}?", "{t}: who is it written by?"),
+               ("Quem escreveu '{t}'?", "Quem é o autor de {t}?")),
+    "pages": (("How many pages does '{t}' have?", "What's the page count of {t}?", "{t} - how many pages?"),
+              ("Quantas páginas tem '{t}'?", "{t} tem quantas páginas?")),
+    "age": (("What age is '{t}' for?", "What age group is {t} aimed at?", "how old should a child be for {t}?"),
+            ("Para que idade é '{t}'?", "Qual é a faixa etária de {t}?")),
+    "length": (("How long is '{t}'?", "What is the running time of {t}?", "how many CDs or cassettes is {t}?"),
+               ("Qual é a duração de '{t}'?", "Quantos CDs tem {t}?")),
+    "format": (("What format is '{t}'?", "Is {t} a hardcover or a paperback?", "which edition of {t} is this?"),
+               ("Qual é o formato de '{t}'?", "{t} é capa dura ou brochura?")),
+    "includes": (("What does '{t}' come with?", "What's included with {t}?", "what does {t} contain?"),
+                 ("O que vem com '{t}'?", "O que inclui {t}?")),
+    "material": (("What is '{t}' made of?", "What material is {t}?"),
+                 ("'{t}' é feito de quê?", "Qual é o tecido de {t}?")),
+    "size": (("What size is '{t}'?", "What are the dimensions of {t}?", "how big is {t}?"),
+             ("Qual é o tamanho de '{t}'?", "Quais são as dimensões de {t}?")),
+    "award": (("Did '{t}' win any awards?", "Has {t} won a prize?"),
+              ("'{t}' ganhou algum prêmio?", "{t} recebeu algum prêmio?")),
+    "series": (("Is '{t}' part of a series?", "Which series does {t} belong to?"),
+               ("'{t}' faz parte de uma série?", "De qual coleção é {t}?")),
+    "year": (("What year did '{t}' come out?", "In what year was {t} published?"),
+             ("Em que ano foi publicado '{t}'?", "Quando foi publicado {t}?")),
+    "setting": (("Where is '{t}' set?", "Where does {t} take place?", "what period is {t} set in?"),
+                ("Onde se passa '{t}'?", "Em que época se passa {t}?")),
+    "character": (("Who is the main character of '{t}'?", "Who is the hero of {t}?"),
+                  ("Quem é o protagonista de '{t}'?", "Quem é o personagem principal de {t}?")),
+    "weight": (("How much does '{t}' weigh?", "What is the weight of {t}?"),
+               ("Quanto pesa '{t}'?", "Qual é o peso de {t}?")),
+    "price": (("How much does '{t}' cost?", "What is the price of {t}?"),
+              ("Quanto custa '{t}'?", "Qual é o preço de {t}?")),
+    "colour": (("What colour is '{t}'?", "What colors does {t} come in?"),
+               ("De que cor é '{t}'?", "Quais cores tem {t}?")),
+    "warranty": (("Does '{t}' have a warranty?", "Is there a guarantee on {t}?"),
+                 ("'{t}' tem garantia?", "Qual é a garantia de {t}?")),
+    "battery": (("Does '{t}' need batteries?", "What batteries does {t} take?"),
+                ("'{t}' usa pilhas?", "{t} tem bateria?")),
+    "isbn": (("What is the ISBN of '{t}'?", "{t} ISBN?"), ("Qual é o ISBN de '{t}'?", "ISBN de {t}?")),
+}
+# kinds a "not stated" training question asks about: details shoppers ask that book blurbs rarely hold
+NOT_STATED_KINDS = ("weight", "price", "size", "colour", "warranty", "battery", "isbn", "material", "pages",
+                    "year", "award", "illustrator", "narrator")
+
+
+# kinds whose evidence pattern holds in most descriptions ("Mog is ...", "in London"): asked less often,
+# so that training questions are mostly about the details their evidence really states
+_TRAIN_WEIGHT = {"character": 0.1, "setting": 0.3, "year": 0.5, "includes": 0.5}
+
+
+def stated_kinds(content: str) -> list[str]:
+    """The kinds (ORDER) whose evidence some non-boilerplate sentence of `content` holds."""
+    spans = [content[s:e] for s, e in sentences(content) if not _BOILERPLATE.search(content[s:e])]
+    return [k for k in ORDER if any(_EVIDENCE[k].search(t) for t in spans)]
+
+
+def detail_question(title: str, kind: str, rng, portuguese: bool = False) -> str:
+    """One phrasing (chosen by `rng`, a random.Random) of a question about `kind` of the product `title`,
+    the title as typed by shoppers: as written, or lower-case."""
+    t = title if rng.random() < 0.6 else title.lower()
+    return rng.choice(QUESTIONS[kind][1 if portuguese else 0]).format(t=t)
+
+
+def detail_example(title: str, content: str, rng, p_not_stated: float = 0.25, p_portuguese: float = 0.2):
+    """(question, kind, quote) for a training example about one detail of a product, or None when its
+    description states no known kind: a kind it states, with `read_detail`'s quote (the sentence the
+    answer must copy), or in `p_not_stated` of them a kind it lacks, with quote None ("not stated")."""
+    stated = stated_kinds(content)
+    missing = [k for k in NOT_STATED_KINDS if k not in stated]
+    portuguese = rng.random() < p_portuguese
+    if missing and (not stated or rng.random() < p_not_stated):
+        kind = rng.choice(missing)
+        return detail_question(title, kind, rng, portuguese), kind, None
+    if not stated:
+        return None
+    kind = rng.choices(stated, weights=[_TRAIN_WEIGHT.get(k, 1.0) for k in stated])[0]
+    q = detail_question(title, kind, rng, portuguese)
+    d = read_detail(q, title, content)
+    if d.kind != kind or not d.stated:  # the title's words changed what the question asks: skip it
+        return None
+    return q, kind, d.quote

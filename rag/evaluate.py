@@ -344,9 +344,10 @@ def main(args: argparse.Namespace) -> int:
 
 # retrieval: the best retrieved description, whole; retrieval+sentence: its sentence stating the detail
 # (quote mode, no model); auto: what ProductQA answers by default (quote, or verbatim for "what is X");
-# fine-tuned + RAG (generate): the adapter writes the answer (needs --adapter)
+# fine-tuned + RAG (read): the adapter quotes the sentence, checked (needs --adapter); (generate): it
+# writes the answer
 DETAIL_SYSTEMS = {"retrieval": None, "retrieval+sentence": "quote", "auto": "auto",
-                  "fine-tuned + RAG (generate)": "generate"}  # system -> answer mode
+                  "fine-tuned + RAG (read)": "read", "fine-tuned + RAG (generate)": "generate"}  # system -> mode
 
 
 def tuning_part(title: str) -> str:
@@ -412,6 +413,7 @@ def evaluate_detail(qa, items: list[dict], docs, systems=DETAIL_SYSTEMS, progres
             rows.append({
                 "question": it["question"], "lang": it.get("lang", "en"), "part": tuning_part(it["title"]),
                 "answerable": bool(gold), "answer": text, "origin": a.origin, "quote_span": a.quote_span,
+                "fallback_reason": a.fallback_reason,
                 "right_product": bool(src) and not a.abstained and src.title == it["title"],
                 "refused": a.abstained, "not_stated": a.origin == "not_stated",
                 "contains": any(g.lower() in text.lower() for g in gold), "words": len(text.split()),
@@ -441,6 +443,7 @@ def _detail_metrics(rows: list[dict]) -> dict:
             "not_stated": sum(r["not_stated"] for r in un) / max(len(un), 1),
             "false_not_stated": sum(r["not_stated"] for r in ans) / n,
             "refused": sum(r["refused"] for r in rows) / max(len(rows), 1),
+            "fallbacks": sum(r["origin"] == "fallback" for r in rows) / max(len(rows), 1),
             "latency_p50_ms": statistics.median([r["latency_ms"] for r in rows]) if rows else 0.0}
 
 
@@ -449,14 +452,14 @@ def format_detail_report(report: dict) -> str:
              "'held-out' = the half of the products rag/detail.py's rules were not written against.", "",
              "| system | questions | concise-correct (gold, ≤ 50 words) | contains gold | median words | token F1 "
              "(evidence sentence) | right product | 'not stated' (unanswerable) | false 'not stated' | "
-             "refused 'not in catalog' | p50 latency (ms) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "refused 'not in catalog' | fallbacks | p50 latency (ms) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s, groups in report["systems"].items():
         for g, m in groups.items():
             lines.append(f"| {s} | {g} ({m['answerable']}/{m['unanswerable']}) | {m['concise_correct']:.3f} | "
                          f"{m['contains_gold']:.3f} | {m['median_words']:.0f} | {m['token_f1']:.3f} | "
                          f"{m['right_product']:.1%} | {m['not_stated']:.1%} | {m['false_not_stated']:.1%} | "
-                         f"{m['refused']:.1%} | {m['latency_p50_ms']:,.0f} |")
+                         f"{m['refused']:.1%} | {m['fallbacks']:.1%} | {m['latency_p50_ms']:,.0f} |")
     return "\n".join(lines)
 
 

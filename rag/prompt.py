@@ -15,20 +15,28 @@ follows that line in the prompt is what small models do best. (Version 1 answere
 description: its adapter reached a low average loss, yet at generation time it did not know where
 to start and wrote the product's title or a generic sentence instead; see README.) `split_citation`
 takes the line off again, so `Answer.text` is the description.
+
+Version 3 adds questions about one detail ("what age is it for?"): the response is the citation
+line, then the cited entry's sentence stating it, word for word (`build_detail_response`), or
+NOT_STATED when the entry does not say; rag/answer.py (mode "read") checks the quote against the
+cited entry before showing it.
 """
 
 from __future__ import annotations
 
 import re
 
-PROMPT_VERSION = 2
+PROMPT_VERSION = 3
 
 # The instruction the model is given (and, in OpenAI-style exports, the system message).
 INSTRUCTION = (
     "You are a product catalog assistant. Answer the question with the description of the product "
-    "it asks about, using only the catalog entries given. If the product is not among them, say so."
+    "it asks about, using only the catalog entries given; for a question about one detail, with the "
+    "sentence of its description that states it, or say that the description does not say. If the "
+    "product is not among them, say so."
 )
 NOT_IN_CATALOG = "This product is not in the catalog."
+NOT_STATED = "The description does not say."  # a detail response: the cited entry holds no answer
 NO_ENTRIES = "(no catalog entries found)"
 MAX_CONTEXT_CHARS = 1200  # per description in the prompt; answers are cut the same way, so the model copies
 
@@ -76,6 +84,12 @@ def build_response(description: str | None, title: str = "", rank: int = 1,
     """What the model should answer: the citation line of the entry ("[rank] title", as the prompt
     labels it) and its description as the prompt shows it; or NOT_IN_CATALOG."""
     return NOT_IN_CATALOG if description is None else entry(rank, title, description, max_chars)
+
+
+def build_detail_response(quote: str | None, title: str, rank: int = 1) -> str:
+    """What the model should answer to a question about one detail of entry `rank`: its citation line,
+    then `quote` (that entry's sentence stating the detail, word for word) or NOT_STATED."""
+    return f"[{rank}] {title}\n{NOT_STATED if quote is None else quote}"
 
 
 _CITATION = re.compile(r"\A\s*\[(\d{1,2})\] ?([^\n]*)\n")  # "[2] Title" on the answer's first line

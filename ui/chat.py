@@ -158,9 +158,12 @@ class ChatSession:
                 body = f"**{body}**"
             elif final.cited_source is not None:  # the model's citation line, shown as a heading
                 body = f"**{escape_md(final.cited_source.title)}** ({final.cited})\n\n{body}"
-            if final.origin == "quote" and final.cited_source is not None:  # the quote, highlighted in its source
+            if final.quote_span and final.cited_source is not None:  # the quote, highlighted in its source
                 body += "\n\n" + highlight(final.cited_source.content, final.quote_span)
                 body += "\n\n_the sentence of the catalog's description that says so, highlighted_"
+                if final.origin == "fallback":  # read mode: the model's sentence was not the catalog's
+                    body += (f"\n\n_the model's quote was unusable ({escape_md(final.fallback_reason)}): "
+                             f"this sentence was chosen without it_")
             elif final.origin == "not_stated":
                 body += "\n\n_the product is in the catalog; its description does not hold this detail_"
             elif final.origin == "catalog":

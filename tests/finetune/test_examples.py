@@ -34,7 +34,7 @@ def test_no_validation_product_in_training_prompts():
 
 def test_mix_of_oracle_distractor_and_not_first():
     docs = catalog()
-    train, _ = build_examples(docs, FakeIndex(docs), ExampleConfig(p_distractor_only=0.2, p_not_first=0.3))
+    train, _ = build_examples(docs, FakeIndex(docs), ExampleConfig(p_distractor_only=0.2, p_not_first=0.3, p_detail=0))
     kinds = pd.Series([e["kind"] for e in train]).value_counts(normalize=True)
     assert 0.1 < kinds["distractor"] < 0.3
     assert 0.15 < kinds["oracle-not-first"] < 0.35
@@ -55,11 +55,55 @@ def test_mix_of_oracle_distractor_and_not_first():
 
 def test_questions_in_both_languages():
     docs = catalog()
-    train, _ = build_examples(docs, FakeIndex(docs), ExampleConfig())
+    train, _ = build_examples(docs, FakeIndex(docs), ExampleConfig(p_detail=0))
     qs = [e["question"] for e in train]
     pt = [q for q in qs if any(w in q for w in ("descrição", "O que é", "Me fale", "Descreva"))]
     assert 0.2 < len(pt) / len(qs) < 0.7
     assert all(f"Question: {e['question']}" in e["prompt"] for e in train)
+
+
+BOOKS = ["Mog has kittens in this board book. Illustrated by Judith Kerr. For ages 0-3.",
+         "A thriller set in Venice. 352 pages. Winner of the Edgar Award.",
+         "Unabridged, 6 cassettes, 9 hours. Read by Jim Dale.",
+         "A gentle story about friendship."]
+
+
+def test_detail_examples_quote_the_stating_sentence_or_say_not_stated():
+    from rag.detail import _EVIDENCE, detail_kind
+    from rag.prompt import NOT_STATED
+
+    n = 120
+    docs = pd.DataFrame({"uid": [f"B{i:03d}" for i in range(n)], "title": [f"Book number {i}" for i in range(n)],
+                         "content": [BOOKS[i % 4] for i in range(n)]})
+    train, val = build_examples(docs, FakeIndex(docs), ExampleConfig(p_detail=1.0, p_distractor_only=0.0))
+    kinds = pd.Series([e["kind"] for e in train]).value_counts()
+    assert kinds["detail"] > 30 and kinds["detail-not-stated"] > 10 and set(kinds.index) <= {"detail", "detail-not-stated"}
+    for e in train + val:
+        desc, title = BOOKS[int(e["uid"][1:]) % 4], f"Book number {int(e['uid'][1:])}"
+        cite, answer = e["completion"].split("\n", 1)
+        assert cite.startswith("[") and cite.endswith(f"] {title}") and f"{cite}\n{desc}" in e["prompt"]
+        assert detail_kind(e["question"], title) == e["detail"]  # the question asks the kind it is labelled
+        if e["kind"] == "detail":
+            assert answer in desc and _EVIDENCE[e["detail"]].search(answer)  # word for word, holding the evidence
+        else:
+            assert answer == NOT_STATED and not _EVIDENCE[e["detail"]].search(desc)
+    assert any("Quem" in e["question"] or "Qual" in e["question"] or "Quant" in e["question"] for e in train)
+
+
+def test_hold_out_products_never_reach_training(tmp_path):
+    import json
+
+    docs = catalog()
+    held = list(docs["title"][3:9])
+    f = tmp_path / "fixture.json"
+    f.write_text(json.dumps([{"title": t, "question": f"Who wrote {t}?", "answers": []} for t in held]))
+    train, val = build_examples(docs, FakeIndex(docs), ExampleConfig(hold_out=str(f)))
+    texts = list(docs["content"][3:9])
+    assert {e["uid"] for e in val} >= set(docs["uid"][3:9])
+    assert not any(t in e["prompt"] for e in train for t in texts)
+    f.write_text('{"title": "not a list"}')
+    with pytest.raises(UserError, match="hold-out"):
+        build_examples(docs, FakeIndex(docs), ExampleConfig(hold_out=str(f)))
 
 
 # ---- streamed, resumable example building (finetune/examples.py: write_examples)

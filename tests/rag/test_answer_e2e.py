@@ -143,3 +143,24 @@ def test_bf16_answers_like_fp32(demo_index, smol_adapter):
     a = [x.text for x in fp32.ask_many(qs, max_new_tokens=24, mode="generate")]
     b = [x.text for x in bf16.ask_many(qs, max_new_tokens=24, mode="generate")]
     assert sum(x == y for x, y in zip(a, b)) >= 3, (a, b)
+
+
+def test_read_mode_json_carries_a_checked_quote_or_a_marked_fallback(demo_index, smol_adapter):
+    """The model reads for a detail (mode read): whatever it writes, the answer's quote is word for word
+    the cited entry's text at its span, or the answer says which check failed (origin fallback)."""
+    r = subprocess.run([sys.executable, "-m", "ui.cli", "ask", "How long is 'Piano Lullabies for Babies, Vol. 1'?",
+                        "--index", str(demo_index), "--adapter", str(smol_adapter[0]), "--answer-mode", "read",
+                        "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["mode"] == "read" and out["kind"] == "length" and not out["abstained"]
+    assert out["origin"] in ("quote", "not_stated", "fallback")
+    cited = next(s for s in out["sources"] if s["uid"] == out["cited_uid"])
+    if out["origin"] == "fallback":
+        assert out["fallback_reason"] in ("no citation", "empty", "quote not in the cited entry", "quote from another entry")
+    if out["quote"] is not None:
+        from indexing.search import load_index
+
+        content = dict(zip(*(load_index(demo_index).docs[c] for c in ("uid", "content"))))[cited["uid"]]
+        s, e = out["quote_span"]
+        assert content[s:e] == out["quote"] and out["quote"] in out["answer"]

@@ -79,6 +79,35 @@ def test_verbatim_answers_are_the_picked_entrys_catalog_text():
     assert a.abstained and a.text == NOT_IN_CATALOG
 
 
+def _read(generated: str, question="What age is Mog's Kittens for?") -> Answer:
+    srcs = [hit(0.9, "m", "Mog's Kittens", "Mog has kittens. For ages 0-3. Illustrated by Judith Kerr."),
+            hit(0.5, "w", "Wolf Hall", "A novel of 650 pages. Winner of the Booker Prize.")]
+    return finish(Answer(question=question, text="", sources=srcs), generated, "read")
+
+
+def test_read_mode_shows_only_quotes_that_are_the_cited_entrys_text():
+    a = _read("[1] Mog's Kittens\nfor AGES 0-3.")  # case and spacing aside, the cited entry's words
+    assert (a.origin, a.cited, a.kind, a.quote, a.quote_span) == ("quote", 1, "age", "For ages 0-3.", (17, 30))
+    assert a.text == 'ages 0-3: "For ages 0-3."'
+    a = _read("[1] Mog's Kittens\nFor ages 3-5.")  # not in the source: the rule reader's sentence instead
+    assert (a.origin, a.fallback_reason, a.quote) == ("fallback", "quote not in the cited entry", "For ages 0-3.")
+    a = _read("[1] Mog's Kittens\nWinner of the Booker Prize.", "Did Mog's Kittens win an award?")
+    assert (a.origin, a.fallback_reason) == ("fallback", "quote from another entry")  # never another entry's text
+    assert "Booker" not in a.text and a.cited == 1
+    a = _read("For ages 0-3.")
+    assert (a.origin, a.fallback_reason, a.cited) == ("fallback", "no citation", 1)
+
+
+def test_read_mode_not_stated_keeps_the_product_and_the_language():
+    a = _read("[1] Mog's Kittens\nThe description does not say.", "How much does Mog's Kittens weigh?")
+    assert (a.origin, a.cited, a.abstained, a.kind, a.quote) == ("not_stated", 1, False, "weight", None)
+    assert a.text == "The catalog's description of *Mog's Kittens* doesn't say how much it weighs."
+    a = _read("[1] Mog's Kittens\nThe description does not say.", "Quanto pesa Mog's Kittens?")
+    assert a.text == "A descrição de *Mog's Kittens* no catálogo não diz quanto pesa."
+    a = _read("This product is not in the catalog.")
+    assert a.abstained and a.origin == "refused"
+
+
 def test_abstain_threshold():
     from rag.answer import should_abstain
 
@@ -176,7 +205,7 @@ def test_batch_writes_refusals_before_generating_and_resumes(docs, tmp_path):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert sorted(x["id"] for x in rows) == list(range(9))
     assert set(rows[-1]) == {"id", "question", "answer", "abstained", "origin", "fallback_reason", "sources",
-                             "cited_uid", "latency_ms", "kind", "quote", "quote_span"}
+                             "cited_uid", "latency_ms", "kind", "quote", "quote_span", "mode"}
     by_id = {r["id"]: r for r in rows}
     assert by_id[1]["answer"] == docs.content[1] and by_id[1]["cited_uid"] == "u2"
     assert by_id[7]["answer"] == NOT_IN_CATALOG and by_id[7]["origin"] == "refused"

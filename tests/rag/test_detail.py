@@ -144,3 +144,38 @@ def test_eval_answers_detail_reports_the_sentence_baseline(demo_catalog, demo_in
     fixture.write_text('[{"title": "x", "question": "how long is x?", "answers": "62 minutes"}]')  # not a list
     r = subprocess.run(base + ["--detail", str(fixture)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode != 0 and "items [0] do not" in r.stderr and "Traceback" not in r.stderr
+
+
+DESCRIPTION = ("Mog has four kittens. Illustrated by Judith Kerr. For ages 0-3. A board book of 24 pages. "
+               "Unabridged on 2 cassettes, read by Geraldine McEwan.")
+
+
+@pytest.mark.parametrize("kind,evidence", [("illustrator", "Illustrated by Judith Kerr."), ("age", "For ages 0-3."),
+                                           ("pages", "A board book of 24 pages."),
+                                           ("narrator", "Unabridged on 2 cassettes, read by Geraldine McEwan.")])
+def test_every_phrasing_of_a_kind_finds_its_evidence(kind, evidence):
+    """Training questions (rag.detail.QUESTIONS), English and Portuguese, in both title forms: each is
+    read as its kind, and the rule reader quotes the sentence that states it."""
+    import random
+
+    from rag.detail import QUESTIONS, detail_kind, read_detail
+
+    title = "Mog's Kittens"
+    for q in [t.format(t=f) for t in QUESTIONS[kind][0] + QUESTIONS[kind][1] for f in (title, title.lower())]:
+        assert detail_kind(q, title) == kind, q
+        assert read_detail(q, title, DESCRIPTION).quote == evidence, q
+    from rag.detail import detail_example
+
+    rng = random.Random(7)
+    got = {detail_example(title, DESCRIPTION, rng, p_not_stated=0.3) for _ in range(200)} - {None}
+    assert {q for q in got if q[2] is None} and all(q[2] in DESCRIPTION for q in got if q[2])
+    assert all(k in ("weight", "price", "colour", "warranty", "battery", "isbn", "material", "size", "year", "award")
+               for _, k, quote in got if quote is None)
+
+
+def test_all_phrasings_are_read_as_their_kind():
+    from rag.detail import QUESTIONS, detail_kind
+
+    for kind, (en, pt) in QUESTIONS.items():
+        for t in en + pt:
+            assert detail_kind(t.format(t="Wolf Hall"), "Wolf Hall") == kind, t

@@ -1,11 +1,12 @@
 """The one prompt builder: exact strings, shared by training and inference."""
 
-from rag.prompt import INSTRUCTION, NOT_IN_CATALOG, build_prompt, build_response, split_citation, truncate
+from rag.prompt import (INSTRUCTION, NOT_IN_CATALOG, NOT_STATED, build_detail_response, build_prompt, build_response,
+                        split_citation, truncate)
 
 EXPECTED = """Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.
 
 ### Instruction:
-You are a product catalog assistant. Answer the question with the description of the product it asks about, using only the catalog entries given. If the product is not among them, say so.
+You are a product catalog assistant. Answer the question with the description of the product it asks about, using only the catalog entries given; for a question about one detail, with the sentence of its description that states it, or say that the description does not say. If the product is not among them, say so.
 
 Question: What is 'Mog's Kittens'?
 
@@ -59,3 +60,9 @@ def test_truncate_at_word_boundary():
     assert truncate("short", 10) == "short"
     assert truncate("alpha beta gamma", 12) == "alpha beta"
     assert len(truncate("a" * 50, 10)) == 10
+
+
+def test_detail_response_exact_strings():
+    assert build_detail_response("Ages 0-3.", "Mog's Kittens", 2) == "[2] Mog's Kittens\nAges 0-3."
+    assert build_detail_response(None, "Mog's Kittens") == f"[1] Mog's Kittens\n{NOT_STATED}"
+    assert split_citation(build_detail_response(None, "Mog's Kittens") + "\n")[2] == NOT_STATED
