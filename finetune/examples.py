@@ -102,10 +102,11 @@ def _question(uid: str, j: int, title: str, content: str, cfg: ExampleConfig):
     from rag.prompt import truncate
 
     shown = truncate(content or "")  # the description as the prompt shows it: all the model can quote
-    states = bool(stated_kinds(shown))
+    stated = stated_kinds(shown)
+    states = bool(stated)
     rng = random.Random(f"{cfg.seed}:{uid}:{j}:detail")
     if cfg.p_detail > 0 and rng.random() < cfg.p_detail:
-        ex = detail_example(title, shown, rng, cfg.p_not_stated)
+        ex = detail_example(title, shown, rng, cfg.p_not_stated, stated=stated)
         if ex is not None:
             return ex[0], ex[1], ex[2], states
     return make_question(title, uid, "any", salt=f"{cfg.seed}:{j}"), None, None, states

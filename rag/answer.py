@@ -215,22 +215,22 @@ def finish_read(ans: Answer, body: str) -> Answer:
     cited entry's text (case and whitespace aside) -> origin "quote" with its span; anything else
     (no citation, an empty line, a sentence not in the cited entry, another entry's sentence) falls
     back to quote mode's sentence of the cited (else best) entry, origin "fallback" and the reason."""
-    from rag.detail import Detail, _short, check_quote, detail_kind, detail_text
+    from rag.detail import check_quote, detail_kind, detail_text, quoted
     from rag.prompt import NOT_STATED
 
     rank = ans.cited or 1
     src = ans.sources[rank - 1]
+    content = src.content or ""
     kind = detail_kind(ans.question, src.title)
     quote = body.strip()
-    span = check_quote(quote, src.content or "") if ans.cited and quote else None
     if ans.cited and quote.casefold() == NOT_STATED.casefold():
         ans.kind = kind
         _not_stated(ans, src, kind)
         return ans
+    span = check_quote(quote, content) if ans.cited and quote else None
     if span is not None:
-        quote = (src.content or "")[span[0]:span[1]]  # the catalog's own characters, not the model's
-        d = Detail(kind, True, _short(kind, quote), quote, span)
-        ans.text, ans.kind, ans.quote, ans.quote_span, ans.origin = detail_text(d), kind, quote, span, "quote"
+        d = quoted(kind, content, span)  # the catalog's own characters, not the model's
+        ans.text, ans.kind, ans.quote, ans.quote_span, ans.origin = detail_text(d), kind, d.quote, span, "quote"
         return ans
     elsewhere = any(check_quote(quote, h.content or "") for i, h in enumerate(ans.sources, 1) if i != rank) if quote else False
     reason = ("no citation" if not ans.cited else "empty" if not _WORD.search(quote)

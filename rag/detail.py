@@ -275,6 +275,12 @@ def read_detail(question: str, title: str, content: str) -> Detail:
     return Detail(kind, True, _short(kind, quote), quote, (s, e))
 
 
+def quoted(kind: str | None, content: str, span: tuple[int, int]) -> Detail:
+    """The Detail of a quote already checked to be content[span[0]:span[1]] (a model's, in read mode)."""
+    quote = content[span[0]:span[1]]
+    return Detail(kind, True, _short(kind, quote), quote, span)
+
+
 def not_stated_text(title: str, kind: str | None, portuguese: bool) -> str:
     """"The catalog's description of *Title* doesn't say how much it weighs." (or in Portuguese)."""
     what = KINDS[kind][2][1 if portuguese else 0] if kind else ("isso" if portuguese else "that")
@@ -358,11 +364,13 @@ def detail_question(title: str, kind: str, rng, portuguese: bool = False) -> str
     return rng.choice(QUESTIONS[kind][1 if portuguese else 0]).format(t=t)
 
 
-def detail_example(title: str, content: str, rng, p_not_stated: float = 0.25, p_portuguese: float = 0.2):
+def detail_example(title: str, content: str, rng, p_not_stated: float = 0.25, p_portuguese: float = 0.2,
+                   stated: list[str] | None = None):
     """(question, kind, quote) for a training example about one detail of a product, or None when its
     description states no known kind: a kind it states, with `read_detail`'s quote (the sentence the
-    answer must copy), or in `p_not_stated` of them a kind it lacks, with quote None ("not stated")."""
-    stated = stated_kinds(content)
+    answer must copy), or in `p_not_stated` of them a kind it lacks, with quote None ("not stated").
+    `stated`: `stated_kinds(content)`, where the caller has it already."""
+    stated = stated_kinds(content) if stated is None else stated
     missing = [k for k in NOT_STATED_KINDS if k not in stated]
     portuguese = rng.random() < p_portuguese
     if missing and (not stated or rng.random() < p_not_stated):

@@ -161,13 +161,13 @@ class ChatSession:
             if final.quote_span and final.cited_source is not None:  # the quote, highlighted in its source
                 body += "\n\n" + highlight(final.cited_source.content, final.quote_span)
                 body += "\n\n_the sentence of the catalog's description that says so, highlighted_"
-                if final.origin == "fallback":  # read mode: the model's sentence was not the catalog's
-                    body += (f"\n\n_the model's quote was unusable ({escape_md(final.fallback_reason)}): "
-                             f"this sentence was chosen without it_")
             elif final.origin == "not_stated":
                 body += "\n\n_the product is in the catalog; its description does not hold this detail_"
             elif final.origin == "catalog":
                 body += "\n\n_the catalog's description of the product the model picked_"
+            if final.origin == "fallback" and final.mode == "read":  # answered by the rule reader instead
+                body += (f"\n\n_the model's quote was unusable ({escape_md(final.fallback_reason)}): "
+                         f"this answer was read without it_")
             elif final.origin == "fallback":  # the model's own words were unusable: say so
                 body += (f"\n\n_the model's answer was {escape_md(final.fallback_reason)}: this is the "
                          f"catalog's description instead_")
