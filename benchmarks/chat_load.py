@@ -162,7 +162,7 @@ def run_engine(engine: str, args, index: str, questions: list[str], check_q: str
 def main() -> None:
     from indexing.calibrate import invented_titles
     from indexing.questions import make_question
-    from indexing.store import read_docs, read_meta
+    from indexing.store import open_version, read_docs, read_meta
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index")
@@ -175,7 +175,8 @@ def main() -> None:
     args = ap.parse_args()
     index = args.index or demo_index()
 
-    docs = read_docs(Path(index), read_meta(Path(index)))
+    with open_version(index) as folder:
+        docs = read_docs(folder, read_meta(folder))
     rows = docs.sample(n=min(args.n, len(docs)), random_state=0, replace=args.n > len(docs))
     questions = [make_question(t, u, "any", salt="load") for u, t in zip(rows["uid"], rows["title"])]
     for i, title in enumerate(invented_titles(args.n // 10 or 1, exclude=set(docs["title"]), seed=1)):

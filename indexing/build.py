@@ -1,5 +1,6 @@
 """Build a search index from a prepared catalog: title and description-passage embeddings, FAISS and
-BM25 for both, a calibrated abstention threshold; written atomically, resumable after a crash.
+BM25 for both, a calibrated abstention threshold; committed as a new version of the index folder
+(indexing/store.py) under its writer lock; resumable after a crash.
 
     productqa index build --catalog data/catalog --out data/index [--passage-tokens 128] [--shard-size 4096]
     productqa index build ... --engine ray [--ray-address ADDR]      # embedding spread over a Ray cluster
@@ -40,6 +41,7 @@ class BuildConfig:
     engine: str = "local"  # local (this process) | ray (Ray Data: local Ray or a cluster)
     ray_address: str | None = None  # with engine="ray": a running cluster ("auto", "ray://host:10001"); None = local
     fresh: bool = False  # discard an unfinished build of `out` instead of resuming it
+    wait: float = 600  # seconds to wait for another writer of `out` (add/remove/build) before failing
     ranker: bool = True  # learn the fusion of the retrievers from the catalog's own questions (indexing/rank.py)
     progress: bool = True  # progress bars
 
@@ -78,7 +80,14 @@ def embed_local(cfg: BuildConfig, docs, passages, todo: list[int], shards, bar) 
 
 
 def build_index(cfg: BuildConfig) -> dict:
-    """catalog -> index folder; returns meta.json's content."""
+    """catalog -> index folder (a new version of it, under its writer lock); returns meta.json's content."""
+    from indexing.store import writer
+
+    with writer(cfg.out, cfg.wait, what="index build"):
+        return _build(cfg)
+
+
+def _build(cfg: BuildConfig) -> dict:
     import numpy as np
     import pandas as pd
     from tqdm import tqdm
@@ -88,8 +97,8 @@ def build_index(cfg: BuildConfig) -> dict:
     from indexing.errors import UserError
     from indexing.lexical import GRAM, build_bm25, build_char_bm25
     from indexing.rank import fit_ranker
-    from indexing.store import (BM25_CHARS, BM25_PASSAGES, RANKER, PASSAGE_VECTORS, PASSAGES, Shards, build_folder, utc_now, write_atomically,
-                                write_bm25, write_docs, write_faiss, write_meta, write_passages)
+    from indexing.store import (BM25_CHARS, BM25_PASSAGES, RANKER, PASSAGE_VECTORS, PASSAGES, Shards, build_folder, commit, read_meta,
+                                utc_now, write_bm25, write_docs, write_faiss, write_meta, write_passages)
     from indexing.texts import Splitter
     from indexing.vectors import make_faiss_parts
 
@@ -176,7 +185,7 @@ def build_index(cfg: BuildConfig) -> dict:
                   "resumed_shards": len(done)},
         "device": cfg.device or "auto",
     }
-    with write_atomically(cfg.out) as tmp:
+    with commit(cfg.out) as tmp:
         write_faiss(tmp, index)
         del index
         write_docs(tmp, docs)
@@ -212,6 +221,6 @@ def build_index(cfg: BuildConfig) -> dict:
         meta.update(calibrate_index(index))
         meta["build_seconds"]["total"] = round(time.time() - t0, 1)
         meta["created"] = utc_now()
-        meta = write_meta(tmp, meta)
+        write_meta(tmp, meta)
     shards.remove()
-    return meta
+    return read_meta(cfg.out)

@@ -36,15 +36,21 @@ def model_identity(path: str | Path | None = None) -> dict:
     path = Path(path) if path else default_model_path()
     if not path.is_dir():
         raise UserError(f"{path}: embedding model folder not found")
-    h = hashlib.blake2b(digest_size=16)
     weights = sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
     if not weights:
         raise UserError(f"{path}: no model weights (*.safetensors / *.bin) in this folder")
-    for p in weights:
-        with open(p, "rb") as f:
-            hashlib.file_digest(f, lambda: h)  # h.update(every byte of the file)
+    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in weights)
+    if key not in _HASHES:  # every index load checks the model: hash each file version once per process
+        h = hashlib.blake2b(digest_size=16)
+        for p in weights:
+            with open(p, "rb") as f:
+                hashlib.file_digest(f, lambda: h)  # h.update(every byte of the file)
+        _HASHES[key] = h.hexdigest()
     name = DEFAULT_MODEL_NAME if path == default_model_path() else path.name
-    return {"name": name, "path": str(path), "hash": h.hexdigest()}
+    return {"name": name, "path": str(path), "hash": _HASHES[key]}
+
+
+_HASHES: dict[tuple, str] = {}
 
 
 def check_model(meta: dict, model: str | Path | None = None, where: str | Path = "the index") -> str:

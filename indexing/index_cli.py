@@ -1,13 +1,16 @@
 """The `productqa index` command group: build, add, remove, info.
 
     productqa index build  --catalog data/catalog --out data/index [--passage-tokens 128] [--shard-size 4096]
-                           [--engine local|ray] [--ray-address ADDR] [--fresh]
-    productqa index add    --index data/index --input new_products.jsonl
-    productqa index remove --index data/index --uid 0001360000 [--uid ...]
+                           [--engine local|ray] [--ray-address ADDR] [--fresh] [--wait SECONDS]
+    productqa index add    --index data/index --input new_products.jsonl [--wait SECONDS]
+    productqa index remove --index data/index --uid 0001360000 [--uid ...] [--wait SECONDS]
     productqa index info   --index data/index [--json]
 
-A build that was interrupted (kill -9, Ctrl-C, a reboot) continues where it stopped when the same
-command runs again (see indexing/build.py).
+Each build, add or remove commits a new version of the index folder under its writer lock: a second
+writer waits (--wait, default 600 s; 0 = fail at once with a one-line error), running chats and
+batches keep answering and pick up the new version within seconds (`--reload-seconds`). A build that
+was interrupted (kill -9, Ctrl-C, a reboot) continues where it stopped when the same command runs
+again (see indexing/build.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from indexing.texts import DEFAULT_PASSAGE_TOKENS, LEXICAL_FIELDS
 from indexing.vectors import FLAT_MAX
 
 
-def format_info(folder: str | Path, meta: dict) -> str:
+def format_info(folder: str | Path, meta: dict, versions: dict | None = None) -> str:
     from indexing.store import REBUILD_HINT
 
     m = meta
@@ -50,7 +53,20 @@ def format_info(folder: str | Path, meta: dict) -> str:
         f"created:    {m['created']} by productqa {m['productqa_version']}"
         + (f", updated {m['updated']}" if m.get("updated") else ""),
     ]
+    if versions is not None:
+        v = versions
+        lines.insert(1, f"version:    {v['current']} (live)" + (f"; on disk: {', '.join(map(str, v['on_disk']))}"
+                                                              if v["on_disk"] else f"; {v['layout']}"))
+        lines.insert(2, f"writer:     {v['writer'] or 'none'}")
     return "\n".join(lines)
+
+
+def _wait_argument(p) -> None:
+    from indexing.store import WAIT
+
+    p.add_argument("--wait", type=float, default=WAIT, metavar="SECONDS",
+                   help=f"wait this long for another writer of the index to finish (default {WAIT}); "
+                        "0 = fail at once")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="embed a catalog and write a new index (atomically)",
                        description="Embed every product of a catalog and build the FAISS + BM25 index.")
     b.add_argument("--catalog", required=True, metavar="DIR", help="catalog folder from `productqa prepare`")
-    b.add_argument("--out", required=True, metavar="INDEX_DIR", help="index folder to write (replaced only when done)")
+    b.add_argument("--out", required=True, metavar="INDEX_DIR", help="index folder to write (its new version goes live only when done)")
     b.add_argument("--model", metavar="PATH", help="local sentence-transformers folder (default: packaged all-MiniLM-L6-v2)")
     b.add_argument("--batch-size", type=int, default=64, metavar="N", help="texts per forward pass (default 64)")
     b.add_argument("--passage-tokens", type=int, default=DEFAULT_PASSAGE_TOKENS, metavar="N",
@@ -86,6 +102,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="learned: a ranker trained at build time on questions about this catalog (default); "
                         "rule: route by word coverage (indexes before 0.3)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
+    _wait_argument(b)
     b.set_defaults(_index_main=_main_build)
 
     a = sub.add_parser("add", help="add or replace products (upsert by uid) without re-embedding the rest",
@@ -96,16 +113,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a.add_argument("--batch-size", type=int, default=64, metavar="N")
     a.add_argument("--device", choices=("cpu", "cuda"))
     a.add_argument("--quiet", action="store_true")
+    _wait_argument(a)
     a.set_defaults(_index_main=_main_add)
 
     r = sub.add_parser("remove", help="remove products by uid", description="Remove products from an index by uid.")
     r.add_argument("--index", required=True, metavar="INDEX_DIR")
     r.add_argument("--uid", required=True, nargs="+", action="extend", metavar="UID", help="uids to remove")
+    _wait_argument(r)
     r.set_defaults(_index_main=_main_remove)
 
     i = sub.add_parser("info", help="what an index holds and what made it", description="Print an index's meta.json, readably.")
     i.add_argument("--index", required=True, metavar="INDEX_DIR")
-    i.add_argument("--json", action="store_true", help="print meta.json as is")
+    i.add_argument("--json", action="store_true", help="print the live version's meta.json, plus \"versions\"")
     i.set_defaults(_index_main=_main_info)
 
 
@@ -123,36 +142,41 @@ def _main_build(args) -> int:
                       device=args.device, embed=args.embed, lexical=args.lexical, index_type=args.index_type,
                       precision=args.precision, passages=not args.titles_only, passage_tokens=args.passage_tokens,
                       shard_size=args.shard_size, engine=args.engine, ray_address=args.ray_address,
-                      fresh=args.fresh, ranker=args.fusion == "learned", progress=not args.quiet)
+                      fresh=args.fresh, ranker=args.fusion == "learned", progress=not args.quiet,
+                      wait=args.wait)
     meta = build_index(cfg)
     print(format_info(args.out, meta))
-    print(f"built in {meta['build_seconds']['total']} s (embedding {meta['build_seconds']['embed']} s)")
+    print(f"version {meta['version']} committed; built in {meta['build_seconds']['total']} s (embedding {meta['build_seconds']['embed']} s)")
     return 0
 
 
 def _main_add(args) -> int:
     from indexing.update import add_products
 
-    r = add_products(args.index, args.input, batch_size=args.batch_size, device=args.device, progress=not args.quiet)
-    print(f"added {r['added']:,}, replaced {r['replaced']:,}; index now holds {r['count']:,} products")
+    r = add_products(args.index, args.input, batch_size=args.batch_size, device=args.device, progress=not args.quiet,
+                     wait=args.wait)
+    print(f"added {r['added']:,}, replaced {r['replaced']:,}; index now holds {r['count']:,} products "
+          f"(version {r['version']})")
     return 0
 
 
 def _main_remove(args) -> int:
     from indexing.update import remove_products
 
-    r = remove_products(args.index, args.uid)
+    r = remove_products(args.index, args.uid, wait=args.wait)
     if r["not_found"]:
         print(f"not in the index: {', '.join(r['not_found'])}")
-    print(f"removed {r['removed']:,}; index now holds {r['count']:,} products")
+    print(f"removed {r['removed']:,}; index now holds {r['count']:,} products"
+          + (f" (version {r['version']})" if r["version"] is not None else " (no new version)"))
     return 0 if r["removed"] or not r["not_found"] else 1
 
 
 def _main_info(args) -> int:
     import json
 
-    from indexing.store import read_meta
+    from indexing.store import read_meta, versions
 
     meta = read_meta(args.index)
-    print(json.dumps(meta, indent=2) if args.json else format_info(args.index, meta))
+    v = versions(args.index)
+    print(json.dumps({**meta, "versions": v}, indent=2) if args.json else format_info(args.index, meta, v))
     return 0

@@ -179,19 +179,32 @@ def fold(rows, scores, owner) -> tuple[list[int], dict, dict]:
 class Index:
     """A loaded index folder: title and passage FAISS + BM25 + documents + the embedding model (loaded once)."""
 
-    def __init__(self, folder: str | Path, device: str | None = None, model: str | Path | None = None):
+    def __init__(self, folder: str | Path, device: str | None = None, model: str | Path | None = None,
+                 like: "Index | None" = None):
+        from indexing.store import open_version
+
+        self.root = Path(folder)  # the index folder; self.folder is the version that was read
+        with open_version(self.root) as self.folder:  # a writer cannot remove it while it is read
+            self._read(model)
+        # 0: a folder without versions (the layout before them, or a version folder opened directly)
+        self.version = int(self.meta.get("version", 0)) if self.folder != self.root else 0
+        # the encoder: shared with `like` (the version this one replaces, indexing/follow.py) when both
+        # were built with the same model, else loaded
+        same = like is not None and like.meta["embedding_model"]["hash"] == self.meta["embedding_model"]["hash"]
+        self.model = like.model if same else load_encoder_for(self.meta, model, device, where=self.folder)
+
+    def _read(self, model) -> None:
         import numpy as np
 
-        from indexing.embed import check_model, load_encoder
+        from indexing.embed import check_model
         from indexing.rank import Ranker
         from indexing.store import (BM25, BM25_CHARS, BM25_PASSAGES, PASSAGE_VECTORS, RANKER, read_bm25, read_docs,
                                     read_faiss, read_meta, read_passages)
         from indexing.vectors import set_nprobe, to_gpu
 
-        self.folder = Path(folder)
         self.weights, self.rrf_weights = dict(WEIGHTS), dict(RRF_WEIGHTS)
         self.meta = read_meta(self.folder)
-        model_path = check_model(self.meta, model, where=self.folder)
+        check_model(self.meta, model, where=self.folder)  # before the long reads: a wrong --model fails fast
         self.docs = read_docs(self.folder, self.meta)
         self.title_index = read_faiss(self.folder, self.meta)
         set_nprobe(self.title_index, self.meta)
@@ -221,8 +234,6 @@ class Index:
             except UserError as e:  # made by another ProductQA: search still works, by the rule
                 print(f"note: {e}; fusing by the rule meanwhile", file=sys.stderr)
         self.fusion = "learned" if self.ranker is not None else FUSION
-        self.model = load_encoder(model_path, device)
-        self.model.encode(["warm-up"])  # the first call pays one-off setup: keep it out of the first question
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -454,6 +465,15 @@ class Index:
     def retrieve(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """Top-k products for one question (see retrieve_many)."""
         return self.retrieve_many([question], k, mode)[0]
+
+
+def load_encoder_for(meta: dict, model: str | Path | None, device: str | None, where):
+    """The index's embedding model, checked against meta.json, warmed up."""
+    from indexing.embed import check_model, load_encoder
+
+    encoder = load_encoder(check_model(meta, model, where=where), device)
+    encoder.encode(["warm-up"])  # the first call pays one-off setup: keep it out of the first question
+    return encoder
 
 
 def load_index(folder: str | Path, device: str | None = None, model: str | Path | None = None) -> Index:

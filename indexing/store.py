@@ -1,17 +1,34 @@
 """The on-disk index: one folder that describes itself. This module alone knows its layout.
 
     INDEX_DIR/
-      meta.json          what made it: embedding model (name + content hash), dim, metric, index type,
+      CURRENT            the live version's number ("3\n"); replaced atomically by a commit
+      versions/N/        one committed version: immutable once CURRENT names it
+        meta.json        what made it: embedding model (name + content hash), dim, metric, index type,
                          what is embedded (fields, passage size, counts), catalog fingerprint, creation
-                         time, package version, file sizes
-      index.faiss        title vectors (FAISS; ids = docs.parquet `id`)
-      docs.parquet       id, uid, title, content of every indexed product, in BM25 order
-      bm25/              bm25s lexical index over titles, same rows as docs.parquet
-      passages.faiss     description passage vectors (ids = passages.parquet `pid`)      (format 2)
-      passages.parquet   pid, id (product), start, end: character offsets into the description
-      bm25_passages/     bm25s over the passages, same rows as passages.parquet
-      bm25_chars/        bm25s over the titles' character trigrams (typo-tolerant titles)   (meta "fuzzy")
-      ranker.txt         the learned fusion (LightGBM text model; indexing/rank.py)          (meta "ranker")
+                         time, package version, file sizes, "version": N
+        index.faiss      title vectors (FAISS; ids = docs.parquet `id`)
+        docs.parquet     id, uid, title, content of every indexed product, in BM25 order
+        bm25/            bm25s lexical index over titles, same rows as docs.parquet
+        passages.faiss   description passage vectors (ids = passages.parquet `pid`)      (format 2)
+        passages.parquet pid, id (product), start, end: character offsets into the description
+        bm25_passages/   bm25s over the passages, same rows as passages.parquet
+        bm25_chars/      bm25s over the titles' character trigrams (typo-tolerant titles)   (meta "fuzzy")
+        ranker.txt       the learned fusion (LightGBM text model; indexing/rank.py)          (meta "ranker")
+      versions/.N.tmp-PID/  a version being written (garbage once its writer is gone)
+      writer.lock        the single-writer lock (`writer`): build, add, remove hold it
+      writer.json        who holds it (pid, host, what, since), for the message a second writer gets
+
+    A commit (`commit`, Lucene-style): the writer fills versions/.N.tmp-PID, fsyncs every file and
+    folder, renames it to versions/N, then replaces CURRENT (written beside it, fsynced, renamed, the
+    folder fsynced). A SIGKILL at any point leaves the previous CURRENT live and complete; the next
+    writer removes the leftovers. Readers open CURRENT's version under a shared lease (`open_version`,
+    a shared flock on the version folder) while they read it into memory; the writer removes old
+    versions no reader holds (`_clean`), and a reader whose version vanished before its lease simply
+    opens the new CURRENT.
+
+    Indexes written before versions (the files directly in INDEX_DIR, no CURRENT) are read as they are
+    (version 0) and migrated by their first write: versions/1 is committed, then the old top-level files
+    are removed once no reader holds them.
 
     INDEX_DIR's build folder (.INDEX_DIR.build/, beside it, while a build runs):
       build.json         the settings the shards were made with (a resume must match them)
@@ -20,9 +37,7 @@
       shards/            NNNNN.titles.npy, NNNNN.passages.npy: vectors of products [NNNNN*S, (NNNNN+1)*S)
       manifest.jsonl     one line per finished shard: file names, sizes, blake2b digests
 
-Folders are written beside the target and renamed into place (`write_atomically`), so a build or
-update killed halfway leaves the previous index intact and loadable; the build folder survives a
-crash so that the next run continues from its last finished shard.
+The build folder survives a crash so that the next run continues from its last finished shard.
 
 Format 1 (before descriptions were embedded) has no passage files: it still loads and searches
 titles only, with a notice to rebuild.
@@ -50,35 +65,230 @@ OPTIONAL = {"fuzzy": BM25_CHARS, "ranker": RANKER}
 REBUILD_HINT = "rebuild with `productqa index build` to search descriptions"
 
 
+CURRENT, VERSIONS, LOCK, WRITER = "CURRENT", "versions", "writer.lock", "writer.json"
+LEGACY = (META, TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES, BM25_CHARS, RANKER)
+WAIT = 600  # seconds a second writer waits for the first by default (--wait)
+
+
+# --------------------------------------------------------------------------- versions and the writer
+
+
+def current_version(root: str | Path) -> int | None:
+    """The number CURRENT names; None when there is none (a folder from before versions, or no index)."""
+    f = Path(root) / CURRENT
+    try:
+        text = f.read_text().strip()
+    except FileNotFoundError:
+        return None
+    if not text.isdigit():
+        raise UserError(f"{f}: corrupt ({text[:40]!r}, expected a version number); "
+                        f"`productqa index info` lists the versions present")
+    return int(text)
+
+
+def version_folder(root: str | Path, n: int) -> Path:
+    return Path(root) / VERSIONS / str(n)
+
+
+def live_folder(root: str | Path) -> Path:
+    """The folder holding the live version's files: versions/N, or the folder itself before versions."""
+    n = current_version(root)
+    return Path(root) if n is None else version_folder(root, n)
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Every file and folder under `folder` on disk, so that a rename published after it is never torn."""
+    for here, _, files in os.walk(folder):
+        for f in files:
+            with open(os.path.join(here, f), "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(Path(here))
+
+
+def write_text_durably(path: Path, text: str) -> None:
+    """Replace a small file atomically and durably: written beside it, fsynced, renamed, folder fsynced."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
 @contextmanager
-def write_atomically(target: str | Path):
-    """Yield a fresh temp folder beside `target`; on success it replaces `target` in two renames."""
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise UserError(f"{target}: exists and is not a folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(target)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+def lease(folder: Path):
+    """Hold `folder` (a version) against removal while reading it; yields False if it is gone."""
+    import fcntl
+
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a writer is removing this very folder
+        yield (folder / META).exists()
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def open_version(root: str | Path):
+    """Yield the live version's folder, held (`lease`) until the block ends: read it into memory there."""
+    root = Path(root)
+    for _ in range(1000):
+        folder = live_folder(root)
+        with lease(folder) as held:
+            if held or live_folder(root) == folder:  # held, or not an index at all: read_meta says why
+                yield folder
+                return
+        # CURRENT moved on and the version we looked at was removed in between: open the new one
+    raise UserError(f"{root}: the live version kept changing while it was being opened; try again")
+
+
+def _try_evict(folder: Path, remove) -> bool:
+    """Run `remove` if no reader holds `folder`; False (and nothing removed) when one does."""
+    import fcntl
+
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    try:
+        remove()
+        return True
+    finally:
+        os.close(fd)
+
+
+def lock_holder(root: str | Path) -> str:
+    """Who holds the writer lock, in words (from writer.json)."""
+    try:
+        w = json.loads((Path(root) / WRITER).read_text())
+        return f"{w['what']} by pid {w['pid']} on {w['host']} since {w['since']}"
+    except (OSError, ValueError, KeyError):
+        return "another writer"
+
+
+@contextmanager
+def writer(root: str | Path, wait: float = WAIT, what: str = "update"):
+    """The single-writer lock of an index folder (created if missing). A second writer waits up to
+    `wait` seconds, with a message, then fails with a one-line error; it never overwrites. The lock is
+    an flock: the kernel drops it when its process dies, so a killed writer never blocks the next."""
+    from filelock import FileLock, Timeout
+
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root}: exists and is not a folder")
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / LOCK), thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        holder = lock_holder(root)
+        if wait <= 0:
+            raise UserError(f"{root}: {holder} is writing this index; try again when it is done, "
+                            f"or pass --wait SECONDS") from None
+        print(f"{root}: waiting up to {wait:g}s for {holder} to finish", file=sys.stderr, flush=True)
+        try:
+            lock.acquire(timeout=wait)
+        except Timeout:
+            raise UserError(f"{root}: {lock_holder(root)} still holds this index after {wait:g}s; "
+                            f"try again later or pass a longer --wait") from None
+    try:
+        import socket
+
+        write_text_durably(root / WRITER, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                      "what": what, "since": utc_now()}) + "\n")
+        _clean(root)  # what a killed writer left
+        yield root
+    finally:
+        (root / WRITER).unlink(missing_ok=True)
+        lock.release()
+
+
+@contextmanager
+def commit(root: str | Path):
+    """Under `writer`: yield a fresh folder for the next version; when the block succeeds, publish it
+    (fsync, rename to versions/N, CURRENT -> N). A failed block leaves nothing behind."""
+    root = Path(root)
+    vdir = root / VERSIONS
+    vdir.mkdir(exist_ok=True)
+    n = 1 + max([current_version(root) or 0, *(int(p.name) for p in vdir.iterdir() if p.name.isdigit())])
+    tmp = vdir / f".{n}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         yield tmp
+        meta = json.loads((tmp / META).read_text())
+        meta["version"] = n
+        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
+        fsync_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, version_folder(root, n))
+    fsync_dir(vdir)
+    write_text_durably(root / CURRENT, f"{n}\n")  # the commit point
+    _clean(root)
 
 
-def _remove_stale(target: Path) -> None:
-    """Temp folders left by builds that were killed (their process is gone) are garbage."""
-    for p in target.parent.glob(f".{target.name}.*-*"):
+def _clean(root: Path) -> None:
+    """Under the writer lock: remove unfinished versions, old versions no reader holds, the files of the
+    layout before versions once a version is live, and the temp folders of the old whole-folder swap."""
+    cur = current_version(root)
+    vdir = root / VERSIONS
+    if vdir.is_dir():
+        for p in vdir.iterdir():
+            if p.name.startswith("."):  # .N.tmp-PID: its writer is gone (we hold the lock)
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            elif p.name.isdigit() and cur is not None and int(p.name) > cur:  # renamed, never published
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.name.isdigit() and cur is not None and int(p.name) < cur:
+                _try_evict(p, lambda p=p: shutil.rmtree(p, ignore_errors=True))
+    if cur is not None and (root / META).exists():
+        def remove_legacy():
+            (root / META).unlink(missing_ok=True)  # first: a reader that finds no meta.json retries
+            for f in LEGACY:
+                shutil.rmtree(root / f, ignore_errors=True) if (root / f).is_dir() else (root / f).unlink(missing_ok=True)
+        _try_evict(root, remove_legacy)
+    for p in root.parent.glob(f".{root.name}.*-*"):  # .INDEX.tmp-PID / .INDEX.old-PID of the old swap
         pid = p.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(p, ignore_errors=True)
+
+
+def versions(root: str | Path) -> dict:
+    """What `productqa index info` says about versions: the live one, those on disk, the writer."""
+    root = Path(root)
+    vdir = root / VERSIONS
+    on_disk = sorted(int(p.name) for p in vdir.iterdir() if p.name.isdigit()) if vdir.is_dir() else []
+    from filelock import FileLock, Timeout
+
+    held = None
+    if (root / LOCK).exists():
+        try:
+            with FileLock(str(root / LOCK), thread_local=False, timeout=0):
+                pass
+        except Timeout:
+            held = lock_holder(root)
+    return {"current": current_version(root) or 0,
+            "on_disk": on_disk, "layout": "versions" if (root / CURRENT).exists() else "single folder (before versions)",
+            "writer": held}
 
 
 # --------------------------------------------------------------------------- the index folder
@@ -99,10 +309,16 @@ def write_meta(folder: Path, meta: dict) -> dict:
 
 def read_meta(folder: str | Path) -> dict:
     """meta.json of an index, after checking every piece is there and has the size it was written with."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: no index here (build one with `productqa index build`)")
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"{root}: no index here (build one with `productqa index build`)")
+    folder = live_folder(root)
     if not (folder / META).exists():
+        if folder == root and not any(root.iterdir()):
+            raise UserError(f"{root}: no index here (build one with `productqa index build`)")
+        if folder == root and (root / LOCK).exists() and not (root / DOCS).exists():
+            raise UserError(f"{root}: no index committed here yet ({lock_holder(root)} may be building it: "
+                            f"wait for it, or build one with `productqa index build`)")
         raise UserError(f"{folder}: incomplete index, missing {META} (rebuild it)")
     try:
         meta = json.loads((folder / META).read_text())

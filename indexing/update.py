@@ -5,8 +5,10 @@
 
 New records go through exactly the cleaning of `productqa prepare`. Only new/changed products are
 embedded (their titles and description passages); FAISS vectors are removed/added by id; both BM25
-indexes are rebuilt over the updated texts (cheap next to embedding). The updated index is written
-beside the old one and swapped in atomically. A title-only (format 1) index stays title-only; the learned
+indexes are rebuilt over the updated texts (cheap next to embedding). An update holds the index's
+writer lock (a second one waits up to `wait` seconds, then fails with a one-line error) and commits
+a new version (indexing/store.py): readers keep the version they loaded, and running servers pick up
+the new one (indexing/follow.py). A killed update leaves the previous version live. A title-only (format 1) index stays title-only; the learned
 fusion (ranker.txt) is kept as it is, the typo-tolerant title index is rebuilt.
 """
 
@@ -15,28 +17,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from indexing.errors import UserError
+from indexing.store import WAIT
 
 
-def _load(folder):
-    from indexing.store import PASSAGE_VECTORS, has_passages, read_docs, read_faiss, read_meta, read_passages
+def _load(root):
+    from indexing.store import (PASSAGE_VECTORS, has_passages, open_version, read_docs, read_faiss, read_meta,
+                                read_passages)
 
-    folder = Path(folder)
-    meta = read_meta(folder)
-    passages = read_passages(folder, meta)
-    pindex = read_faiss(folder, meta, PASSAGE_VECTORS) if has_passages(meta) else None
-    return folder, meta, read_docs(folder, meta), read_faiss(folder, meta), passages, pindex
+    with open_version(root) as folder:
+        meta = read_meta(folder)
+        passages = read_passages(folder, meta)
+        pindex = read_faiss(folder, meta, PASSAGE_VECTORS) if has_passages(meta) else None
+        return folder, meta, read_docs(folder, meta), read_faiss(folder, meta), passages, pindex
 
 
-def _save(folder: Path, meta: dict, docs, index, passages, pindex) -> dict:
+def _save(root, folder: Path, meta: dict, docs, index, passages, pindex) -> dict:
     import shutil
 
     from indexing.lexical import build_bm25, build_char_bm25
-    from indexing.store import (BM25_CHARS, BM25_PASSAGES, PASSAGE_VECTORS, RANKER, utc_now, write_atomically,
+    from indexing.store import (BM25_CHARS, BM25_PASSAGES, PASSAGE_VECTORS, RANKER, commit, read_meta, utc_now,
                                 write_bm25, write_docs, write_faiss, write_meta, write_passages)
     from indexing.texts import lexical_texts, passage_texts
 
     meta = {**meta, "count": len(docs), "updated": utc_now()}
-    with write_atomically(folder) as tmp:
+    with commit(root) as tmp:
         write_faiss(tmp, index)
         write_docs(tmp, docs)
         write_bm25(tmp, build_bm25(lexical_texts(docs["title"], docs["content"], meta["lexical"])))
@@ -49,13 +53,20 @@ def _save(folder: Path, meta: dict, docs, index, passages, pindex) -> dict:
             write_faiss(tmp, pindex, PASSAGE_VECTORS)
             write_passages(tmp, passages)
             write_bm25(tmp, build_bm25(passage_texts(dict(zip(docs["id"], docs["content"])), passages)), BM25_PASSAGES)
-        meta = write_meta(tmp, meta)
-    return meta
+        write_meta(tmp, meta)
+    return read_meta(root)
 
 
-def add_products(folder, inputs: list, batch_size: int = 64, device: str | None = None,
-                 progress: bool = True) -> dict:
-    """Upsert the products of `inputs` (raw or Alpaca files) by uid. Returns counts."""
+def add_products(root, inputs: list, batch_size: int = 64, device: str | None = None,
+                 progress: bool = True, wait: float = WAIT) -> dict:
+    """Upsert the products of `inputs` (raw or Alpaca files) by uid. Returns counts and the new version."""
+    from indexing.store import writer
+
+    with writer(root, wait, what="index add"):
+        return _add(root, inputs, batch_size, device, progress)
+
+
+def _add(root, inputs, batch_size, device, progress) -> dict:
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -64,7 +75,7 @@ def add_products(folder, inputs: list, batch_size: int = 64, device: str | None 
     from indexing.prepare import load_records
     from indexing.texts import Splitter, dense_texts, passage_texts
 
-    folder, meta, docs, index, passages, pindex = _load(folder)
+    folder, meta, docs, index, passages, pindex = _load(root)
     tables = [t for path in inputs for t in load_records(path)]
     new = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=["uid", "title", "content"])
     new = new.drop_duplicates("uid", keep="last")
@@ -92,17 +103,26 @@ def add_products(folder, inputs: list, batch_size: int = 64, device: str | None 
             pindex.add_with_ids(embed(model, texts, batch_size, progress=progress), fresh["pid"].to_numpy())
         passages = pd.concat([passages[~passages["id"].isin(replaced["id"])], fresh], ignore_index=True)
         meta["passages"] = {**p, "next_pid": int(p["next_pid"]) + len(fresh)}
-    meta = _save(folder, meta, docs, index, passages, pindex)
-    return {"added": len(new) - len(replaced), "replaced": len(replaced), "count": meta["count"]}
+    meta = _save(root, folder, meta, docs, index, passages, pindex)
+    return {"added": len(new) - len(replaced), "replaced": len(replaced), "count": meta["count"],
+            "version": meta["version"]}
 
 
-def remove_products(folder, uids: list[str]) -> dict:
-    """Remove products (and their passages) by uid. Returns counts and the uids that were not in the index."""
-    folder, meta, docs, index, passages, pindex = _load(folder)
+def remove_products(root, uids: list[str], wait: float = WAIT) -> dict:
+    """Remove products (and their passages) by uid. Returns counts, the uids that were not in the index
+    and the new version (None when nothing was removed: no version is committed)."""
+    from indexing.store import writer
+
+    with writer(root, wait, what="index remove"):
+        return _remove(root, uids)
+
+
+def _remove(root, uids: list[str]) -> dict:
+    folder, meta, docs, index, passages, pindex = _load(root)
     gone = docs[docs["uid"].isin(uids)]
     not_found = sorted(set(uids) - set(gone["uid"]))
     if len(gone) == 0:
-        return {"removed": 0, "not_found": not_found, "count": len(docs)}
+        return {"removed": 0, "not_found": not_found, "count": len(docs), "version": None}
     if len(gone) == len(docs):
         raise UserError("removing these would leave the index empty; build a new one instead")
     index.remove_ids(gone["id"].to_numpy())
@@ -111,5 +131,5 @@ def remove_products(folder, uids: list[str]) -> dict:
         dropped = passages["id"].isin(gone["id"])
         pindex.remove_ids(passages.loc[dropped, "pid"].to_numpy())
         passages = passages[~dropped].reset_index(drop=True)
-    meta = _save(folder, meta, docs, index, passages, pindex)
-    return {"removed": len(gone), "not_found": not_found, "count": meta["count"]}
+    meta = _save(root, folder, meta, docs, index, passages, pindex)
+    return {"removed": len(gone), "not_found": not_found, "count": meta["count"], "version": meta["version"]}

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexing.errors import UserError
+from indexing.follow import RELOAD_SECONDS
 from indexing.questions import sanitize_question
 
 DEFAULT_MAX_NEW_TOKENS = 320  # ~1,200 characters: the longest answer the prompt can support
@@ -87,6 +88,7 @@ class Answer:
     quote: str | None = None
     quote_span: tuple[int, int] | None = None
     mode: str | None = None  # the answer mode that answered (auto resolved: verbatim, generate, quote, read)
+    index_version: int | None = None  # the index version its sources come from (indexing/store.py)
 
     @property
     def cited_source(self):
@@ -98,6 +100,7 @@ class Answer:
                 "cited_uid": cited.uid if cited else None, "origin": self.origin,
                 "fallback_reason": self.fallback_reason, "kind": self.kind, "quote": self.quote,
                 "quote_span": list(self.quote_span) if self.quote_span else None, "mode": self.mode,
+                "index_version": self.index_version,
                 "sources": [{"uid": h.uid, "title": h.title, "score": round(h.dense_score or 0.0, 4),
                              "match": h.match, **({"passage": h.passage} if h.match == "description" else {})}
                             for h in self.sources],
@@ -292,8 +295,8 @@ class Answerer:
                  device: str | None = None, four_bit: bool | None = None, progress: bool = False,
                  repetition_penalty: float = REPETITION_PENALTY, merge: bool = True, dtype: str = "auto",
                  mode: str = DEFAULT_MODE, engine: str = "transformers", llm_url: str | None = None,
-                 api_key: str | None = None, serve_base: bool = False):
-        from indexing.search import load_index
+                 api_key: str | None = None, serve_base: bool = False, reload_seconds: float = RELOAD_SECONDS):
+        from indexing.follow import follow_index
         from indexing.runtime import pick_device
         from rag.model import load_model, read_adapter, resolve_base_for
 
@@ -314,8 +317,10 @@ class Answerer:
             self.adapter_meta = read_adapter(self.adapter)
         base, ident = resolve_base_for(self.adapter_meta, base_model, progress)
         self.base_identity = ident
-        # the index (and its encoder) loads after the cheap checks above, so a wrong --adapter fails fast
-        self.index = load_index(index)
+        # the index (and its encoder) loads after the cheap checks above, so a wrong --adapter fails fast;
+        # it follows the folder: each version an `index add/remove/build` commits is picked up within
+        # `reload_seconds` (0 = never), while questions keep being answered
+        self.index = follow_index(index, reload_seconds)
         self._lock = threading.Lock()
         if self.engine == "vllm":
             self._connect(llm_url, api_key, base, progress, serve_base)
@@ -376,19 +381,27 @@ class Answerer:
         self.llm = RemoteLLM(llm_url, api_key)
 
     def close(self) -> None:
-        """Stop the vLLM server this Answerer started (if any)."""
+        """Stop following the index, and the vLLM server this Answerer started (if any)."""
+        getattr(self.index, "close", lambda: None)()
         if self.server is not None:
             self.server.stop()
             self.server = None
 
     # ------------------------------------------------------------------ steps
 
-    def retrieve(self, questions: list[str], k: int):
-        return self.index.retrieve_many(questions, k=k)
+    @property
+    def serving(self):
+        """The index version answering now: take it once per question (or batch), so that retrieval and
+        abstention see the same version while a new one is swapped in."""
+        return getattr(self.index, "current", self.index)
 
-    def should_abstain(self, hits) -> bool:
+    def retrieve(self, questions: list[str], k: int, index=None):
+        return (index or self.serving).retrieve_many(questions, k=k)
+
+    def should_abstain(self, hits, index=None) -> bool:
         """Below the index's calibrated threshold for these hits (found by title or by description)."""
-        return should_abstain(hits, self.index.threshold_for(hits), self.index.support)
+        index = index or self.serving
+        return should_abstain(hits, index.threshold_for(hits), index.support)
 
     def _gen_kwargs(self, max_new_tokens: int, temperature: float, mode: str = "generate") -> dict:
         max_new_tokens, temperature, stop = limits(max_new_tokens, temperature, mode)
@@ -415,15 +428,18 @@ class Answerer:
         kw = dict(max_new_tokens=max_new_tokens, temperature=temperature, use_adapter=use_adapter, mode=mode)
         return (yield from self._batcher.stream(prompt, key=tuple(kw.values()), kw=kw))
 
-    def _prepare(self, question: str, k: int, use_retrieval: bool, hits: list | None, t0: float) -> Answer:
-        """Sanitise, retrieve (unless `hits` are given) and abstain below the threshold."""
+    def _prepare(self, question: str, k: int, use_retrieval: bool, hits: list | None, t0: float,
+                 index=None) -> Answer:
+        """Sanitise, retrieve (unless `hits` are given, from `index`) and abstain below the threshold."""
         from rag.prompt import NOT_IN_CATALOG
 
+        index = index or self.serving
         q, notice = sanitize_question(question)
         if hits is None:
-            hits = self.retrieve([q], k)[0] if use_retrieval else []
-        ans = Answer(question=q, text="", sources=hits, notice=notice, retrieval_ms=(time.perf_counter() - t0) * 1000)
-        if use_retrieval and self.should_abstain(hits):
+            hits = self.retrieve([q], k, index)[0] if use_retrieval else []
+        ans = Answer(question=q, text="", sources=hits, notice=notice, retrieval_ms=(time.perf_counter() - t0) * 1000,
+                     index_version=getattr(index, "version", None) if use_retrieval else None)
+        if use_retrieval and self.should_abstain(hits, index):
             ans.text, ans.abstained, ans.origin = NOT_IN_CATALOG, True, "refused"
         return ans
 
@@ -467,17 +483,18 @@ class Answerer:
 
     def stream(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                temperature: float = 0.0, use_retrieval: bool = True, hits: list | None = None,
-               use_adapter: bool = True, mode: str | None = None):
+               use_adapter: bool = True, mode: str | None = None, index=None):
         """Yield the answer's text pieces as they are generated; the generator's return value (and a
         final `Answer` yielded last) carries the sources and flags. `hits` replaces retrieval (the chat
-        passes the last product for follow-ups); `use_adapter=False` answers with the base model.
+        passes the last product for follow-ups; `index`: the version they came from, see `serving`);
+        `use_adapter=False` answers with the base model.
         Verbatim answers arrive as one piece (the description) once the model has picked the entry.
         The pieces stop where the answer ends (never into the next entry); a generated answer that
         falls back shows its catalog description only in the final `Answer`."""
         from rag.prompt import build_prompt, cut_answer
 
         t0 = time.perf_counter()
-        ans = self._prepare(question, k, use_retrieval, hits, t0)
+        ans = self._prepare(question, k, use_retrieval, hits, t0, index)
         mode = answer_mode(mode or self.mode, ans.question, ans.sources[0].title) if ans.sources else "generate"
         ans.mode = mode
         if ans.abstained:
@@ -540,11 +557,12 @@ class Answerer:
 
         t0 = time.perf_counter()
         qs = [sanitize_question(q)[0] for q in questions]
-        all_hits = self.retrieve(qs, k) if use_retrieval else [[] for _ in qs]
+        index = self.serving
+        all_hits = self.retrieve(qs, k, index) if use_retrieval else [[] for _ in qs]
         t_ret = (time.perf_counter() - t0) * 1000 / max(len(qs), 1)
         todo = []
         for i, (q, hits) in enumerate(zip(questions, all_hits)):
-            a = self._prepare(q, k, use_retrieval, hits, t0)
+            a = self._prepare(q, k, use_retrieval, hits, t0, index)
             a.retrieval_ms = t_ret
             m = answer_mode(mode or self.mode, a.question, a.sources[0].title) if a.sources else "generate"
             a.mode = m
@@ -620,6 +638,14 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
                    help="the server's API key (default $PRODUCTQA_API_KEY)")
 
 
+def add_reload_argument(p: argparse.ArgumentParser) -> None:
+    """--reload-seconds, shared by batch and chat: how fast a running process sees index updates."""
+    p.add_argument("--reload-seconds", type=float, default=RELOAD_SECONDS, metavar="S",
+                   help=f"look for a new index version (from `productqa index add/remove/build`) every S seconds "
+                        f"and answer from it once loaded (default {RELOAD_SECONDS:g}; 0 = keep the version loaded "
+                        f"at start)")
+
+
 def engine_kwargs(args: argparse.Namespace) -> dict:
     """Answerer's engine arguments from the parsed command line (Answerer checks them)."""
     return {"engine": args.engine, "llm_url": args.llm_url, "api_key": args.api_key}
@@ -642,7 +668,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--max-new-tokens must be >= 1")
     q, notice = sanitize_question(args.question)
     qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True,
-                  mode=args.answer_mode, **engine_kwargs(args))
+                  mode=args.answer_mode, reload_seconds=0, **engine_kwargs(args))
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     ans = None

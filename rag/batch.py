@@ -6,8 +6,10 @@ Questions: JSON lines {"id": ..., "question": ...}, CSV with columns id,question
 question a line; ids are line numbers), told apart by extension (.jsonl/.json, .csv, anything else
 = text). Invalid lines are reported with their line numbers and skipped.
 Output: JSON lines {"id", "question", "answer", "abstained", "origin", "fallback_reason", "kind", "quote",
-"quote_span", "mode", "sources": [{"uid", "title", "score"}], "cited_uid", "latency_ms"} (kind/quote/quote_span:
-detail answers, rag/detail.py; null otherwise; mode: the answer mode that answered), each written and flushed as soon as
+"quote_span", "mode", "index_version", "sources": [{"uid", "title", "score"}], "cited_uid", "latency_ms"}
+(kind/quote/quote_span: detail answers, rag/detail.py; null otherwise; mode: the answer mode that answered;
+index_version: the index version the sources come from: a batch that runs while the catalog is updated
+answers from each new version once it is loaded, `--reload-seconds`, 0 = one version), each written and flushed as soon as
 it is known (refusals right after retrieval, answers as their generate finishes), so lines come in
 that order, not the input's; `id` ties them back. Re-running the same command after a crash
 or Ctrl-C answers only the ids not yet in --out: nothing is lost or answered twice.
@@ -86,7 +88,7 @@ def run_batch(qa, items: list[dict], out: str | Path, k: int = 3, batch_size: in
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rag.answer import add_engine_arguments, add_mode_argument
+    from rag.answer import add_engine_arguments, add_mode_argument, add_reload_argument
 
     p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
     p.add_argument("--adapter", metavar="ADAPTER_DIR", help="LoRA adapter (default: the base model)")
@@ -99,6 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, metavar="N")
     add_mode_argument(p)
     add_engine_arguments(p)
+    add_reload_argument(p)
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -119,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
     if not items:
         raise UserError(f"{args.questions}: no valid questions")
     qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device,
-                  progress=not args.quiet, mode=args.answer_mode, **engine)
+                  progress=not args.quiet, mode=args.answer_mode, reload_seconds=args.reload_seconds, **engine)
     r = run_batch(qa, items, args.out, k=args.k, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                   progress=not args.quiet)
     print(f"answered {r['answered']:,} (already done: {r['already_done']:,}) of {r['total']:,} -> {args.out}")

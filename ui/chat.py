@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from indexing.errors import UserError
-from rag.answer import DEFAULT_MAX_NEW_TOKENS, add_engine_arguments, add_mode_argument
+from rag.answer import DEFAULT_MAX_NEW_TOKENS, add_engine_arguments, add_mode_argument, add_reload_argument
 from rag.batching import MAX_BATCH
 
 log = logging.getLogger("productqa.chat")
@@ -127,14 +127,15 @@ class ChatSession:
         try:
             k = max(1, min(int(k), 20))
             t0 = time.perf_counter()
-            hits = self.qa.retrieve([q], k)[0]
+            index = self.qa.serving  # one index version for the whole answer, even if a new one goes live
+            hits = self.qa.retrieve([q], k, index)[0]
             retrieval_ms = (time.perf_counter() - t0) * 1000  # done here, so stream() does not count it
             prompt_q = q
-            if last is not None and self.qa.should_abstain(hits) and is_followup(q):
+            if last is not None and self.qa.should_abstain(hits, index) and is_followup(q):
                 # a follow-up: answer about the product discussed last
                 hits, prompt_q = [last], f"{q} (about '{last.title}')"
             if retrieval_only:
-                close = not self.qa.should_abstain(hits)
+                close = not self.qa.should_abstain(hits, index)
                 answer["content"] = (f"Retrieval only: the {len(hits)} closest products"
                                      + ("." if close else ", none close enough to be the product asked about."))
                 history += source_messages(hits, abstained=not close)
@@ -142,7 +143,8 @@ class ChatSession:
                 return
             text, final = "", None
             for piece in self.qa.stream(prompt_q, k=k, max_new_tokens=int(max_new_tokens),
-                                        temperature=float(temperature), hits=hits, use_adapter=bool(use_adapter)):
+                                        temperature=float(temperature), hits=hits, use_adapter=bool(use_adapter),
+                                        index=index):
                 if isinstance(piece, Answer):
                     final = piece
                     break
@@ -197,11 +199,17 @@ def build_app(qa, max_concurrency: int = 2):
 
     session = ChatSession(qa)
     adapter = qa.adapter.name if qa.adapter else "none (base model)"
-    header = (f"### ProductQA\n{len(qa.index):,} products in the index · model "
-              f"{escape_md(qa.base_identity['name'])} · adapter {escape_md(adapter)}")
     llm = getattr(qa, "llm", None)
-    if llm is not None:  # answers come from a vLLM server: say which
-        header += f" · answered by {escape_md(llm.model)} (vLLM)"
+
+    def header() -> str:  # the index part follows the version serving (index add/remove while the chat runs)
+        index = qa.serving
+        version = getattr(index, "version", None)
+        text = (f"### ProductQA\n{len(index):,} products in the index"
+                + (f" (version {version})" if version else "")
+                + f" · model {escape_md(qa.base_identity['name'])} · adapter {escape_md(adapter)}")
+        if llm is not None:  # answers come from a vLLM server: say which
+            text += f" · answered by {escape_md(llm.model)} (vLLM)"
+        return text
     # the adapter-off switch: the base model must be at hand (in process, or served as productqa-base)
     can_switch = qa.adapter is not None and (llm is None or llm.base_model is not None)
 
@@ -211,7 +219,10 @@ def build_app(qa, max_concurrency: int = 2):
             yield messages, product, ""
 
     with gr.Blocks(analytics_enabled=False, title="ProductQA") as demo:
-        gr.Markdown(header, elem_id="header")
+        title = gr.Markdown(header(), elem_id="header")
+        reload_seconds = getattr(qa.index, "reload_seconds", 0)
+        if reload_seconds:
+            gr.Timer(max(reload_seconds, 1.0)).tick(header, None, title, api_name=False, show_progress="hidden")
         chatbot = gr.Chatbot(label="ProductQA", height=560, elem_id="chatbot", sanitize_html=True,
                              render_markdown=True, allow_tags=False)
         last = gr.State(None)
@@ -288,6 +299,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     add_mode_argument(p)
     add_engine_arguments(p)
+    add_reload_argument(p)
     p.add_argument("--device", choices=("cpu", "cuda"))
 
 
@@ -320,7 +332,7 @@ def main(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True,
-                  mode=args.answer_mode, **engine)
+                  mode=args.answer_mode, reload_seconds=args.reload_seconds, **engine)
     try:
         serve(qa, host=args.host, port=args.port, auth=auth, max_concurrency=args.max_concurrency, share=args.share)
     finally:

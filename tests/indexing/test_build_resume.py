@@ -13,7 +13,8 @@ import pytest
 
 from indexing.build import BuildConfig, build_index
 from indexing.errors import UserError
-from indexing.store import BM25, BM25_PASSAGES, DOCS, PASSAGE_VECTORS, PASSAGES, TITLES, build_folder
+from indexing.store import (BM25, BM25_PASSAGES, DOCS, PASSAGE_VECTORS, PASSAGES, TITLES, build_folder, live_folder,
+                            read_meta)
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -22,6 +23,7 @@ SHARD = 16  # products per shard: the demo catalog's 230 products make 15 shards
 
 def files(folder: Path) -> dict[str, bytes]:
     """Every file of an index that holds vectors or texts (meta.json carries timestamps, so it differs)."""
+    folder = live_folder(folder)
     out = {f: (folder / f).read_bytes() for f in (TITLES, DOCS, PASSAGE_VECTORS, PASSAGES)}
     for d in (BM25, BM25_PASSAGES):
         out.update({f"{d}/{p.name}": p.read_bytes() for p in sorted((folder / d).iterdir())})
@@ -51,12 +53,14 @@ def test_sigkill_mid_build_then_resume_gives_the_same_index(demo_catalog, straig
     p.wait()
     done = len(manifest.read_text().splitlines())
     assert 3 <= done < 15, "the build was not caught mid-way"
-    assert not out.exists()  # nothing half-written where the index goes
+    assert not (out / "CURRENT").exists()  # nothing published where the index goes
+    with pytest.raises(UserError, match="no index committed here yet"):
+        read_meta(out)
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert f"resuming {out}: {done} of 15 shards already embedded" in r.stdout
     assert files(out) == files(straight)
-    meta = json.loads((out / "meta.json").read_text())
+    meta = json.loads((live_folder(out) / "meta.json").read_text())
     assert meta["build"]["resumed_shards"] == done and not build_folder(out).exists()
 
 

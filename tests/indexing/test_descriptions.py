@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from indexing.search import load_index
-from indexing.store import BM25_PASSAGES, PASSAGE_VECTORS, PASSAGES
+from indexing.store import BM25_PASSAGES, PASSAGE_VECTORS, PASSAGES, live_folder
 
 pytestmark = pytest.mark.slow
 HANDWRITTEN = Path(__file__).parent / "data" / "description_questions.json"  # chose the ranker's settings
@@ -45,7 +45,7 @@ def test_a_description_question_finds_its_product_and_says_which_passage(demo_in
 
 def test_an_index_from_before_descriptions_still_searches_titles(demo_index, tmp_path, capsys):
     old = tmp_path / "old"
-    shutil.copytree(demo_index, old)
+    shutil.copytree(live_folder(demo_index), old)
     for f in (PASSAGE_VECTORS, PASSAGES):
         (old / f).unlink()
     shutil.rmtree(old / BM25_PASSAGES)
@@ -68,7 +68,7 @@ def test_add_and_remove_keep_passages_in_step(demo_index, tmp_path):
     from tests.conftest import write_jsonl
 
     idx_dir = tmp_path / "index"
-    shutil.copytree(demo_index, idx_dir)
+    shutil.copytree(live_folder(demo_index), idx_dir)
     n0 = len(load_index(idx_dir).passages)
     new = write_jsonl(tmp_path / "new.jsonl", [
         {"uid": "ZZDESC01", "title": "Model 7 Kit",

@@ -12,13 +12,15 @@ import pytest
 
 from indexing.errors import UserError
 from indexing.search import load_index
+from indexing.store import live_folder
 from tests.conftest import ROOT, write_jsonl
 
 
 @pytest.fixture
 def index_copy(demo_index, tmp_path):
+    """The demo index's files in one folder: the layout before versions (it loads, its first write migrates)."""
     dst = tmp_path / "index"
-    shutil.copytree(demo_index, dst)
+    shutil.copytree(live_folder(demo_index), dst)
     return dst
 
 
@@ -26,7 +28,9 @@ def test_round_trip_finds_products(demo_index, demo_catalog):
     from indexing.catalog import read_catalog
 
     docs = read_catalog(demo_catalog)
-    meta = json.loads((demo_index / "meta.json").read_text())
+    assert (demo_index / "CURRENT").read_text() == "1\n"
+    meta = json.loads((demo_index / "versions" / "1" / "meta.json").read_text())
+    assert meta["version"] == 1
     assert meta["count"] == len(docs) and meta["index_type"] == "flat" and meta["dim"] == 384
     assert meta["embedding_model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert len(meta["catalog"]["fingerprint"]) == 32 and meta["embed"] == "title"
@@ -59,8 +63,11 @@ def test_add_upserts_and_remove(index_copy, tmp_path):
     ])
     from indexing.update import add_products, remove_products
 
+    assert idx0.version == 0  # the layout before versions
     r = add_products(index_copy, [new], progress=False)
-    assert r == {"added": 1, "replaced": 1, "count": n0 + 1}
+    assert r == {"added": 1, "replaced": 1, "count": n0 + 1, "version": 1}
+    # migrated: version 1 is live, the old top-level files are gone
+    assert (index_copy / "CURRENT").read_text() == "1\n" and not (index_copy / "docs.parquet").exists()
     idx = load_index(index_copy)
     hit = idx.retrieve("What is 'Quantum Flux Capacitor Toy Kit'?", k=1)[0]
     assert hit.uid == "ZZTEST0001" and hit.content == "A glowing & humming toy kit."  # cleaned like prepare
@@ -68,8 +75,10 @@ def test_add_upserts_and_remove(index_copy, tmp_path):
     assert (idx.docs["uid"] == existing.uid).sum() == 1
 
     r = remove_products(index_copy, ["ZZTEST0001", "NOPE"])
-    assert r == {"removed": 1, "not_found": ["NOPE"], "count": n0}
+    assert r == {"removed": 1, "not_found": ["NOPE"], "count": n0, "version": 2}
+    assert remove_products(index_copy, ["NOPE"])["version"] is None  # nothing removed: no new version
     idx = load_index(index_copy)
+    assert idx.version == 2 and sorted(p.name for p in (index_copy / "versions").iterdir()) == ["2"]
     assert "ZZTEST0001" not in set(idx.docs["uid"])
     assert all(h.uid != "ZZTEST0001" for h in idx.retrieve("Quantum Flux Capacitor Toy Kit", k=5))
     assert idx.title_index.ntotal == n0
@@ -136,7 +145,13 @@ def test_not_an_index(tmp_path):
     with pytest.raises(UserError, match="no index here"):
         load_index(tmp_path / "nothing")
     (tmp_path / "x").mkdir()
+    with pytest.raises(UserError, match="no index here"):
+        load_index(tmp_path / "x")
+    (tmp_path / "x" / "notes.txt").write_text("hello")
     with pytest.raises(UserError, match="incomplete index"):
+        load_index(tmp_path / "x")
+    (tmp_path / "x" / "CURRENT").write_text("three\n")
+    with pytest.raises(UserError, match="CURRENT: corrupt"):
         load_index(tmp_path / "x")
 
 

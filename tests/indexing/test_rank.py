@@ -12,6 +12,7 @@ from indexing.lexical import char_grams
 from indexing.questions import found, held_out_product, make_chat_questions
 from indexing.rank import FEATURES, Ranker, features
 from indexing.search import Candidates
+from indexing.store import live_folder
 
 
 def _cands():
@@ -115,7 +116,7 @@ def test_learned_fusion_in_meta_and_an_index_without_it_keeps_the_rule(demo_inde
     assert idx.retrieve(f"Would you recommend {title}?", k=1)[0].title == title
     # an index from before the learned fusion: no ranker, no character grams -> today's rule
     old = tmp_path / "old"
-    shutil.copytree(demo_index, old)
+    shutil.copytree(live_folder(demo_index), old)
     (old / RANKER).unlink()
     shutil.rmtree(old / BM25_CHARS)
     meta = json.loads((old / "meta.json").read_text())
@@ -128,7 +129,7 @@ def test_learned_fusion_in_meta_and_an_index_without_it_keeps_the_rule(demo_inde
     hit = o.retrieve(f"What is '{title}'?", k=1)[0]
     assert hit.title == title and hit.match == "title" and "fuzzy" not in hit.retrievers
     # a ranker made with other features: a notice, and the rule meanwhile
-    shutil.copytree(demo_index, tmp_path / "foreign")
+    shutil.copytree(live_folder(demo_index), tmp_path / "foreign")
     text = (tmp_path / "foreign" / RANKER).read_text().replace("feature_names=dense_score", "feature_names=x_score")
     (tmp_path / "foreign" / RANKER).write_text(text)
     meta = json.loads((tmp_path / "foreign" / "meta.json").read_text())

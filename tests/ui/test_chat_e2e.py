@@ -174,3 +174,71 @@ def test_browser_highlights_the_quoted_sentence_escaped(server, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "chat_quote.png"), full_page=True)
     page.close()
+
+
+def test_the_chat_keeps_serving_while_the_catalog_changes(server, browser):
+    """`productqa index add` / `remove` while the chat is up: every question meanwhile is answered, the
+    new product is found within seconds of the commit, the page's header follows, the removed one is gone.
+    (Last in this module: it changes the index under the shared server, and puts it back.)"""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from gradio_client import Client
+
+    url, qa = server
+    folder, v0, n0 = qa.index.root, qa.serving.version, len(qa.serving)
+    title = "Zephyrine Quartz Marimba For Toddlers"
+    raw = folder.parent / "marimba.jsonl"
+    raw.write_text(json.dumps({"uid": "ZEPH000001", "title": title,
+                               "content": "A wooden marimba with quartz bars, for ages 2-4."}) + "\n")
+    row = qa.serving.docs.iloc[5]
+    page = open_page(browser, url)
+    failures, answered, stop = [], [], threading.Event()
+
+    def keep_asking():  # a shopper asking about a product that stays, all through the updates
+        client = Client(url, verbose=False)
+        while not stop.is_set():
+            try:
+                messages, _ = client.predict(f"What is '{row.title}'?", [], 3, 0.0, 16, False, True, api_name="/chat")
+                if f"uid {row.uid}" not in messages[2]["metadata"]["title"]:
+                    failures.append(messages[2]["metadata"]["title"])
+                answered.append(time.time())
+            except Exception as e:  # noqa: BLE001 - any failure is the finding
+                failures.append(repr(e))
+
+    def wait_for_version(v):
+        deadline = time.time() + 90
+        while time.time() < deadline and qa.serving.version != v:
+            time.sleep(0.2)
+        assert qa.serving.version == v
+
+    def first_source(question):
+        messages, _ = Client(url, verbose=False).predict(question, [], 3, 0.0, 16, False, True, api_name="/chat")
+        return messages[1], messages[2]["metadata"]["title"]
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    try:
+        cli = [sys.executable, "-m", "ui.cli", "index"]
+        r = subprocess.run(cli + ["add", "--index", str(folder), "--input", str(raw), "--quiet"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        committed = time.time()
+        wait_for_version(v0 + 1)
+        assert "uid ZEPH000001" in first_source(f"What is '{title}'?")[1]
+        page.wait_for_function(f"document.querySelector('#header').innerText.includes("
+                               f"'{n0 + 1:,} products in the index (version {v0 + 1})')", timeout=30_000)
+        print(f"new product served {time.time() - committed:.1f} s after its commit")
+        r = subprocess.run(cli + ["remove", "--index", str(folder), "--uid", "ZEPH000001"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        wait_for_version(v0 + 2)
+        answer, source = first_source(f"What is '{title}'?")
+        assert "ZEPH000001" not in source and "none close enough" in text(answer)
+    finally:
+        stop.set()
+        asker.join()
+        page.close()
+    assert failures == [] and len(answered) >= 3

@@ -21,14 +21,18 @@ class FakeQA:
         self.fail, self.origin = fail, origin
         self.calls = []
 
-    def retrieve(self, questions, k):
-        return self.index.retrieve_many(questions, k=k)
+    @property
+    def serving(self):
+        return self.index
 
-    def should_abstain(self, hits):  # the real rule, on the fake index's word-overlap scores
+    def retrieve(self, questions, k, index=None):
+        return (index or self.index).retrieve_many(questions, k=k)
+
+    def should_abstain(self, hits, index=None):  # the real rule, on the fake index's word-overlap scores
         return should_abstain(hits, self.threshold, score=lambda h: h.dense_score or 0)
 
     def stream(self, question, k=3, max_new_tokens=320, temperature=0.0, use_retrieval=True, hits=None,
-               use_adapter=True):
+               use_adapter=True, index=None):
         self.calls.append({"question": question, "hits": hits, "use_adapter": use_adapter})
         if self.fail:
             raise RuntimeError("boom")

@@ -16,7 +16,8 @@ def test_demo_runs_and_reuses_artifacts(tmp_path):
     assert "kept" in r.stdout and "Piano Lullabies for Babies, Vol. 1" in r.stdout
     assert "closest products" in r.stdout  # the invented product is not answered
     assert '62 minutes: "' in r.stdout and "(quoted from Piano Lullabies for Babies, Vol. 1's description" in r.stdout
-    for f in ("catalog/catalog.parquet", "index/meta.json", "pairs.alpaca.jsonl", "pairs.openai.jsonl"):
+    for f in ("catalog/catalog.parquet", "index/CURRENT", "index/versions/1/meta.json", "pairs.alpaca.jsonl",
+              "pairs.openai.jsonl"):
         assert (tmp_path / "demo" / f).exists()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0 and r.stdout.count("reusing") == 2
