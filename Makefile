@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/python benchmarks/finetune.py
 	$(BIN)/python benchmarks/answer.py
 	$(BIN)/python benchmarks/chat_load.py
+	$(BIN)/python benchmarks/update.py
 
 clean:
 	rm -rf artifacts .pytest_cache

@@ -1,6 +1,6 @@
 """Shared by every stage (indexing, finetune, rag, ui): process settings, devices, timestamps, digests.
 
-    from indexing.runtime import quiet_libraries, pick_device, native_bf16, utc_now, digest
+    from indexing.runtime import quiet_libraries, pick_device, native_bf16, utc_now, digest, publish_folder
 
 It lives in `indexing/` because that is the bottom of the import order (`ui` -> `rag`/`finetune` ->
 `indexing`); nothing here imports another ProductQA module except `indexing.errors` (UserError, the
@@ -10,6 +10,9 @@ other shared piece: one line on stderr and exit code 2, raised by every stage).
   progress bars) would drown our progress bars and results.
 - pick_device / native_bf16: one device rule and one bf16 probe for the encoder, training and answering.
 - utc_now / digest: what every self-describing artifact records (creation time, file checksums).
+- fsync_dir / fsync_tree / publish_folder: how an artifact folder that others read (a converted or
+  merged model) replaces the old one: written beside it, fsynced, swapped in by one atomic exchange,
+  so a reader (or a crash) sees the old folder or the new one, never none and never half.
 """
 
 from __future__ import annotations
@@ -76,3 +79,86 @@ def digest(path: str | Path) -> str:
     """blake2b-128 of a file's bytes (hex): the checksum manifests and fingerprints record."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+
+
+def fsync_dir(folder: str | Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: str | Path) -> None:
+    """Every file and folder under `folder` on disk, so that a rename published after it is never torn."""
+    for here, _, files in os.walk(folder):
+        for f in files:
+            with open(os.path.join(here, f), "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(here)
+
+
+def temp_beside(target: str | Path, kind: str = "tmp") -> Path:
+    """Where a writer builds `target`'s replacement: `.NAME.tmp-PID` beside it (leftovers of writers that
+    died are removed first)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for p in target.parent.glob(f".{target.name}.*-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            _remove(p)
+    tmp = target.with_name(f".{target.name}.{kind}-{os.getpid()}")
+    _remove(tmp)
+    return tmp
+
+
+def publish_folder(tmp: str | Path, target: str | Path) -> None:
+    """Put the finished folder `tmp` (from `temp_beside`) in `target`'s place atomically. Linux swaps the two
+    names in one step (renameat2 RENAME_EXCHANGE) and then removes the old folder, now at tmp's name: killed
+    at any point, `target` is the old folder or the new one. Where the exchange is not supported, the old
+    folder is moved aside first and moved back if the new one cannot go in."""
+    import shutil
+
+    tmp, target = Path(tmp), Path(target)
+    fsync_tree(tmp)
+    if not target.exists() and not target.is_symlink():
+        os.replace(tmp, target)
+    elif target.is_dir() and not target.is_symlink() and _exchange(tmp, target):
+        shutil.rmtree(tmp, ignore_errors=True)  # the old folder, under the temp name
+    else:
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            os.replace(old, target)
+            raise
+        _remove(old)
+    fsync_dir(target.parent)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a filesystem or kernel without it
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _remove(p: Path) -> None:
+    import shutil
+
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    elif p.exists() or p.is_symlink():
+        p.unlink(missing_ok=True)

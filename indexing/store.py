@@ -53,7 +53,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from indexing.errors import UserError
-from indexing.runtime import digest, utc_now
+from indexing.runtime import digest, fsync_dir, fsync_tree, utc_now
 
 FORMAT_VERSION = 2
 META, TITLES, DOCS, BM25 = "meta.json", "index.faiss", "docs.parquet", "bm25"
@@ -94,23 +94,6 @@ def live_folder(root: str | Path) -> Path:
     """The folder holding the live version's files: versions/N, or the folder itself before versions."""
     n = current_version(root)
     return Path(root) if n is None else version_folder(root, n)
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(folder: Path) -> None:
-    """Every file and folder under `folder` on disk, so that a rename published after it is never torn."""
-    for here, _, files in os.walk(folder):
-        for f in files:
-            with open(os.path.join(here, f), "rb") as fh:
-                os.fsync(fh.fileno())
-        fsync_dir(Path(here))
 
 
 def write_text_durably(path: Path, text: str) -> None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -91,8 +89,9 @@ def export_model(adapter: str | Path, out: str | Path, base_model: str | Path | 
         warnings.simplefilter("ignore", FutureWarning)
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     model.to({"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype])
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    from indexing.runtime import publish_folder, temp_beside
+
+    tmp = temp_beside(out)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     meta = {"kind": "merged LoRA adapter", "prompt_version": ameta["prompt_version"], "dtype": dtype,
@@ -100,10 +99,7 @@ def export_model(adapter: str | Path, out: str | Path, base_model: str | Path | 
                         "global_step": ameta.get("global_step"), "created": ameta.get("created")},
             "base_model": ident, "created": utc_now(), "productqa_version": __version__}
     (tmp / MODEL_META).write_text(json.dumps(meta, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
+    publish_folder(tmp, out)  # a vLLM server started meanwhile loads the old model or the new one, never none
     if progress:
         print(f"wrote {out} ({dtype}; {MODEL_META} says what made it)", file=sys.stderr)
     return meta
