@@ -1,15 +1,17 @@
-"""Benchmark what an index update costs today, against building the same index, at growing sizes.
+"""Benchmark index updates (deltas, tombstones, compaction) against rebuilding the same catalog.
 
-    python benchmarks/update.py                       # 1,000 and 4,000 synthetic lines, ~6 min on 2 cores
-    python benchmarks/update.py --lines 1000 --change 5
+    python benchmarks/update.py                          # 20,000 synthetic lines (~12k products), ~15 min on 2 cores
+    python benchmarks/update.py --lines 4000 --adds 10 200 --remove 200     # quicker
 
-For each size: synthetic trn.json lines (benchmarks/prepare.py's generator: ~62% have a description)
--> `productqa prepare` -> `productqa index build` (timed: the baseline), then `productqa index add`
-of --change new products and `productqa index remove` of the same (each timed, its peak RSS, and
-the bytes its new version wrote). Every command is a fresh process, run one after another, alone.
-The point is the ratio: an update rewrites a whole version (both FAISS indexes, docs, passages, all
-BM25 indexes), so its cost grows with the catalog, not with the change; deltas and tombstones are
-what would make it flat (issue 21). Writes benchmarks/results/update.md.
+Synthetic trn.json lines (benchmarks/prepare.py's generator) -> `productqa prepare` -> `productqa index
+build` (the base). Then, each a fresh `productqa` process, one after another, alone on the machine:
+`index add --no-compact` of each --adds batch of new products, `index remove --no-compact` of
+--remove of them, `index compact`; and a full `index build` of the final catalog (the baseline the
+issue compares with). For each: wall time, peak RSS, and the bytes the command wrote (files of the
+new version whose inode the previous version did not have: the rest are shared hard links).
+In this process (an `indexing.follow.Follower` polling every second): how long after an add's commit
+a serving process answers from the new version, and search p50 over --queries questions with the
+deltas before and after compaction. Writes benchmarks/results/update.md.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,65 +30,124 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+def files(folder: Path) -> dict:
+    return {p.stat().st_ino: p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+
+
+def new_products(path: Path, start: int, n: int) -> list[str]:
+    uids = [f"NEW{i:07d}" for i in range(start, start + n)]
+    with open(path, "w") as f:
+        for i, u in zip(range(start, start + n), uids):
+            f.write(json.dumps({"uid": u, "title": f"Benchmark Marimba Number {i} in Quartz",
+                                "content": f"A new product added by the update benchmark, number {i}: a wooden "
+                                           f"marimba with {i % 17 + 5} quartz bars, for ages {i % 5 + 2} and up."})
+                    + "\n")
+    return uids
+
+
+def p50_search(index, questions: list[str]) -> float:
+    index.retrieve_many(questions[:8], k=5)  # warm
+    times = []
+    for q in questions:
+        t0 = time.perf_counter()
+        index.retrieve(q, k=5)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
 
 
 def main() -> None:
     from prepare import generate, run_measured, write_result
 
-    from indexing.store import live_folder
+    from indexing.follow import Follower
+    from indexing.search import load_index
+    from indexing.store import current_version, live_folder, read_meta
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lines", type=int, nargs="+", default=[1000, 4000], help="synthetic trn.json lines per size")
-    ap.add_argument("--change", type=int, default=5, help="products added, then removed")
+    ap.add_argument("--lines", type=int, default=20_000, help="synthetic trn.json lines of the base catalog")
+    ap.add_argument("--adds", type=int, nargs="+", default=[10, 1000], help="products per add, in order")
+    ap.add_argument("--remove", type=int, default=1000, help="products removed afterwards (from the added ones)")
+    ap.add_argument("--queries", type=int, default=200, help="questions for the search p50")
     args = ap.parse_args()
     cli = [sys.executable, "-m", "ui.cli"]
-    rows = []
+    rows, notes = [], []
+    mb = 1 / 2 ** 20
     with tempfile.TemporaryDirectory(prefix="productqa-update-") as tmp:
         tmp = Path(tmp)
-        for lines in args.lines:
-            work = tmp / str(lines)
-            work.mkdir()
-            generate(work / "trn.json", lines, seed=lines)
-            run_measured(cli + ["prepare", "--input", str(work / "trn.json"), "--out", str(work / "cat")])
-            index = work / "index"
-            t_build, rss_build, _ = run_measured(cli + ["index", "build", "--catalog", str(work / "cat"),
-                                                        "--out", str(index), "--quiet"])
-            meta = json.loads((live_folder(index) / "meta.json").read_text())
-            size = folder_bytes(live_folder(index))
-            new = work / "new.jsonl"
-            with open(new, "w") as f:
-                for i in range(args.change):
-                    f.write(json.dumps({"uid": f"NEW{i:07d}", "title": f"Benchmark Marimba Number {i}",
-                                        "content": f"A new product added by the update benchmark, number {i}. " * 4})
-                            + "\n")
-            t_add, rss_add, _ = run_measured(cli + ["index", "add", "--index", str(index), "--input", str(new),
-                                                    "--quiet"])
-            add_bytes = folder_bytes(live_folder(index))
-            t_rm, rss_rm, _ = run_measured(cli + ["index", "remove", "--index", str(index), "--uid",
-                                                  *(f"NEW{i:07d}" for i in range(args.change))])
-            rm_bytes = folder_bytes(live_folder(index))
-            rows.append((lines, meta["count"], meta["passages"]["count"], size, t_build, rss_build, t_add, rss_add,
-                         add_bytes, t_rm, rss_rm, rm_bytes))
-            print(rows[-1], flush=True)
+        generate(tmp / "trn.json", args.lines, seed=1)
+        run_measured(cli + ["prepare", "--input", str(tmp / "trn.json"), "--out", str(tmp / "cat")])
+        index = tmp / "index"
 
-    mb = 1 / 2 ** 20
+        def step(name: str, cmd: list[str]):
+            before = files(live_folder(index)) if (index / "CURRENT").exists() else {}
+            secs, rss, out = run_measured(cli + cmd)
+            now = files(live_folder(index))
+            wrote = sum(size for ino, size in now.items() if ino not in before)
+            meta = read_meta(index)
+            rows.append((name, secs, rss, wrote, sum(now.values()), meta["count"]))
+            print(rows[-1], flush=True)
+            return out
+
+        step("index build (the base)", ["index", "build", "--catalog", str(tmp / "cat"), "--out", str(index), "--quiet"])
+        base_meta = read_meta(index)
+        swaps = []  # (wall time, version) of each swap the serving side made
+        follower = Follower(index, reload_seconds=1.0, log=lambda m: swaps.append((time.time(), follower.current.version)))
+        questions = [f"What is '{t}'?" for t in follower.current.docs["title"].sample(
+            min(args.queries, len(follower)), random_state=0)]
+        added, start = [], 0
+        for n in args.adds:
+            uids = new_products(tmp / f"add{n}.jsonl", start, n)
+            start += n
+            added += uids
+            step(f"index add --no-compact: {n:,} products",
+                 ["index", "add", "--index", str(index), "--input", str(tmp / f"add{n}.jsonl"), "--quiet",
+                  "--no-compact"])
+            t0, v = time.perf_counter(), current_version(index)
+            while follower.current.version != v and time.perf_counter() - t0 < 120:
+                time.sleep(0.05)
+            committed = (index / "CURRENT").stat().st_mtime  # the commit point: CURRENT replaced
+            served = next((t for t, ver in swaps if ver == v), float("nan"))
+            notes.append(f"after the {n:,}-product add: a Follower polling every 1 s served version {v} "
+                         f"{served - committed:.1f} s after its commit (poll wait + loading and merging the version)")
+        step(f"index remove --no-compact: {args.remove:,} products",
+             ["index", "remove", "--index", str(index), "--no-compact", "--uid", *added[: args.remove]])
+        with_deltas = load_index(index)
+        d_meta = read_meta(index)
+        p50_d = p50_search(with_deltas, questions)
+        del with_deltas
+        step("index compact", ["index", "compact", "--index", str(index)])
+        compacted = load_index(index)
+        p50_c = p50_search(compacted, questions)
+        final = compacted.docs
+        with open(tmp / "final.jsonl", "w") as f:
+            for u, t, c in zip(final["uid"], final["title"], final["content"]):
+                f.write(json.dumps({"uid": u, "title": t, "content": c}) + "\n")
+        del compacted
+        follower.close()
+        run_measured(cli + ["prepare", "--input", str(tmp / "final.jsonl"), "--out", str(tmp / "final_cat")])
+        index = tmp / "rebuilt"
+        step("index build of the final catalog (baseline)",
+             ["index", "build", "--catalog", str(tmp / "final_cat"), "--out", str(index), "--quiet"])
+
+    rebuild_s, rebuild_bytes = rows[-1][1], rows[-1][3]
     report = [
-        f"# Index updates today (`python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}`)".rstrip(),
+        f"# Index updates: deltas, tombstones, compaction (`python benchmarks/{Path(__file__).name}"
+        f" {shlex.join(sys.argv[1:])}`)".replace(" `)", "`)"),
         "",
-        f"Synthetic catalogs; `index add` of {args.change} new products, then `index remove` of them; every command a "
-        "fresh process (so each time includes loading Python, torch and MiniLM), run alone on this machine.",
+        f"Synthetic catalog: {args.lines:,} trn.json lines -> a {base_meta['count']:,}-product base "
+        f"({base_meta['passages']['count']:,} passages). Every command a fresh process (its time includes loading "
+        "Python, torch and MiniLM), one after another, alone on this 2-core machine. \"wrote\": bytes of the new "
+        "version's files that the previous version did not have (the rest are hard links to it).",
         "",
-        "| lines | products | passages | index MB | build s | add s | add / build | add wrote MB | remove s "
-        "| remove wrote MB | peak RSS build / add / remove MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| command | s | vs rebuild | wrote MB | vs rebuild | version MB | products after | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (lines, n, p, size, tb, rb, ta, ra, ab, tr, rr, rmb) in rows:
-        report.append(f"| {lines:,} | {n:,} | {p:,} | {size * mb:.1f} | {tb:.1f} | {ta:.1f} | {ta / tb:.2f} | "
-                      f"{ab * mb:.1f} | {tr:.1f} | {rmb * mb:.1f} | {rb * mb:.0f} / {ra * mb:.0f} / {rr * mb:.0f} |")
-    report += ["", "An update writes a whole new version (\"add wrote MB\" is the new version's size, about the "
-               "index's): its cost follows the catalog's size, not the change's."]
+    for name, secs, rss, wrote, size, count in rows:
+        report.append(f"| {name} | {secs:.1f} | {secs / rebuild_s:.1%} | {wrote * mb:.2f} | {wrote / rebuild_bytes:.1%} "
+                      f"| {size * mb:.1f} | {count:,} | {rss * mb:.0f} |")
+    report += ["", *[f"- {n}" for n in notes],
+               f"- search p50 over {len(questions)} naming questions (hybrid, k=5, one at a time): {p50_d:.1f} ms with "
+               f"{len(d_meta.get('deltas', []))} deltas and {d_meta.get('tombstones', 0):,} tombstones, {p50_c:.1f} ms "
+               "after compaction"]
     write_result("update.md", "\n".join(report))
 
 

@@ -4,9 +4,12 @@
                            [--engine local|ray] [--ray-address ADDR] [--fresh] [--wait SECONDS]
     productqa index add    --index data/index --input new_products.jsonl [--wait SECONDS]
     productqa index remove --index data/index --uid 0001360000 [--uid ...] [--wait SECONDS]
+    productqa index compact --index data/index [--wait SECONDS]
     productqa index info   --index data/index [--json]
 
-Each build, add or remove commits a new version of the index folder under its writer lock: a second
+An add writes its products as a delta and a remove writes tombstones (indexing/update.py); compact
+(also automatic past a threshold) rewrites them into the base. Each build, add, remove or compact
+commits a new version of the index folder under its writer lock: a second
 writer waits (--wait, default 600 s; 0 = fail at once with a one-line error), running chats and
 batches keep answering and pick up the new version within seconds (`--reload-seconds`). A build that
 was interrupted (kill -9, Ctrl-C, a reboot) continues where it stopped when the same command runs
@@ -58,7 +61,20 @@ def format_info(folder: str | Path, meta: dict, versions: dict | None = None) ->
         lines.insert(1, f"version:    {v['current']} (live)" + (f"; on disk: {', '.join(map(str, v['on_disk']))}"
                                                               if v["on_disk"] else f"; {v['layout']}"))
         lines.insert(2, f"writer:     {v['writer'] or 'none'}")
+        deltas = m.get("deltas", [])
+        lines.insert(3, f"updates:    {len(deltas)} delta{'s' * (len(deltas) != 1)} "
+                        f"({sum(d['count'] for d in deltas):,} products), {m.get('tombstones', 0):,} tombstones"
+                        + (f" over a {m['base']['products']:,}-product base" if "base" in m else "")
+                        + (f"; compacted {m['compacted']}" if m.get("compacted") else ""))
     return "\n".join(lines)
+
+
+def _compact_argument(p) -> None:
+    from indexing.update import COMPACT_FRACTION
+
+    p.add_argument("--no-compact", action="store_true",
+                   help=f"keep the change as a delta/tombstones even past {COMPACT_FRACTION:.0%} of the base "
+                        f"(compact later with `productqa index compact`)")
 
 
 def _wait_argument(p) -> None:
@@ -114,13 +130,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a.add_argument("--device", choices=("cpu", "cuda"))
     a.add_argument("--quiet", action="store_true")
     _wait_argument(a)
+    _compact_argument(a)
     a.set_defaults(_index_main=_main_add)
 
     r = sub.add_parser("remove", help="remove products by uid", description="Remove products from an index by uid.")
     r.add_argument("--index", required=True, metavar="INDEX_DIR")
     r.add_argument("--uid", required=True, nargs="+", action="extend", metavar="UID", help="uids to remove")
     _wait_argument(r)
+    _compact_argument(r)
     r.set_defaults(_index_main=_main_remove)
+
+    c = sub.add_parser("compact", help="merge the deltas and tombstones of updates into the base",
+                       description="Rewrite base + deltas - tombstones as one base (a new version; no re-embedding).")
+    c.add_argument("--index", required=True, metavar="INDEX_DIR")
+    _wait_argument(c)
+    c.set_defaults(_index_main=_main_compact)
 
     i = sub.add_parser("info", help="what an index holds and what made it", description="Print an index's meta.json, readably.")
     i.add_argument("--index", required=True, metavar="INDEX_DIR")
@@ -154,21 +178,34 @@ def _main_add(args) -> int:
     from indexing.update import add_products
 
     r = add_products(args.index, args.input, batch_size=args.batch_size, device=args.device, progress=not args.quiet,
-                     wait=args.wait)
+                     wait=args.wait, compact=not args.no_compact)
     print(f"added {r['added']:,}, replaced {r['replaced']:,}; index now holds {r['count']:,} products "
-          f"(version {r['version']})")
+          f"(version {r['version']}{', compacted' if r['compacted'] else ''})")
     return 0
 
 
 def _main_remove(args) -> int:
     from indexing.update import remove_products
 
-    r = remove_products(args.index, args.uid, wait=args.wait)
+    r = remove_products(args.index, args.uid, wait=args.wait, compact=not args.no_compact)
     if r["not_found"]:
         print(f"not in the index: {', '.join(r['not_found'])}")
     print(f"removed {r['removed']:,}; index now holds {r['count']:,} products"
-          + (f" (version {r['version']})" if r["version"] is not None else " (no new version)"))
+          + (f" (version {r['version']}{', compacted' if r['compacted'] else ''})" if r["version"] is not None
+             else " (no new version)"))
     return 0 if r["removed"] or not r["not_found"] else 1
+
+
+def _main_compact(args) -> int:
+    from indexing.update import compact
+
+    r = compact(args.index, wait=args.wait)
+    if not r["compacted"]:
+        print(f"nothing to compact: {args.index} has no deltas or tombstones (version {r['version']})")
+    else:
+        print(f"compacted {r['deltas']} deltas and {r['tombstones']:,} tombstones: {r['count']:,} products "
+              f"(version {r['version']})")
+    return 0
 
 
 def _main_info(args) -> int:

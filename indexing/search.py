@@ -196,37 +196,34 @@ class Index:
     def _read(self, model) -> None:
         import numpy as np
 
+        from indexing.delta import read_version
         from indexing.embed import check_model
         from indexing.rank import Ranker
-        from indexing.store import (BM25, BM25_CHARS, BM25_PASSAGES, PASSAGE_VECTORS, RANKER, read_bm25, read_docs,
-                                    read_faiss, read_meta, read_passages)
+        from indexing.store import RANKER, read_meta
         from indexing.vectors import set_nprobe, to_gpu
 
         self.weights, self.rrf_weights = dict(WEIGHTS), dict(RRF_WEIGHTS)
         self.meta = read_meta(self.folder)
         check_model(self.meta, model, where=self.folder)  # before the long reads: a wrong --model fails fast
-        self.docs = read_docs(self.folder, self.meta)
-        self.title_index = read_faiss(self.folder, self.meta)
+        v = read_version(self.folder, self.meta)  # base + deltas - tombstones (indexing/delta.py)
+        self.docs, self.title_index, self.bm25, self.chars = v["docs"], v["titles"], v["bm25"], v["chars"]
         set_nprobe(self.title_index, self.meta)
         self._cpu = {"titles": self.title_index}  # GPU copies cannot give vectors back (Index._cosines)
         self.title_index, self._gpu = to_gpu(self.title_index)
-        self.bm25 = read_bm25(self.folder, BM25, rows=len(self.docs))
         ids = self.docs["id"].to_numpy()
         self.row_of_id = np.full(int(ids.max()) + 1 if len(ids) else 1, -1, dtype=np.int64)
         self.row_of_id[ids] = np.arange(len(ids))
-        self.passages = read_passages(self.folder, self.meta)  # None: a title-only (format 1) index
+        self.passages = v["passages"]  # None: a title-only (format 1) index
         if self.passages is not None:
-            self.passage_index = read_faiss(self.folder, self.meta, PASSAGE_VECTORS)
+            self.passage_index, self.bm25_passages = v["passage_index"], v["bm25_passages"]
             set_nprobe(self.passage_index, self.meta["passages"])
             self._cpu["passages"] = self.passage_index
             self.passage_index, self._gpu_p = to_gpu(self.passage_index)
-            self.bm25_passages = read_bm25(self.folder, BM25_PASSAGES, rows=len(self.passages))
             pids = self.passages["pid"].to_numpy()
             self.prow_of_pid = np.full(int(pids.max()) + 1 if len(pids) else 1, -1, dtype=np.int64)
             self.prow_of_pid[pids] = np.arange(len(pids))
             self.passage_owner = self.row_of_id[self.passages["id"].to_numpy()]  # passage row -> product row
-        # typo-tolerant titles and the learned fusion (indexes built before them fuse by the rule)
-        self.chars = read_bm25(self.folder, BM25_CHARS, rows=len(self.docs)) if self.meta.get("fuzzy") else None
+        # the learned fusion (indexes built before it fuse by the rule)
         self.ranker, self._passages_of = None, None
         if self.meta.get("ranker"):
             try:

@@ -14,6 +14,10 @@
         bm25_passages/   bm25s over the passages, same rows as passages.parquet
         bm25_chars/      bm25s over the titles' character trigrams (typo-tolerant titles)   (meta "fuzzy")
         ranker.txt       the learned fusion (LightGBM text model; indexing/rank.py)          (meta "ranker")
+        tombstones.npy   ids of the products removed or replaced since the base was written (meta "tombstones")
+        deltas/D/        products added since (meta "deltas"; indexing/delta.py merges them at load):
+          docs.parquet, titles.npy (their title vectors, rows of docs), passages.parquet,
+          passages.npy (rows of passages), bm25/, bm25_passages/, bm25_chars/ over their own texts
       versions/.N.tmp-PID/  a version being written (garbage once its writer is gone)
       writer.lock        the single-writer lock (`writer`): build, add, remove hold it
       writer.json        who holds it (pid, host, what, since), for the message a second writer gets
@@ -25,6 +29,10 @@
     a shared flock on the version folder) while they read it into memory; the writer removes old
     versions no reader holds (`_clean`), and a reader whose version vanished before its lease simply
     opens the new CURRENT.
+
+    The files above the deltas are the base: written by a build or a compaction, then shared by later
+    versions as hard links (`link_version`), so an update writes its delta, the tombstones and meta.json,
+    not the whole index. meta.json's "count" is the live products; "base" the base files' row counts.
 
     Indexes written before versions (the files directly in INDEX_DIR, no CURRENT) are read as they are
     (version 0) and migrated by their first write: versions/1 is committed, then the old top-level files
@@ -59,14 +67,15 @@ FORMAT_VERSION = 2
 META, TITLES, DOCS, BM25 = "meta.json", "index.faiss", "docs.parquet", "bm25"
 PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES = "passages.faiss", "passages.parquet", "bm25_passages"
 FILES = {1: (META, TITLES, DOCS, BM25), 2: (META, TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES)}
-BM25_CHARS, RANKER = "bm25_chars", "ranker.txt"  # optional: present when meta.json has "fuzzy" / "ranker"
+BM25_CHARS, RANKER = "bm25_chars", "ranker.txt"
+DELTAS, TOMBSTONES, DELTA_TITLES, DELTA_PASSAGES = "deltas", "tombstones.npy", "titles.npy", "passages.npy"  # optional: present when meta.json has "fuzzy" / "ranker"
 SIZED = (TITLES, DOCS, PASSAGE_VECTORS, PASSAGES, RANKER)  # their sizes go into meta.json: truncation is caught on load
 OPTIONAL = {"fuzzy": BM25_CHARS, "ranker": RANKER}
 REBUILD_HINT = "rebuild with `productqa index build` to search descriptions"
 
 
 CURRENT, VERSIONS, LOCK, WRITER = "CURRENT", "versions", "writer.lock", "writer.json"
-LEGACY = (META, TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES, BM25_CHARS, RANKER)
+LEGACY = (META, TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES, BM25_CHARS, RANKER, TOMBSTONES, DELTAS)
 WAIT = 600  # seconds a second writer waits for the first by default (--wait)
 
 
@@ -315,7 +324,14 @@ def read_meta(folder: str | Path) -> dict:
                if not (folder / f).exists()]
     if missing:
         raise UserError(f"{folder}: incomplete index, missing {', '.join(missing)} (rebuild it)")
-    for f, size in meta.get("file_sizes", {}).items():
+    sizes = dict(meta.get("file_sizes", {}))
+    for d in meta.get("deltas", []):
+        sizes.update({f"{DELTAS}/{d['name']}/{f}": n for f, n in d["file_sizes"].items()})
+    if meta.get("tombstones"):
+        sizes[TOMBSTONES] = meta["tombstones_bytes"]
+    for f, size in sizes.items():
+        if not (folder / f).exists():
+            raise UserError(f"{folder}: incomplete index, missing {f} (rebuild it)")
         actual = (folder / f).stat().st_size
         if actual != size:
             raise UserError(f"{folder}/{f}: {actual:,} bytes, meta.json says {size:,}: truncated or corrupt (rebuild it)")
@@ -333,7 +349,7 @@ def read_faiss(folder: Path, meta: dict, name: str = TITLES):
     """The title index (default) or the passage index, checked against meta.json."""
     import faiss
 
-    count = meta["count"] if name == TITLES else meta["passages"]["count"]
+    count = base_count(meta, "products" if name == TITLES else "passages")
     try:
         index = faiss.read_index(str(folder / name))
     except RuntimeError as e:
@@ -362,8 +378,20 @@ def _read_table(path: Path, rows: int, what: str):
     return df
 
 
-def read_docs(folder: Path, meta: dict):
-    return _read_table(folder / DOCS, meta["count"], "products")
+def base_count(meta: dict, what: str = "products") -> int:
+    """Rows in the base files (a build's or a compaction's); the live count differs once there are deltas."""
+    if "base" in meta:
+        return meta["base"][what]
+    return meta["count"] if what == "products" else meta["passages"]["count"]
+
+
+def read_docs(folder: Path, meta: dict, columns: list | None = None):
+    """The base's documents (all columns, or `columns`)."""
+    if columns is None:
+        return _read_table(folder / DOCS, base_count(meta), "products")
+    import pyarrow.parquet as pq
+
+    return pq.read_table(folder / DOCS, columns=columns).to_pandas()
 
 
 def write_docs(folder: Path, docs) -> None:
@@ -374,7 +402,7 @@ def read_passages(folder: Path, meta: dict):
     """pid, id, start, end of every passage (None for a title-only index)."""
     if not has_passages(meta):
         return None
-    return _read_table(folder / PASSAGES, meta["passages"]["count"], "passages")
+    return _read_table(folder / PASSAGES, base_count(meta, "passages"), "passages")
 
 
 def write_passages(folder: Path, passages) -> None:
@@ -403,6 +431,86 @@ def read_bm25(folder: Path, name: str = BM25, rows: int | None = None):
 
 def write_bm25(folder: Path, bm, name: str = BM25) -> None:
     bm.save(str(folder / name))
+
+
+# --------------------------------------------------------------------------- deltas and tombstones
+
+
+def read_tombstones(folder: Path, meta: dict):
+    import numpy as np
+
+    if not meta.get("tombstones"):
+        return np.zeros(0, dtype=np.int64)
+    return np.load(folder / TOMBSTONES)
+
+
+def write_tombstones(folder: Path, ids) -> int:
+    """tombstones.npy (sorted unique product ids); returns its size in bytes (for meta.json)."""
+    import numpy as np
+
+    np.save(folder / TOMBSTONES, np.unique(np.asarray(ids, dtype=np.int64)))
+    return (folder / TOMBSTONES).stat().st_size
+
+
+def read_delta(folder: Path, meta: dict, d: dict) -> dict:
+    """One delta segment: docs, titles (vectors), and when the index has them passages, passage vectors and
+    the BM25 indexes over its own texts (None where the delta has no rows of that kind)."""
+    import numpy as np
+
+    f = folder / DELTAS / d["name"]
+    out = {"docs": _read_table(f / DOCS, d["count"], "products"), "titles": np.load(f / DELTA_TITLES),
+           "bm25": read_bm25(f, BM25, rows=d["count"]),
+           "bm25_chars": read_bm25(f, BM25_CHARS, rows=d["count"]) if meta.get("fuzzy") else None,
+           "passages": None, "passage_vectors": None, "bm25_passages": None}
+    if has_passages(meta) and d["passages"]:
+        out["passages"] = _read_table(f / PASSAGES, d["passages"], "passages")
+        out["passage_vectors"] = np.load(f / DELTA_PASSAGES)
+        out["bm25_passages"] = read_bm25(f, BM25_PASSAGES, rows=d["passages"])
+    return out
+
+
+def write_delta(folder: Path, name: str, docs, titles, passages=None, passage_vectors=None, bm25=None,
+                bm25_passages=None, bm25_chars=None) -> dict:
+    """deltas/NAME/ in a version being committed; returns its meta.json entry."""
+    import numpy as np
+
+    f = folder / DELTAS / name
+    f.mkdir(parents=True)
+    write_docs(f, docs)
+    np.save(f / DELTA_TITLES, np.asarray(titles, dtype=np.float32))
+    write_bm25(f, bm25)
+    if bm25_chars is not None:
+        write_bm25(f, bm25_chars, BM25_CHARS)
+    n_passages = 0 if passages is None else len(passages)
+    if n_passages:
+        write_passages(f, passages)
+        np.save(f / DELTA_PASSAGES, np.asarray(passage_vectors, dtype=np.float32))
+        write_bm25(f, bm25_passages, BM25_PASSAGES)
+    sizes = {n: (f / n).stat().st_size for n in (DOCS, DELTA_TITLES, PASSAGES, DELTA_PASSAGES) if (f / n).exists()}
+    return {"name": name, "count": len(docs), "passages": n_passages, "file_sizes": sizes}
+
+
+def link_version(src: Path, dst: Path) -> None:
+    """The base files and deltas of version `src` in `dst` as hard links (copies where links are impossible):
+    committed files never change, so versions share them. meta.json and tombstones.npy are written anew."""
+    for top in (TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES, BM25_CHARS, RANKER, DELTAS):
+        if not (src / top).exists():
+            continue
+        if (src / top).is_file():
+            _link(src / top, dst / top)
+            continue
+        for here, _, files in os.walk(src / top):
+            rel = Path(here).relative_to(src)
+            (dst / rel).mkdir(parents=True, exist_ok=True)
+            for name in files:
+                _link(Path(here) / name, dst / rel / name)
+
+
+def _link(a: Path, b: Path) -> None:
+    try:
+        os.link(a, b)
+    except OSError:  # another filesystem, or one without hard links
+        shutil.copy2(a, b)
 
 
 # --------------------------------------------------------------------------- the build folder

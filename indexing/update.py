@@ -1,15 +1,22 @@
-"""Update an index in place without re-embedding everything: upsert products by uid, or remove them.
+"""Update an index without rewriting it: upsert products by uid, remove them, compact.
 
-    productqa index add    --index data/index --input new_or_changed.jsonl
-    productqa index remove --index data/index --uid 0001360000 0000031895
+    productqa index add     --index data/index --input new_or_changed.jsonl
+    productqa index remove  --index data/index --uid 0001360000 0000031895
+    productqa index compact --index data/index
 
 New records go through exactly the cleaning of `productqa prepare`. Only new/changed products are
-embedded (their titles and description passages); FAISS vectors are removed/added by id; both BM25
-indexes are rebuilt over the updated texts (cheap next to embedding). An update holds the index's
-writer lock (a second one waits up to `wait` seconds, then fails with a one-line error) and commits
-a new version (indexing/store.py): readers keep the version they loaded, and running servers pick up
-the new one (indexing/follow.py). A killed update leaves the previous version live. A title-only (format 1) index stays title-only; the learned
-fusion (ranker.txt) is kept as it is, the typo-tolerant title index is rebuilt.
+embedded (their titles and description passages). An add writes them as a delta segment (their docs,
+vectors and BM25 indexes over their own texts); the products it replaces, and those a remove takes
+out, become tombstones; everything else is shared with the previous version as hard links
+(indexing/store.py), so an update writes what it changes, not the index. Search merges base + deltas
+- tombstones at load (indexing/delta.py). Once the deltas and tombstones pass COMPACT_FRACTION of the
+base, the update compacts: base + deltas are rewritten as one base (both FAISS indexes, docs,
+passages, all BM25 indexes rebuilt: what a build writes). `index compact` does it on demand.
+
+Every update holds the index's writer lock (a second one waits up to `wait` seconds, then fails with
+a one-line error) and commits a new version: readers keep the version they loaded, and running
+servers pick up the new one (indexing/follow.py). A killed update leaves the previous version live.
+A title-only (format 1) index stays title-only; the learned fusion (ranker.txt) is kept as it is.
 """
 
 from __future__ import annotations
@@ -19,117 +26,207 @@ from pathlib import Path
 from indexing.errors import UserError
 from indexing.store import WAIT
 
+# Compact when delta products + tombstones exceed this share of the base's products: past it, the merge
+# at every load and the BM25 drift (indexing/delta.py) grow, and a rewrite costs about a tenth of a build
+# (benchmarks/update.py measures both).
+COMPACT_FRACTION = 0.10
 
-def _load(root):
-    from indexing.store import (PASSAGE_VECTORS, has_passages, open_version, read_docs, read_faiss, read_meta,
-                                read_passages)
+
+def _live(folder: Path, meta: dict, dead):
+    """(id, uid) of the live products and the product id of every live passage (None: a title-only index)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from indexing.store import DELTAS, DOCS, PASSAGES, has_passages, read_docs
+
+    docs = [read_docs(folder, meta, columns=["id", "uid"])]
+    owners = [pq.read_table(folder / PASSAGES, columns=["id"]).column(0).to_numpy()] if has_passages(meta) else None
+    for d in meta.get("deltas", []):
+        f = folder / DELTAS / d["name"]
+        docs.append(pq.read_table(f / DOCS, columns=["id", "uid"]).to_pandas())
+        if owners is not None and d["passages"]:
+            owners.append(pq.read_table(f / PASSAGES, columns=["id"]).column(0).to_numpy())
+    docs = pd.concat(docs, ignore_index=True)
+    docs = docs[~docs["id"].isin(dead)].reset_index(drop=True)
+    if owners is not None:
+        owners = np.concatenate(owners)
+        owners = owners[~np.isin(owners, dead)]
+    return docs, owners
+
+
+def _commit_delta(root, folder: Path, meta: dict, dead, delta: dict | None, live_count: int,
+                  live_passages: int | None) -> dict:
+    """A version sharing `folder`'s files, plus the tombstones `dead` and (if given) one new delta."""
+    from indexing.store import commit, has_passages, link_version, read_meta, utc_now, write_delta, write_meta, \
+        write_tombstones
+
+    if "base" not in meta:  # the first delta or tombstone: from now on the base files hold other counts
+        meta = {**meta, "base": {"products": meta["count"],
+                                 "passages": meta["passages"]["count"] if has_passages(meta) else 0}}
+    meta = {**meta, "count": live_count, "updated": utc_now()}
+    with commit(root) as tmp:
+        link_version(folder, tmp)
+        if delta is not None:
+            n = int(meta.get("next_delta", 1))
+            entry = write_delta(tmp, f"{n:06d}", **delta)
+            meta["deltas"] = [*meta.get("deltas", []), entry]
+            meta["next_delta"] = n + 1
+        meta["tombstones"] = len(dead)
+        if len(dead):
+            meta["tombstones_bytes"] = write_tombstones(tmp, dead)
+        if has_passages(meta):
+            meta["passages"] = {**meta["passages"], "count": live_passages}
+        write_meta(tmp, meta)
+    return read_meta(root)
+
+
+def _pending(meta: dict) -> int:
+    return sum(d["count"] for d in meta.get("deltas", [])) + int(meta.get("tombstones", 0))
+
+
+def _maybe_compact(root, meta: dict, progress: bool) -> bool:
+    base = meta.get("base", {}).get("products", meta["count"])
+    if _pending(meta) <= COMPACT_FRACTION * max(base, 1):
+        return False
+    if progress:
+        print(f"compacting: {_pending(meta):,} delta products and tombstones > {COMPACT_FRACTION:.0%} of the "
+              f"{base:,}-product base", flush=True)
+    _compact(root)
+    return True
+
+
+def _compact(root) -> dict:
+    """Rewrite base + deltas - tombstones as one base (what a build writes, without re-embedding)."""
+    import shutil
+
+    from indexing.delta import read_version
+    from indexing.lexical import build_bm25, build_char_bm25
+    from indexing.store import (BM25_CHARS, BM25_PASSAGES, PASSAGE_VECTORS, RANKER, commit, open_version, read_meta,
+                                utc_now, write_bm25, write_docs, write_faiss, write_meta, write_passages)
+    from indexing.texts import lexical_texts, passage_texts
 
     with open_version(root) as folder:
         meta = read_meta(folder)
-        passages = read_passages(folder, meta)
-        pindex = read_faiss(folder, meta, PASSAGE_VECTORS) if has_passages(meta) else None
-        return folder, meta, read_docs(folder, meta), read_faiss(folder, meta), passages, pindex
-
-
-def _save(root, folder: Path, meta: dict, docs, index, passages, pindex) -> dict:
-    import shutil
-
-    from indexing.lexical import build_bm25, build_char_bm25
-    from indexing.store import (BM25_CHARS, BM25_PASSAGES, PASSAGE_VECTORS, RANKER, commit, read_meta, utc_now,
-                                write_bm25, write_docs, write_faiss, write_meta, write_passages)
-    from indexing.texts import lexical_texts, passage_texts
-
-    meta = {**meta, "count": len(docs), "updated": utc_now()}
+        v = read_version(folder, meta)
+    docs, passages = v["docs"], v["passages"]
+    meta = {k: x for k, x in meta.items() if k not in ("deltas", "tombstones", "tombstones_bytes", "base")}
+    meta.update(count=len(docs), updated=utc_now(), compacted=utc_now())
     with commit(root) as tmp:
-        write_faiss(tmp, index)
+        write_faiss(tmp, v["titles"])
         write_docs(tmp, docs)
         write_bm25(tmp, build_bm25(lexical_texts(docs["title"], docs["content"], meta["lexical"])))
         if meta.get("fuzzy"):
             write_bm25(tmp, build_char_bm25(docs["title"].tolist()), BM25_CHARS)
         if meta.get("ranker"):  # the learned fusion reads features, not products: it stays valid
-            shutil.copy2(folder / RANKER, tmp / RANKER)
+            shutil.copy2(folder / RANKER, tmp / RANKER)  # under the writer lock: no one removes `folder`
         if passages is not None:
             meta["passages"] = {**meta["passages"], "count": len(passages)}
-            write_faiss(tmp, pindex, PASSAGE_VECTORS)
+            write_faiss(tmp, v["passage_index"], PASSAGE_VECTORS)
             write_passages(tmp, passages)
             write_bm25(tmp, build_bm25(passage_texts(dict(zip(docs["id"], docs["content"])), passages)), BM25_PASSAGES)
         write_meta(tmp, meta)
     return read_meta(root)
 
 
+def compact(root, wait: float = WAIT) -> dict:
+    """`productqa index compact`: base + deltas - tombstones rewritten as one base, as a new version."""
+    from indexing.store import read_meta, writer
+
+    with writer(root, wait, what="index compact"):
+        before = read_meta(root)
+        if not _pending(before):
+            return {"compacted": False, "count": before["count"], "version": before["version"]}
+        meta = _compact(root)
+        return {"compacted": True, "count": meta["count"], "version": meta["version"],
+                "deltas": len(before.get("deltas", [])), "tombstones": int(before.get("tombstones", 0))}
+
+
 def add_products(root, inputs: list, batch_size: int = 64, device: str | None = None,
-                 progress: bool = True, wait: float = WAIT) -> dict:
-    """Upsert the products of `inputs` (raw or Alpaca files) by uid. Returns counts and the new version."""
+                 progress: bool = True, wait: float = WAIT, compact: bool = True) -> dict:
+    """Upsert the products of `inputs` (raw or Alpaca files) by uid. Returns counts and the new version.
+    `compact=False`: never compact here (run `index compact` later, e.g. at night)."""
     from indexing.store import writer
 
     with writer(root, wait, what="index add"):
-        return _add(root, inputs, batch_size, device, progress)
+        return _add(root, inputs, batch_size, device, progress, compact)
 
 
-def _add(root, inputs, batch_size, device, progress) -> dict:
+def _add(root, inputs, batch_size, device, progress, compact) -> dict:
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
     from indexing.embed import check_model, embed, load_encoder
+    from indexing.lexical import build_bm25, build_char_bm25
     from indexing.prepare import load_records
-    from indexing.texts import Splitter, dense_texts, passage_texts
+    from indexing.store import has_passages, open_version, read_meta, read_tombstones
+    from indexing.texts import Splitter, dense_texts, lexical_texts, passage_texts
 
-    folder, meta, docs, index, passages, pindex = _load(root)
+    with open_version(root) as folder:
+        meta = read_meta(folder)
     tables = [t for path in inputs for t in load_records(path)]
     new = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=["uid", "title", "content"])
     new = new.drop_duplicates("uid", keep="last")
     if new.empty:
         raise UserError(f"no usable products in {', '.join(map(str, inputs))}")
+    dead = read_tombstones(folder, meta)
+    live, owners = _live(folder, meta, dead)
+    replaced = live[live["uid"].isin(new["uid"])]
     model = load_encoder(check_model(meta, where=folder), device)
-    replaced = docs[docs["uid"].isin(new["uid"])]
-    if len(replaced):
-        index.remove_ids(replaced["id"].to_numpy())
     ids = np.arange(meta["next_id"], meta["next_id"] + len(new), dtype=np.int64)
     new.insert(0, "id", ids)
-    index.add_with_ids(embed(model, dense_texts(new["title"], new["content"], meta["embed"]), batch_size,
-                             progress=progress), ids)
-    docs = pd.concat([docs[~docs["uid"].isin(new["uid"])], new], ignore_index=True)
+    delta = {"docs": new[["id", "uid", "title", "content"]],
+             "titles": embed(model, dense_texts(new["title"], new["content"], meta["embed"]), batch_size,
+                             progress=progress),
+             "bm25": build_bm25(lexical_texts(new["title"], new["content"], meta["lexical"])),
+             "bm25_chars": build_char_bm25(new["title"].tolist()) if meta.get("fuzzy") else None}
     meta = {**meta, "next_id": int(ids[-1]) + 1}
-    if passages is not None:
-        gone = passages[passages["id"].isin(replaced["id"])]
-        if len(gone):
-            pindex.remove_ids(gone["pid"].to_numpy())
+    live_passages = None
+    if has_passages(meta):
         p = meta["passages"]
         fresh = Splitter(p["max_tokens"], meta["embedding_model"]["path"] if Path(meta["embedding_model"]["path"]).is_dir()
                          else None).split_many(new["id"], new["content"], first_pid=p["next_pid"])
         if len(fresh):
             texts = passage_texts(dict(zip(new["id"], new["content"])), fresh)
-            pindex.add_with_ids(embed(model, texts, batch_size, progress=progress), fresh["pid"].to_numpy())
-        passages = pd.concat([passages[~passages["id"].isin(replaced["id"])], fresh], ignore_index=True)
+            delta.update(passages=fresh, passage_vectors=embed(model, texts, batch_size, progress=progress),
+                         bm25_passages=build_bm25(texts))
         meta["passages"] = {**p, "next_pid": int(p["next_pid"]) + len(fresh)}
-    meta = _save(root, folder, meta, docs, index, passages, pindex)
+        live_passages = int((~np.isin(owners, replaced["id"].to_numpy())).sum()) + len(fresh)
+    dead = np.union1d(dead, replaced["id"].to_numpy())
+    meta = _commit_delta(root, folder, meta, dead, delta, len(live) - len(replaced) + len(new), live_passages)
+    compacted = compact and _maybe_compact(root, meta, progress)
     return {"added": len(new) - len(replaced), "replaced": len(replaced), "count": meta["count"],
-            "version": meta["version"]}
+            "version": meta["version"] + compacted, "compacted": compacted}
 
 
-def remove_products(root, uids: list[str], wait: float = WAIT) -> dict:
+def remove_products(root, uids: list[str], wait: float = WAIT, progress: bool = True, compact: bool = True) -> dict:
     """Remove products (and their passages) by uid. Returns counts, the uids that were not in the index
     and the new version (None when nothing was removed: no version is committed)."""
     from indexing.store import writer
 
     with writer(root, wait, what="index remove"):
-        return _remove(root, uids)
+        return _remove(root, uids, progress, compact)
 
 
-def _remove(root, uids: list[str]) -> dict:
-    folder, meta, docs, index, passages, pindex = _load(root)
-    gone = docs[docs["uid"].isin(uids)]
+def _remove(root, uids: list[str], progress: bool, compact: bool) -> dict:
+    import numpy as np
+
+    from indexing.store import open_version, read_meta, read_tombstones
+
+    with open_version(root) as folder:
+        meta = read_meta(folder)
+    dead = read_tombstones(folder, meta)
+    live, owners = _live(folder, meta, dead)
+    gone = live[live["uid"].isin(uids)]
     not_found = sorted(set(uids) - set(gone["uid"]))
     if len(gone) == 0:
-        return {"removed": 0, "not_found": not_found, "count": len(docs), "version": None}
-    if len(gone) == len(docs):
+        return {"removed": 0, "not_found": not_found, "count": len(live), "version": None, "compacted": False}
+    if len(gone) == len(live):
         raise UserError("removing these would leave the index empty; build a new one instead")
-    index.remove_ids(gone["id"].to_numpy())
-    docs = docs[~docs["uid"].isin(uids)].reset_index(drop=True)
-    if passages is not None:
-        dropped = passages["id"].isin(gone["id"])
-        pindex.remove_ids(passages.loc[dropped, "pid"].to_numpy())
-        passages = passages[~dropped].reset_index(drop=True)
-    meta = _save(root, folder, meta, docs, index, passages, pindex)
-    return {"removed": len(gone), "not_found": not_found, "count": meta["count"], "version": meta["version"]}
+    live_passages = None if owners is None else int((~np.isin(owners, gone["id"].to_numpy())).sum())
+    meta = _commit_delta(root, folder, meta, np.union1d(dead, gone["id"].to_numpy()), None, len(live) - len(gone),
+                         live_passages)
+    compacted = compact and _maybe_compact(root, meta, progress)
+    return {"removed": len(gone), "not_found": not_found, "count": meta["count"],
+            "version": meta["version"] + compacted, "compacted": compacted}

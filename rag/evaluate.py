@@ -260,7 +260,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rag.answer import add_engine_arguments
+    from rag.answer import add_engine_arguments, add_reload_argument
 
     p.add_argument("--index", required=True, metavar="INDEX_DIR")
     p.add_argument("--catalog", required=True, metavar="DIR")
@@ -282,6 +282,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="generation's repetition penalty (default: rag.answer.REPETITION_PENALTY)")
     p.add_argument("--out", metavar="DIR", help="report folder (default: ADAPTER_DIR/eval)")
     add_engine_arguments(p)
+    add_reload_argument(p)  # an evaluation run during updates answers from each new version (0: one version)
     p.add_argument("--quiet", action="store_true")
 
 
@@ -310,7 +311,8 @@ def main(args: argparse.Namespace) -> int:
     if not args.adapter:
         raise UserError("--adapter is needed (or --detail FILE, which runs without one)")
     needs_base = any(k.startswith("base") for k in keys)  # base systems answer with the adapter off
-    qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, reload_seconds=0, repetition_penalty=penalty,
+    qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, reload_seconds=args.reload_seconds,
+                  repetition_penalty=penalty,
                   serve_base=needs_base, **engine_kwargs(args))
     report = evaluate_answers(qa, read_catalog(args.catalog), n=args.n, n_invented=args.n_invented,
                               batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
@@ -471,7 +473,8 @@ def main_detail(args: argparse.Namespace) -> int:
     items = read_detail_questions(args.detail)
     if not args.out and not args.adapter:
         raise UserError("--out DIR is needed without --adapter")
-    qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, reload_seconds=0, **engine_kwargs(args))
+    qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, reload_seconds=args.reload_seconds,
+                  **engine_kwargs(args))
     report = evaluate_detail(qa, items, read_catalog(args.catalog), progress=not args.quiet)
     out = Path(args.out) if args.out else Path(args.adapter) / "eval"
     out.mkdir(parents=True, exist_ok=True)

@@ -33,25 +33,41 @@ def products(prefix: str, n: int, words: str = "") -> list[dict]:
 
 
 def uids(root) -> set:
-    import pandas as pd
+    """The live products' uids: base + deltas - tombstones (no encoder needed)."""
+    from indexing.delta import read_version
+    from indexing.store import open_version
 
-    return set(pd.read_parquet(live_folder(root) / "docs.parquet")["uid"])
+    with open_version(root) as folder:
+        return set(read_version(folder, read_meta(folder))["docs"]["uid"])
 
 
 def test_two_concurrent_adds_both_land(live, tmp_path):
+    """Two `index add` at once (held at the lock until both are waiting, so that they really overlap)."""
     a = write_jsonl(tmp_path / "a.jsonl", products("ALPHA", 10))
     b = write_jsonl(tmp_path / "b.jsonl", products("BRAVO", 10))
     n0 = len(uids(live))
-    procs = [subprocess.Popen(CLI + ["add", "--index", str(live), "--input", str(f), "--quiet"], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in (a, b)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
+    errs = [[], []]
+    with writer(live, what="test holder"):
+        procs = [subprocess.Popen(CLI + ["add", "--index", str(live), "--input", str(f), "--quiet"], cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in (a, b)]
+        readers = [threading.Thread(target=lambda p=p, e=e: e.extend(p.stderr), daemon=True)
+                   for p, e in zip(procs, errs)]
+        for t in readers:
+            t.start()
+        deadline = time.time() + 300
+        while time.time() < deadline and not all(any("waiting up to 600s for test holder" in x for x in e)
+                                                 for e in errs):
+            time.sleep(0.1)
+    outs = [p.stdout.read() for p in procs]
+    for p, t in zip(procs, readers):
+        p.wait(timeout=600)
+        t.join(timeout=60)
+    assert [p.returncode for p in procs] == [0, 0], (outs, errs)
+    assert all(any("waiting up to 600s for test holder" in x for x in e) for e in errs), errs
     got = uids(live)
     assert {r["uid"] for r in products("ALPHA", 10) + products("BRAVO", 10)} <= got and len(got) == n0 + 20
     assert current_version(live) == 3  # one version per add, nothing overwritten
-    assert any("waiting up to 600s for index add by pid" in e for _, e in outs), outs  # the second one waited
-    said = [o for o, _ in outs]
-    assert sorted(s.split("(version ")[-1].strip() for s in said) == ["2)", "3)"], said
+    assert sorted(o.split("(version ")[-1].strip() for o in outs) == ["2)", "3)"], outs
     assert sorted(p.name for p in (live / "versions").iterdir()) == ["3"]
 
 
@@ -105,7 +121,8 @@ def test_sigkill_inside_a_commit_leaves_the_previous_version_live(live, tmp_path
 
 def test_readers_never_see_half_a_write(live, tmp_path):
     """Readers open the live version over and over while updates commit and remove old versions."""
-    from indexing.store import open_version, read_docs
+    from indexing.delta import read_version
+    from indexing.store import open_version
     from indexing.update import add_products, remove_products
 
     errors, seen, stop = [], set(), threading.Event()
@@ -115,7 +132,9 @@ def test_readers_never_see_half_a_write(live, tmp_path):
             try:
                 with open_version(live) as folder:
                     meta = read_meta(folder)
-                    assert len(read_docs(folder, meta)) == meta["count"]
+                    v = read_version(folder, meta)  # base + deltas - tombstones: every piece of one version
+                    assert len(v["docs"]) == meta["count"] == v["titles"].ntotal
+                    assert len(v["passages"]) == meta["passages"]["count"] == v["passage_index"].ntotal
                     seen.add(meta["version"])
             except Exception as e:  # noqa: BLE001 - every failure is the test's finding
                 errors.append(repr(e))
@@ -182,3 +201,41 @@ def test_a_folder_being_built_for_the_first_time_says_so(tmp_path):
     with writer(root, what="index build"):
         with pytest.raises(UserError, match="no index committed here yet .index build by pid"):
             read_meta(root)
+
+
+KILL_CHILD = """
+import os, signal, sys
+import indexing.store as store
+root, when = sys.argv[1], sys.argv[2]
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+if when == "before-pointer":  # versions/N is renamed into place, CURRENT not yet replaced
+    durable = store.write_text_durably
+    store.write_text_durably = lambda path, text: die() if path.name == store.CURRENT else durable(path, text)
+else:  # CURRENT replaced, old versions not yet cleaned
+    clean, calls = store._clean, []
+    def clean_then_die(r):
+        calls.append(1)
+        die() if len(calls) == 2 else clean(r)  # the first call is the writer's start
+    store._clean = clean_then_die
+from indexing.update import remove_products
+remove_products(root, ["GONE000000", "GONE000001"])
+"""
+
+
+@pytest.mark.parametrize("when, live_after", [("before-pointer", 1), ("after-pointer", 2)])
+def test_sigkill_around_the_pointer_replace(live, tmp_path, when, live_after):
+    from indexing.update import add_products
+
+    add_products(live, [write_jsonl(tmp_path / "g.jsonl", products("GONE", 2))], progress=False)
+    n = len(uids(live))
+    r = subprocess.run([sys.executable, "-c", KILL_CHILD, str(live), when], cwd=ROOT, timeout=300)
+    assert r.returncode == -9
+    assert current_version(live) == live_after + 1  # the add above made version 2
+    assert len(uids(live)) == (n if when == "before-pointer" else n - 2)  # a complete version, old or new
+    on_disk = sorted(int(p.name) for p in (live / "versions").iterdir() if p.name.isdigit())
+    assert on_disk == ([2, 3] if when == "before-pointer" else [2, 3])  # an unpublished 3, or an uncleaned 2
+    r = add_products(live, [write_jsonl(tmp_path / "n.jsonl", products("NEXT", 1))], progress=False)
+    assert r["version"] == current_version(live) == live_after + 2  # the next writer cleans up, carries on
+    assert len(uids(live)) == (n + 1 if when == "before-pointer" else n - 1)
+    assert sorted(p.name for p in (live / "versions").iterdir()) == [str(r["version"])]
