@@ -83,7 +83,7 @@ def build_index(cfg: BuildConfig) -> dict:
     """catalog -> index folder (a new version of it, under its writer lock); returns meta.json's content."""
     from indexing.store import writer
 
-    with writer(cfg.out, cfg.wait, what="index build"):
+    with writer(cfg.out, cfg.wait, what="index build", create=True):
         return _build(cfg)
 
 

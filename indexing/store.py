@@ -90,8 +90,11 @@ def current_version(root: str | Path) -> int | None:
     except FileNotFoundError:
         return None
     if not text.isdigit():
-        raise UserError(f"{f}: corrupt ({text[:40]!r}, expected a version number); "
-                        f"`productqa index info` lists the versions present")
+        vdir = Path(root) / VERSIONS
+        on_disk = sorted(int(p.name) for p in vdir.iterdir() if p.name.isdigit()) if vdir.is_dir() else []
+        raise UserError(f"{f}: corrupt ({text[:40]!r}, expected a version number; versions on disk: "
+                        f"{', '.join(map(str, on_disk)) or 'none'}): write the newest one's number into it, "
+                        f"or rebuild")
     return int(text)
 
 
@@ -177,8 +180,9 @@ def lock_holder(root: str | Path) -> str:
 
 
 @contextmanager
-def writer(root: str | Path, wait: float = WAIT, what: str = "update"):
-    """The single-writer lock of an index folder (created if missing). A second writer waits up to
+def writer(root: str | Path, wait: float = WAIT, what: str = "update", create: bool = False):
+    """The single-writer lock of an index folder (created if missing when `create`: a build; an update
+    needs a committed index, checked first so that it never leaves a lock behind). A second writer waits up to
     `wait` seconds, with a message, then fails with a one-line error; it never overwrites. The lock is
     an flock: the kernel drops it when its process dies, so a killed writer never blocks the next."""
     from filelock import FileLock, Timeout
@@ -186,6 +190,8 @@ def writer(root: str | Path, wait: float = WAIT, what: str = "update"):
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise UserError(f"{root}: exists and is not a folder")
+    if not create:
+        read_meta(root)  # "no index here", a corrupt CURRENT, ...: said before anything is written
     root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(root / LOCK), thread_local=False)
     try:

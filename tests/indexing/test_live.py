@@ -196,9 +196,22 @@ def test_info_shows_versions_and_writer(live):
     assert json.loads(r.stdout)["versions"]["current"] == 1
 
 
+def test_updates_of_a_folder_without_an_index_say_so_and_write_nothing(tmp_path):
+    for action in (["compact"], ["remove", "--uid", "X"]):
+        r = subprocess.run(CLI + [action[0], "--index", str(tmp_path / "nope"), *action[1:]], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "no index here" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / "nope").exists()
+    (tmp_path / "bad" / "versions" / "4").mkdir(parents=True)
+    (tmp_path / "bad" / "CURRENT").write_text("x\n")
+    with pytest.raises(UserError, match=r"CURRENT: corrupt .*versions on disk: 4"):
+        writer(tmp_path / "bad").__enter__()
+    assert not (tmp_path / "bad" / "writer.lock").exists()
+
+
 def test_a_folder_being_built_for_the_first_time_says_so(tmp_path):
     root = tmp_path / "new"
-    with writer(root, what="index build"):
+    with writer(root, what="index build", create=True):
         with pytest.raises(UserError, match="no index committed here yet .index build by pid"):
             read_meta(root)
 
