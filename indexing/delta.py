@@ -30,8 +30,7 @@ def live_rows(parts: list, tombstones: np.ndarray):
     import pandas as pd
 
     dead = np.asarray(tombstones, dtype=np.int64)
-    rows, n = [], 0
-    keep = []
+    rows, keep, n = [], [], 0
     for df in parts:
         alive = ~np.isin(df["id"].to_numpy(), dead)
         r = np.full(len(df), -1, dtype=np.int64)
@@ -39,7 +38,7 @@ def live_rows(parts: list, tombstones: np.ndarray):
         n += int(alive.sum())
         rows.append(r)
         keep.append(df[alive])
-    return pd.concat(keep, ignore_index=True) if keep else None, rows
+    return pd.concat(keep, ignore_index=True), rows
 
 
 def merge_faiss(base, deltas: list, dead_ids: np.ndarray):
@@ -82,7 +81,7 @@ def merge_bm25(parts: list, n_rows: int):
         for w, t in bm.vocab_dict.items():
             m[t] = vocab[w]
         counts = np.diff(np.asarray(bm.scores["indptr"], dtype=np.int64))
-        np.add.at(df, m[: len(counts)], counts)
+        np.add.at(df, m[: len(counts)], counts)  # bm25s may hold vocabulary entries past its last column
         to_union.append(m)
     idf = _idf(df, n_docs)
     toks, rows_out, data_out = [], [], []

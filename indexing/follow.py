@@ -1,7 +1,7 @@
 """A loaded index that follows its folder: a serving process picks up each committed version.
 
-    from indexing.follow import follow_index
-    index = follow_index("data/index", reload_seconds=5)   # index.current: the Index serving now
+    from indexing.follow import Follower
+    index = Follower("data/index", reload_seconds=5)   # index.current: the Index serving now
 
 `productqa index add/remove/build` commit new versions of the index folder (indexing/store.py).
 A follower polls CURRENT every `reload_seconds` in a background thread; when it names a newer
@@ -82,7 +82,3 @@ class Follower:
     def __len__(self) -> int:
         return len(self.current)
 
-
-def follow_index(root: str | Path, reload_seconds: float = RELOAD_SECONDS, device: str | None = None,
-                 model: str | Path | None = None) -> Follower:
-    return Follower(root, reload_seconds, device=device, model=model)

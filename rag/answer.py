@@ -296,7 +296,7 @@ class Answerer:
                  repetition_penalty: float = REPETITION_PENALTY, merge: bool = True, dtype: str = "auto",
                  mode: str = DEFAULT_MODE, engine: str = "transformers", llm_url: str | None = None,
                  api_key: str | None = None, serve_base: bool = False, reload_seconds: float = RELOAD_SECONDS):
-        from indexing.follow import follow_index
+        from indexing.follow import Follower
         from indexing.runtime import pick_device
         from rag.model import load_model, read_adapter, resolve_base_for
 
@@ -320,7 +320,7 @@ class Answerer:
         # the index (and its encoder) loads after the cheap checks above, so a wrong --adapter fails fast;
         # it follows the folder: each version an `index add/remove/build` commits is picked up within
         # `reload_seconds` (0 = never), while questions keep being answered
-        self.index = follow_index(index, reload_seconds)
+        self.index = Follower(index, reload_seconds)
         self._lock = threading.Lock()
         if self.engine == "vllm":
             self._connect(llm_url, api_key, base, progress, serve_base)
