@@ -4,11 +4,12 @@
                            [--engine local|ray] [--ray-address ADDR] [--fresh] [--wait SECONDS]
     productqa index add    --index data/index --input new_products.jsonl [--wait SECONDS]
     productqa index remove --index data/index --uid 0001360000 [--uid ...] [--wait SECONDS]
-    productqa index compact --index data/index [--wait SECONDS]
+    productqa index compact --index data/index [--wait SECONDS] [--if-needed] [--nice N]
     productqa index info   --index data/index [--json]
 
 An add writes its products as a delta and a remove writes tombstones (indexing/update.py); compact
-(also automatic past a threshold) rewrites them into the base. Each build, add, remove or compact
+rewrites them into the base (started in the background by an add or remove past a threshold, see
+--compact-now / --no-compact). Each build, add, remove or compact
 commits a new version of the index folder under its writer lock: a second
 writer waits (--wait, default 600 s; 0 = fail at once with a one-line error), running chats and
 batches keep answering and pick up the new version within seconds (`--reload-seconds`). A build that
@@ -72,9 +73,22 @@ def format_info(folder: str | Path, meta: dict, versions: dict | None = None) ->
 def _compact_argument(p) -> None:
     from indexing.update import COMPACT_FRACTION
 
-    p.add_argument("--no-compact", action="store_true",
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--no-compact", action="store_true",
                    help=f"keep the change as a delta/tombstones even past {COMPACT_FRACTION:.0%} of the base "
                         f"(compact later with `productqa index compact`)")
+    g.add_argument("--compact-now", action="store_true",
+                   help=f"past {COMPACT_FRACTION:.0%} of the base, compact before returning (default: compact in a "
+                        f"background process, logged to INDEX_DIR/compact.log)")
+
+
+def _compact_mode(args) -> str:
+    return "never" if args.no_compact else "now" if args.compact_now else "background"
+
+
+def _compacted(r: dict) -> str:
+    return (", compacted" if r["compacted"] else
+            f"; compacting in the background, pid {r['compacting']}" if r.get("compacting") else "")
 
 
 def _wait_argument(p) -> None:
@@ -143,6 +157,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c = sub.add_parser("compact", help="merge the deltas and tombstones of updates into the base",
                        description="Rewrite base + deltas - tombstones as one base (a new version; no re-embedding).")
     c.add_argument("--index", required=True, metavar="INDEX_DIR")
+    c.add_argument("--if-needed", action="store_true",
+                   help="only if the deltas and tombstones are still past the threshold (what updates start)")
+    c.add_argument("--nice", type=int, default=0, metavar="N", help="lower this process's priority by N first")
     _wait_argument(c)
     c.set_defaults(_index_main=_main_compact)
 
@@ -178,30 +195,38 @@ def _main_add(args) -> int:
     from indexing.update import add_products
 
     r = add_products(args.index, args.input, batch_size=args.batch_size, device=args.device, progress=not args.quiet,
-                     wait=args.wait, compact=not args.no_compact)
+                     wait=args.wait, compact=_compact_mode(args))
     print(f"added {r['added']:,}, replaced {r['replaced']:,}; index now holds {r['count']:,} products "
-          f"(version {r['version']}{', compacted' if r['compacted'] else ''})")
+          f"(version {r['version']}{_compacted(r)})")
     return 0
 
 
 def _main_remove(args) -> int:
     from indexing.update import remove_products
 
-    r = remove_products(args.index, args.uid, wait=args.wait, compact=not args.no_compact)
+    r = remove_products(args.index, args.uid, wait=args.wait, compact=_compact_mode(args))
     if r["not_found"]:
         print(f"not in the index: {', '.join(r['not_found'])}")
     print(f"removed {r['removed']:,}; index now holds {r['count']:,} products"
-          + (f" (version {r['version']}{', compacted' if r['compacted'] else ''})" if r["version"] is not None
+          + (f" (version {r['version']}{_compacted(r)})" if r["version"] is not None
              else " (no new version)"))
     return 0 if r["removed"] or not r["not_found"] else 1
 
 
 def _main_compact(args) -> int:
+    import os
+
+    from indexing.runtime import utc_now
     from indexing.update import compact
 
-    r = compact(args.index, wait=args.wait)
+    if args.nice:
+        os.nice(args.nice)
+    if args.if_needed:  # a background compaction: its log (compact.log) says when it ran
+        print(f"{utc_now()} pid {os.getpid()}: compaction started", flush=True)
+    r = compact(args.index, wait=args.wait, if_needed=args.if_needed)
     if not r["compacted"]:
-        print(f"nothing to compact: {args.index} has no deltas or tombstones (version {r['version']})")
+        print(f"nothing to compact: {args.index} has no deltas or tombstones"
+              + (" past the threshold" if args.if_needed else "") + f" (version {r['version']})")
     else:
         print(f"compacted {r['deltas']} deltas and {r['tombstones']:,} tombstones: {r['count']:,} products "
               f"(version {r['version']})")
@@ -217,3 +242,17 @@ def _main_info(args) -> int:
     v = versions(args.index)
     print(json.dumps({**meta, "versions": v}, indent=2) if args.json else format_info(args.index, meta, v))
     return 0
+
+
+if __name__ == "__main__":  # `python -m indexing.index_cli compact ...`: how an update starts a background compaction
+    import sys
+
+    from indexing.errors import UserError
+
+    parser = argparse.ArgumentParser(prog="productqa index")
+    add_arguments(parser)
+    try:
+        sys.exit(main(parser.parse_args()))
+    except UserError as e:
+        print(f"productqa index: error: {e}", file=sys.stderr)
+        sys.exit(2)

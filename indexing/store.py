@@ -21,6 +21,7 @@
       versions/.N.tmp-PID/  a version being written (garbage once its writer is gone)
       writer.lock        the single-writer lock (`writer`): build, add, remove hold it
       writer.json        who holds it (pid, host, what, since), for the message a second writer gets
+      compact.log        what background compactions (started by updates, indexing/update.py) printed
 
     A commit (`commit`, Lucene-style): the writer fills versions/.N.tmp-PID, fsyncs every file and
     folder, renames it to versions/N, then replaces CURRENT (written beside it, fsynced, renamed, the
@@ -74,7 +75,7 @@ OPTIONAL = {"fuzzy": BM25_CHARS, "ranker": RANKER}
 REBUILD_HINT = "rebuild with `productqa index build` to search descriptions"
 
 
-CURRENT, VERSIONS, LOCK, WRITER = "CURRENT", "versions", "writer.lock", "writer.json"
+CURRENT, VERSIONS, LOCK, WRITER, COMPACT_LOG = "CURRENT", "versions", "writer.lock", "writer.json", "compact.log"
 LEGACY = (META, TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES, BM25_CHARS, RANKER, TOMBSTONES, DELTAS)
 WAIT = 600  # seconds a second writer waits for the first by default (--wait)
 

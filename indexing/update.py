@@ -10,8 +10,12 @@ vectors and BM25 indexes over their own texts); the products it replaces, and th
 out, become tombstones; everything else is shared with the previous version as hard links
 (indexing/store.py), so an update writes what it changes, not the index. Search merges base + deltas
 - tombstones at load (indexing/delta.py). Once the deltas and tombstones pass COMPACT_FRACTION of the
-base, the update compacts: base + deltas are rewritten as one base (both FAISS indexes, docs,
-passages, all BM25 indexes rebuilt: what a build writes). `index compact` does it on demand.
+base, the update starts a compaction in the background and returns (`compact="background"`, the
+default): a detached, niced `productqa index compact --if-needed` process that waits for the writer
+lock, rewrites base + deltas as one base (both FAISS indexes, docs, passages, all BM25 indexes
+rebuilt: what a build writes) and commits it as the next version, logging to INDEX/compact.log;
+serving processes keep answering from the version they have and pick up the compacted one like any
+other. `compact="now"` compacts inside the update instead, `"never"` leaves it to `index compact`.
 
 Every update holds the index's writer lock (a second one waits up to `wait` seconds, then fails with
 a one-line error) and commits a new version: readers keep the version they loaded, and running
@@ -30,6 +34,7 @@ from indexing.store import WAIT
 # at every load and the BM25 drift (indexing/delta.py) grow, and a rewrite costs about a tenth of a build
 # (benchmarks/update.py measures both).
 COMPACT_FRACTION = 0.10
+COMPACT_MODES = ("background", "now", "never")  # what an update past COMPACT_FRACTION does (module docstring)
 
 
 def _live(folder: Path, meta: dict, dead):
@@ -85,15 +90,50 @@ def _pending(meta: dict) -> int:
     return sum(d["count"] for d in meta.get("deltas", [])) + int(meta.get("tombstones", 0))
 
 
-def _maybe_compact(root, meta: dict, progress: bool) -> bool:
+def _check_mode(mode: str) -> None:
+    if mode not in COMPACT_MODES:
+        raise ValueError(f"compact must be one of {COMPACT_MODES}, not {mode!r}")
+
+
+def _over_threshold(meta: dict) -> bool:
+    return _pending(meta) > COMPACT_FRACTION * max(meta.get("base", {}).get("products", meta["count"]), 1)
+
+
+def _maybe_compact(root, meta: dict, mode: str, progress: bool) -> dict:
+    """After an update's commit: {"compacted": bool, "compacting": pid of a background compaction or None}."""
+    if mode == "never" or not _over_threshold(meta):
+        return {"compacted": False, "compacting": None}
     base = meta.get("base", {}).get("products", meta["count"])
-    if _pending(meta) <= COMPACT_FRACTION * max(base, 1):
-        return False
+    if mode == "now":
+        if progress:
+            print(f"compacting: {_pending(meta):,} delta products and tombstones > {COMPACT_FRACTION:.0%} of the "
+                  f"{base:,}-product base", flush=True)
+        _compact(root)
+        return {"compacted": True, "compacting": None}
+    from indexing.store import COMPACT_LOG
+
+    pid = start_compaction(root)
     if progress:
-        print(f"compacting: {_pending(meta):,} delta products and tombstones > {COMPACT_FRACTION:.0%} of the "
-              f"{base:,}-product base", flush=True)
-    _compact(root)
-    return True
+        print(f"{_pending(meta):,} delta products and tombstones > {COMPACT_FRACTION:.0%} of the {base:,}-product "
+              f"base: compacting in the background (pid {pid}, log {Path(root) / COMPACT_LOG})", flush=True)
+    return {"compacted": False, "compacting": pid}
+
+
+def start_compaction(root) -> int:
+    """Start `index compact --if-needed` as a detached process (its own session: a Ctrl-C of the update
+    does not stop it; niced: serving processes keep the CPU) and return its pid. It waits for the
+    writer lock (this update still holds it) and appends its output to INDEX/compact.log."""
+    import subprocess
+    import sys
+
+    from indexing.store import COMPACT_LOG
+
+    root = Path(root).resolve()
+    with open(root / COMPACT_LOG, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "indexing.index_cli", "compact", "--index", str(root),
+                                 "--if-needed", "--nice", "10", "--wait", "3600"],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc.pid
 
 
 def _compact(root) -> dict:
@@ -129,13 +169,15 @@ def _compact(root) -> dict:
     return read_meta(root)
 
 
-def compact(root, wait: float = WAIT) -> dict:
-    """`productqa index compact`: base + deltas - tombstones rewritten as one base, as a new version."""
+def compact(root, wait: float = WAIT, if_needed: bool = False) -> dict:
+    """`productqa index compact`: base + deltas - tombstones rewritten as one base, as a new version.
+    `if_needed`: only when they are still past COMPACT_FRACTION once the lock is held (a background
+    compaction that another one, or a build, got ahead of has nothing to do)."""
     from indexing.store import read_meta, writer
 
     with writer(root, wait, what="index compact"):
         before = read_meta(root)
-        if not _pending(before):
+        if not _pending(before) or (if_needed and not _over_threshold(before)):
             return {"compacted": False, "count": before["count"], "version": before["version"]}
         meta = _compact(root)
         return {"compacted": True, "count": meta["count"], "version": meta["version"],
@@ -143,16 +185,17 @@ def compact(root, wait: float = WAIT) -> dict:
 
 
 def add_products(root, inputs: list, batch_size: int = 64, device: str | None = None,
-                 progress: bool = True, wait: float = WAIT, compact: bool = True) -> dict:
-    """Upsert the products of `inputs` (raw or Alpaca files) by uid. Returns counts and the new version.
-    `compact=False`: never compact here (run `index compact` later, e.g. at night)."""
+                 progress: bool = True, wait: float = WAIT, compact: str = "background") -> dict:
+    """Upsert the products of `inputs` (raw or Alpaca files) by uid. Returns counts, the new version and
+    what became of compaction (`compact`: COMPACT_MODES; "never": run `index compact` later, at night)."""
     from indexing.store import writer
 
+    _check_mode(compact)
     with writer(root, wait, what="index add"):
         return _add(root, inputs, batch_size, device, progress, compact)
 
 
-def _add(root, inputs, batch_size, device, progress, compact) -> dict:
+def _add(root, inputs, batch_size, device, progress, compact: str) -> dict:
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -195,21 +238,23 @@ def _add(root, inputs, batch_size, device, progress, compact) -> dict:
         live_passages = int((~np.isin(owners, replaced["id"].to_numpy())).sum()) + len(fresh)
     dead = np.union1d(dead, replaced["id"].to_numpy())
     meta = _commit_delta(root, folder, meta, dead, delta, len(live) - len(replaced) + len(new), live_passages)
-    compacted = compact and _maybe_compact(root, meta, progress)
+    c = _maybe_compact(root, meta, compact, progress)
     return {"added": len(new) - len(replaced), "replaced": len(replaced), "count": meta["count"],
-            "version": meta["version"] + compacted, "compacted": compacted}
+            "version": meta["version"] + c["compacted"], **c}
 
 
-def remove_products(root, uids: list[str], wait: float = WAIT, progress: bool = True, compact: bool = True) -> dict:
+def remove_products(root, uids: list[str], wait: float = WAIT, progress: bool = True,
+                    compact: str = "background") -> dict:
     """Remove products (and their passages) by uid. Returns counts, the uids that were not in the index
     and the new version (None when nothing was removed: no version is committed)."""
     from indexing.store import writer
 
+    _check_mode(compact)
     with writer(root, wait, what="index remove"):
         return _remove(root, uids, progress, compact)
 
 
-def _remove(root, uids: list[str], progress: bool, compact: bool) -> dict:
+def _remove(root, uids: list[str], progress: bool, compact: str) -> dict:
     import numpy as np
 
     from indexing.store import open_version, read_meta, read_tombstones
@@ -221,12 +266,13 @@ def _remove(root, uids: list[str], progress: bool, compact: bool) -> dict:
     gone = live[live["uid"].isin(uids)]
     not_found = sorted(set(uids) - set(gone["uid"]))
     if len(gone) == 0:
-        return {"removed": 0, "not_found": not_found, "count": len(live), "version": None, "compacted": False}
+        return {"removed": 0, "not_found": not_found, "count": len(live), "version": None, "compacted": False,
+                "compacting": None}
     if len(gone) == len(live):
         raise UserError("removing these would leave the index empty; build a new one instead")
     live_passages = None if owners is None else int((~np.isin(owners, gone["id"].to_numpy())).sum())
     meta = _commit_delta(root, folder, meta, np.union1d(dead, gone["id"].to_numpy()), None, len(live) - len(gone),
                          live_passages)
-    compacted = compact and _maybe_compact(root, meta, progress)
+    c = _maybe_compact(root, meta, compact, progress)
     return {"removed": len(gone), "not_found": not_found, "count": meta["count"],
-            "version": meta["version"] + compacted, "compacted": compacted}
+            "version": meta["version"] + c["compacted"], **c}

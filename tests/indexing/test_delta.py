@@ -50,7 +50,7 @@ def updated(demo_index, tmp_path_factory):
 
 def test_an_update_writes_a_delta_not_the_index(updated):
     root, _, r, r2, written, _, _ = updated
-    assert r == {"added": 5, "replaced": 2, "count": 235, "version": 2, "compacted": False}
+    assert r == {"added": 5, "replaced": 2, "count": 235, "version": 2, "compacted": False, "compacting": None}
     assert r2["removed"] == 3 and r2["version"] == 3 and r2["count"] == 232 and not r2["compacted"]
     meta = read_meta(root)
     assert len(meta["deltas"]) == 1 and meta["deltas"][0]["count"] == 7 and meta["tombstones"] == 5
@@ -130,15 +130,59 @@ def test_compact_gives_one_base_and_the_same_answers(updated, tmp_path):
     assert compact(root)["compacted"] is False  # nothing left to compact
 
 
-def test_updates_past_the_threshold_compact(demo_index, tmp_path):
-    from indexing.update import COMPACT_FRACTION, add_products
+def _past_the_threshold(demo_index, tmp_path):
+    from indexing.update import COMPACT_FRACTION
 
     root = tmp_path / "index"
     shutil.copytree(demo_index, root)
     n = int(COMPACT_FRACTION * 230) + 1
     many = [{"uid": f"MANY{i:04d}", "title": f"Threshold Widget Model {i}", "content": f"Widget {i}."} for i in range(n)]
-    r = add_products(root, [write_jsonl(tmp_path / "many.jsonl", many)], progress=False)
-    assert r["compacted"] and r["version"] == 3 and r["count"] == 230 + n
+    return root, n, write_jsonl(tmp_path / "many.jsonl", many)
+
+
+def _compacted_to_one_base(root, count):
     meta = json.loads((live_folder(root) / "meta.json").read_text())
-    assert "deltas" not in meta and meta["count"] == 230 + n
+    assert "deltas" not in meta and "tombstones" not in meta and meta["count"] == count
     assert load_index(root).retrieve("What is 'Threshold Widget Model 7'?", k=1)[0].uid == "MANY0007"
+
+
+def test_updates_past_the_threshold_compact_in_the_background(demo_index, tmp_path):
+    """The add returns at its own commit (version 2) with the pid of a detached compaction, which takes
+    the writer lock after it and commits version 3; readers meanwhile load version 2 whole."""
+    import os
+    import time
+
+    from indexing.store import COMPACT_LOG, current_version
+    from indexing.update import add_products
+
+    root, n, many = _past_the_threshold(demo_index, tmp_path)
+    r = add_products(root, [many], progress=False)
+    assert r["version"] == 2 and not r["compacted"] and r["count"] == 230 + n
+    pid = r["compacting"]
+    assert isinstance(pid, int) and pid != os.getpid()
+    seen = set()
+    deadline = time.monotonic() + 180
+    while current_version(root) != 3 and time.monotonic() < deadline:
+        seen.add(load_index(root).version)  # serving goes on at version 2 while the compaction runs
+        time.sleep(0.2)
+    log = (root / COMPACT_LOG).read_text()
+    assert current_version(root) == 3, log
+    assert seen <= {2, 3} and f"pid {pid}: compaction started" in log and "compacted 1 deltas" in log, log
+    _compacted_to_one_base(root, 230 + n)
+    os.waitpid(pid, 0)  # our child: reap it (a CLI's would be adopted by init)
+
+
+def test_compact_now_and_never(demo_index, tmp_path):
+    from indexing.update import add_products, compact
+
+    root, n, many = _past_the_threshold(demo_index, tmp_path)
+    r = add_products(root, [many], progress=False, compact="never")
+    assert r["version"] == 2 and not r["compacted"] and r["compacting"] is None
+    assert compact(root, if_needed=True)["compacted"]  # still past the threshold: compacts
+    assert compact(root, if_needed=True)["compacted"] is False  # a second background one: nothing to do
+    root2, _, _ = _past_the_threshold(demo_index, tmp_path / "now")
+    r = add_products(root2, [many], progress=False, compact="now")
+    assert r["compacted"] and r["compacting"] is None and r["version"] == 3
+    _compacted_to_one_base(root2, 230 + n)
+    with pytest.raises(ValueError):
+        add_products(root2, [many], progress=False, compact="sometimes")

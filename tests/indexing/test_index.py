@@ -65,7 +65,7 @@ def test_add_upserts_and_remove(index_copy, tmp_path):
 
     assert idx0.version == 0  # the layout before versions
     r = add_products(index_copy, [new], progress=False)
-    assert r == {"added": 1, "replaced": 1, "count": n0 + 1, "version": 1, "compacted": False}
+    assert r == {"added": 1, "replaced": 1, "count": n0 + 1, "version": 1, "compacted": False, "compacting": None}
     # migrated: version 1 is live, the old top-level files are gone
     assert (index_copy / "CURRENT").read_text() == "1\n" and not (index_copy / "docs.parquet").exists()
     idx = load_index(index_copy)
@@ -75,7 +75,7 @@ def test_add_upserts_and_remove(index_copy, tmp_path):
     assert (idx.docs["uid"] == existing.uid).sum() == 1
 
     r = remove_products(index_copy, ["ZZTEST0001", "NOPE"])
-    assert r == {"removed": 1, "not_found": ["NOPE"], "count": n0, "version": 2, "compacted": False}
+    assert r == {"removed": 1, "not_found": ["NOPE"], "count": n0, "version": 2, "compacted": False, "compacting": None}
     assert remove_products(index_copy, ["NOPE"])["version"] is None  # nothing removed: no new version
     idx = load_index(index_copy)
     assert idx.version == 2 and sorted(p.name for p in (index_copy / "versions").iterdir()) == ["2"]

@@ -252,3 +252,26 @@ def test_sigkill_around_the_pointer_replace(live, tmp_path, when, live_after):
     assert r["version"] == current_version(live) == live_after + 2  # the next writer cleans up, carries on
     assert len(uids(live)) == (n + 1 if when == "before-pointer" else n - 1)
     assert sorted(p.name for p in (live / "versions").iterdir()) == [str(r["version"])]
+
+
+def test_a_remove_past_the_threshold_compacts_in_the_background(live):
+    """The CLI says it started a background compaction and returns; the compaction commits the next
+    version (the log says so); --no-compact with --compact-now is refused by the parser."""
+    from indexing.store import COMPACT_LOG
+    from indexing.update import COMPACT_FRACTION
+
+    gone = sorted(uids(live))[: int(COMPACT_FRACTION * 230) + 1]
+    r = subprocess.run(CLI + ["remove", "--index", str(live), "--uid", *gone], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "(version 2; compacting in the background, pid " in r.stdout, r.stdout + r.stderr
+    deadline = time.monotonic() + 180
+    while current_version(live) != 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert current_version(live) == 3, (live / COMPACT_LOG).read_text()
+    assert "tombstones" not in read_meta(live) and not uids(live) & set(gone)
+    r = subprocess.run(CLI + ["remove", "--index", str(live), "--uid", "X", "--no-compact", "--compact-now"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "not allowed with argument" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "indexing.index_cli", "compact", "--index", str(live / "nope")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no index here" in r.stderr and "Traceback" not in r.stderr, r.stderr
