@@ -60,6 +60,27 @@ def test_read_detail_not_stated_when_the_description_lacks_the_kind():
     assert not read_detail("what age is it for?", "Empty", "").stated
 
 
+# an invented blurb: the inspector is named in three sentences, the village in one
+HARBOUR = ("Inspector Marlowe fans will enjoy this 1952 case, read with relish by an old hand. "
+           "The inspector travels to the sleepy fishing village of Gull's Reach to look into a drowning. "
+           "Marlowe suspects the harbourmaster. Marlowe is not so sure by the end. "
+           "During the worst gale in the history of Cornwall, the lifeboat is launched.")
+
+
+def test_read_detail_weights_question_words_by_how_few_sentences_hold_them():
+    d = read_detail("What village does Marlowe go to in Salt Harbour?", "Salt Harbour", HARBOUR)
+    assert d.kind == "setting" and "village of Gull's Reach" in d.quote  # not the first "Marlowe" sentence
+    d = read_detail("Which gale is Salt Harbour set during?", "Salt Harbour", HARBOUR)
+    assert d.quote.startswith("During the worst gale")  # a capitalised "During" is setting evidence too
+
+
+def test_read_detail_main_character_is_the_name_the_blurb_keeps_using():
+    d = read_detail("Who is the hero of Salt Harbour?", "Salt Harbour", HARBOUR)
+    assert d.kind == "character" and d.quote.startswith("Inspector Marlowe fans")  # where Marlowe is first named
+    d = read_detail("Who is the hero of Marlowe's Return?", "Marlowe's Return", HARBOUR)
+    assert not d.quote.startswith("Inspector")  # a title's name is no hero: back to the evidence rule
+
+
 def test_not_stated_text_in_the_question_language():
     assert is_portuguese("Quanto pesa o livro?") and not is_portuguese("How much does the book weigh?")
     assert not_stated_text("Mog's Kittens", "weight", False) == \
