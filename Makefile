@@ -51,9 +51,10 @@ browser:
 	      || echo "chromium could not be installed: the browser tests will be skipped"; \
 	  else echo "no chromium and no root apt-get: the browser tests will be skipped"; fi; }
 
+# --durations: the slowest tests at the end of every run (the suite must stay under 35 min on a fresh clone)
 test: install browser
 	@$(MAKE) --no-print-directory vllm || echo "vLLM could not be installed: its tests will be skipped"
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: install
 	$(BIN)/python benchmarks/prepare.py
