@@ -1,18 +1,22 @@
-"""Full-size rehearsal: the catalog's real size through prepare -> index build -> search -> ask.
+"""The full catalog on this machine, end to end: prepare -> index build of every product -> load, search,
+ANN recall, `ask` and the chat at full size.
 
-    python benchmarks/full_scale.py [--products 20000] [--workdir /tmp/productqa-bench]
+    python benchmarks/full_scale.py [--products 0] [--workdir /tmp/productqa-bench] [--build-args "..."]
 
 1. the synthetic trn.json of the real size (2,248,619 lines; benchmarks/prepare.py makes it once)
-2. `productqa prepare` of all of it (~1.37M products)
-3. `productqa index build` (titles + description passages, sharded, calibrated) of the first
-   `--products` products: embedding the descriptions of all 1.37M takes hours on this 2-core CPU, so
-   the slice is measured and the full build is extrapolated from its measured rates (said so in the
-   table); `--products 0` builds everything (resumable: run it again after an interruption)
-4. 1,000 searches (one question at a time, hybrid titles + descriptions) on that index: p50 / p95
-5. `productqa ask` (base model, default answer mode) on 3 questions
+2. `productqa prepare` of all of it (1,370,282 products)
+3. `productqa index build` of `--products` products (0 = all) with the default encoders; resumable: when
+   it is interrupted, run this again and the build continues from its last finished shard (the table
+   then says how many shards an earlier run had embedded)
+4. in a child process: index load time and RSS; 1,000 one-at-a-time hybrid searches (p50 / p95); the
+   ANN indexes' recall@10 against exact search (nprobe = nlist scans every list) at several nprobe, with
+   their time per query, on 200 questions
+5. `productqa ask` on 3 questions (base model, default answer mode): ready time = process wall time -
+   the answer's latency, peak RSS, the answers
+6. `productqa chat`: seconds until it serves its page, RSS then
 
-Each stage runs in its own process; wall time and peak RSS (the process tree, polled) per stage.
-Writes benchmarks/results/full_scale.md.
+Each stage runs in its own process, nothing else running; wall time and peak RSS (the process tree,
+polled) per stage. Writes benchmarks/results/full_scale.md.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
+import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -36,41 +41,99 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def searches(index: str, n: int) -> dict:
-    """Run in a child process: n one-at-a-time hybrid searches; latency percentiles in ms."""
+def probe(index: str, n: int, recall_n: int = 200) -> dict:
+    """Run in a child process: load, one-at-a-time searches, ANN recall@10 against exact search."""
+    import faiss
     import numpy as np
+    import psutil
 
+    from indexing.embed import embed
     from indexing.questions import make_description_questions, make_eval_questions
-    from indexing.search import load_index
+    from indexing.search import focus, load_index
 
+    t0 = time.perf_counter()
     idx = load_index(index)
+    out = {"load_s": time.perf_counter() - t0, "rss_loaded": psutil.Process().memory_info().rss}
     qs = [q["question"] for q in make_eval_questions(idx.docs, n // 2, seed=7)]
-    qs += [q["question"] for q in make_description_questions(idx.docs, n, seed=7)]
-    qs = qs[:n]
+    qs = (qs[: n // 2] + [q["question"] for q in make_description_questions(idx.docs, n, seed=7)])[:n]
     idx.retrieve(qs[0], k=5)
     t = []
     for q in qs:
-        t0 = time.perf_counter()
+        t1 = time.perf_counter()
         idx.retrieve(q, k=5)
-        t.append((time.perf_counter() - t0) * 1000)
-    return {"n": len(qs), "p50": float(np.percentile(t, 50)), "p95": float(np.percentile(t, 95))}
+        t.append((time.perf_counter() - t1) * 1000)
+    out.update(n=len(qs), p50=float(np.percentile(t, 50)), p95=float(np.percentile(t, 95)),
+               rss_searched=psutil.Process().memory_info().rss)
+    sample = [focus(q) for q in qs[:: max(1, len(qs) // recall_n)][:recall_n]]
+    out["recall"] = {}
+    for name, model, index_ in (("titles", idx.model, idx._cpu["titles"]),
+                                ("passages", idx.passage_model, idx._cpu.get("passages"))):
+        ivf = faiss.try_extract_index_ivf(index_) if index_ is not None else None
+        if ivf is None:
+            continue
+        xq = embed(model, sample)
+        ivf.nprobe = ivf.nlist  # every list: exact
+        t1 = time.perf_counter()
+        _, I_exact = index_.search(xq, 10)
+        rows = [{"nprobe": ivf.nlist, "recall@10": 1.0, "ms": (time.perf_counter() - t1) * 1000 / len(xq)}]
+        for nprobe in (8, 16, 32, 64, 128):
+            ivf.nprobe = nprobe
+            t1 = time.perf_counter()
+            _, I = index_.search(xq, 10)
+            ms = (time.perf_counter() - t1) * 1000 / len(xq)
+            rec = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, I_exact)])
+            rows.append({"nprobe": nprobe, "recall@10": float(rec), "ms": ms})
+        out["recall"][name] = {"nlist": ivf.nlist, "ntotal": index_.ntotal, "rows": rows}
+    return out
+
+
+def chat_ready(cli: list[str], index: Path, timeout: float = 600) -> tuple[float, int]:
+    """Seconds until `productqa chat` serves its page, and its RSS then."""
+    import httpx
+    import psutil
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cli + ["chat", "--index", str(index), "--port", str(port)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - t0 < timeout:
+            if p.poll() is not None:
+                raise SystemExit("productqa chat exited before serving")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                    secs = time.perf_counter() - t0
+                    proc = psutil.Process(p.pid)
+                    rss = sum(c.memory_info().rss for c in [proc, *proc.children(recursive=True)])
+                    return secs, rss
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise SystemExit("productqa chat did not serve within the timeout")
+    finally:
+        p.terminate()
+        p.wait(30)
 
 
 def main() -> None:
-    from prepare import FULL_LINES, generate, run_measured, write_result
+    from prepare import FULL_LINES, generate, run_measured, synth_file, write_result
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--products", type=int, default=20_000, help="products to index (0 = all)")
+    ap.add_argument("--products", type=int, default=0, help="products to index (default 0: all)")
     ap.add_argument("--searches", type=int, default=1000)
     ap.add_argument("--workdir", default="/tmp/productqa-bench")
-    ap.add_argument("--search-only", metavar="INDEX", help=argparse.SUPPRESS)
+    ap.add_argument("--build-args", default="", help="extra `productqa index build` arguments, quoted")
+    ap.add_argument("--fresh", action="store_true", help="rebuild the index even if one is there")
+    ap.add_argument("--probe-only", metavar="INDEX", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.search_only:
-        print(json.dumps(searches(args.search_only, args.searches)))
+    if args.probe_only:
+        print(json.dumps(probe(args.probe_only, args.searches)))
         return
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    data = work / f"trn_synth_{FULL_LINES}.jsonl"
+    data = synth_file(work, FULL_LINES)
     if not data.exists():
         print(f"generating {data} ...", flush=True)
         generate(data.with_suffix(".tmp"), FULL_LINES)
@@ -79,51 +142,75 @@ def main() -> None:
     rows = []
 
     catalog = work / "catalog"
-    secs, peak, _ = run_measured(cli + ["prepare", "--input", str(data), "--out", str(catalog), "--quiet"])
-    n_all = json.loads((catalog / "stats.json").read_text())["records"]
-    rows.append(("prepare", f"{FULL_LINES:,} lines -> {n_all:,} products", secs, peak, ""))
+    if not (work / "prepare_row.json").exists():
+        secs, peak, _ = run_measured(cli + ["prepare", "--input", str(data), "--out", str(catalog), "--quiet"])
+        n_all = json.loads((catalog / "stats.json").read_text())["records"]
+        rows.append(("prepare", f"{FULL_LINES:,} lines -> {n_all:,} products", secs, peak, ""))
+        (work / "prepare_row.json").write_text(json.dumps(rows[-1]))
+    else:  # made by an earlier (interrupted) run of this benchmark: its measurement
+        rows.append(tuple(json.loads((work / "prepare_row.json").read_text())))
+        n_all = json.loads((catalog / "stats.json").read_text())["records"]
 
     import pyarrow.parquet as pq
 
     n = args.products or n_all
-    sliced = work / f"catalog_{n}"
+    sliced = catalog
     if n < n_all:
+        sliced = work / f"catalog_{n}"
         sliced.mkdir(exist_ok=True)
         pq.write_table(pq.read_table(catalog / "catalog.parquet").slice(0, n), sliced / "catalog.parquet")
-    else:
-        sliced = catalog
     index = work / f"index_{n}"
-    shutil.rmtree(index, ignore_errors=True)
-    secs, peak, _ = run_measured(cli + ["index", "build", "--catalog", str(sliced), "--out", str(index), "--quiet"])
-    meta = json.loads((index / "meta.json").read_text())
+    if args.fresh or not (index / "CURRENT").exists():
+        build = cli + ["index", "build", "--catalog", str(sliced), "--out", str(index), "--quiet",
+                       *shlex.split(args.build_args)] + (["--fresh"] if args.fresh else [])
+        secs, peak, _ = run_measured(build)
+        (work / f"build_{n}.json").write_text(json.dumps({"secs": secs, "peak": peak}))
+    b = json.loads((work / f"build_{n}.json").read_text())
+    meta = json.loads((index / "versions" / (index / "CURRENT").read_text().strip() / "meta.json").read_text())
     size = du(index)
-    per_product = meta["build_seconds"]["embed"] / n
-    rows.append(("index build", f"{n:,} products, {meta['passages']['count']:,} passages", secs, peak,
-                 f"embedding {meta['build_seconds']['embed']:.0f} s = {n / meta['build_seconds']['embed']:.1f} "
-                 f"products/s; {size / 2**20:,.0f} MB on disk"))
-    if n < n_all:
-        rows.append(("index build, all products (extrapolated)", f"{n_all:,} products", per_product * n_all,
-                     None, f"from the slice's rates; about {size / n * n_all / 2**30:.1f} GB on disk"))
+    bs = meta["build_seconds"]
+    resumed = meta["build"]["resumed_shards"]
+    rows.append(("index build", f"{n:,} products, {meta['passages']['count']:,} passages; titles "
+                 f"{meta['embedding_model']['kind']}, passages {meta['passage_encoder']['kind']}", b["secs"], b["peak"],
+                 f"{size / 2**30:.2f} GB on disk" + (f"; {resumed} of {meta['build']['shards']} shards embedded by an "
+                                                     f"earlier, interrupted run" if resumed else "")))
 
-    t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--search-only", str(index), "--searches", str(args.searches)],
-                         capture_output=True, text=True, check=True).stdout
+    secs, peak, out = run_measured([sys.executable, __file__, "--probe-only", str(index), "--searches", str(args.searches)])
     s = json.loads(out.strip().splitlines()[-1])
-    rows.append(("search (one question at a time)", f"{s['n']:,} questions on {n:,} products",
-                 time.perf_counter() - t0, None, f"p50 {s['p50']:.1f} ms, p95 {s['p95']:.1f} ms (hybrid, k=5)"))
+    rows.append(("load the index (search process)", f"{n:,} products", s["load_s"], s["rss_loaded"],
+                 "models and index loaded; RSS after loading"))
+    rows.append(("search, one question at a time", f"{s['n']:,} questions", None, s["rss_searched"],
+                 f"p50 {s['p50']:.1f} ms, p95 {s['p95']:.1f} ms (hybrid, k=5)"))
 
     docs = pq.read_table(sliced / "catalog.parquet", columns=["title"]).slice(0, 3).to_pandas()
+    answers = []
     for title in docs["title"]:
         secs, peak, out = run_measured(cli + ["ask", f"What is '{title}'?", "--index", str(index), "--json"])
         ans = json.loads(out.strip().splitlines()[-1])
-        rows.append(("ask (base model)", title[:40], secs, peak,
-                     f"answer latency {ans['latency_ms']:.0f} ms in a process that took {secs:.0f} s to load"))
+        answers.append(ans)
+        rows.append(("ask (base model, auto mode)", f"What is '{title[:30]}...'?", secs, peak,
+                     f"ready in {secs - ans['latency_ms'] / 1000:.1f} s; answer {ans['latency_ms']:.0f} ms, origin "
+                     f"{ans['origin']}" + (f", picked by {ans['picked_by']}" if ans.get("picked_by") else "")))
+    secs, rss = chat_ready(cli, index)
+    rows.append(("chat (`productqa chat`)", "until its page is served", secs, rss, "RSS once serving"))
 
-    lines = [f"Synthetic catalog of the real size (benchmarks/prepare.py), this machine ({os.cpu_count()} CPUs, no "
-             f"GPU). Command: `python benchmarks/full_scale.py --products {args.products}`", "",
+    lines = [f"Synthetic catalog of the real size and token counts (benchmarks/prepare.py, generator v2), this machine "
+             f"({os.cpu_count()} CPUs, no GPU), nothing else running. Command: `python benchmarks/full_scale.py"
+             f"{' --products ' + str(args.products) if args.products else ''}"
+             f"{' --build-args ' + shlex.quote(args.build_args) if args.build_args else ''}`", "",
              "| stage | scope | wall time (s) | peak RSS (MB) | notes |", "|---|---|---:|---:|---|"]
     for stage, scope, secs, peak, note in rows:
-        lines.append(f"| {stage} | {scope} | {secs:,.1f} | {'-' if peak is None else f'{peak / 2**20:,.0f}'} | {note} |")
+        lines.append(f"| {stage} | {scope} | {'-' if secs is None else f'{secs:,.1f}'} | "
+                     f"{'-' if peak is None else f'{peak / 2**20:,.0f}'} | {note} |")
+    lines += ["", "Index build by stage (meta.json `build_seconds`):", "",
+              "| " + " | ".join(bs) + " |", "|" + "---:|" * len(bs), "| " + " | ".join(f"{v:,.1f}" for v in bs.values()) + " |"]
+    for name, r in s["recall"].items():
+        lines += ["", f"ANN recall@10 against exact search, {name} ({r['ntotal']:,} vectors, IVF-Flat, nlist {r['nlist']}; "
+                  f"{len(s and r['rows'])} settings, 200 questions):", "", "| nprobe | recall@10 | ms per query |",
+                  "|---:|---:|---:|"]
+        lines += [f"| {x['nprobe']} | {x['recall@10']:.3f} | {x['ms']:.2f} |" for x in r["rows"]]
+    lines += ["", "Answers:", ""]
+    lines += [f"- {a['question']} → ({a['origin']}) {a['answer'][:160]}..." for a in answers]
     write_result("full_scale.md", "\n".join(lines))
 
 

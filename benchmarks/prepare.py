@@ -5,7 +5,11 @@
 
 Generates (once, cached) a synthetic file shaped like the real trn.json: title and description
 lengths drawn from log-normals fitted to the published statistics (title median 54 / mean 61,
-description median 398 / mean 619 characters), ~38% empty descriptions, ~1.7% duplicate records,
+description median 398 / mean 619 characters), words drawn Zipf-wise from the embedding model's
+vocabulary plus made-up words (brand and character names), so a text holds as many model tokens per
+character as the real ones, a little more (the 498 real records: titles 0.23, descriptions 0.22 model
+tokens per character; this generator: titles 0.25, descriptions 0.24; the first generator's random letter strings gave
+titles ~0.58, which made every embedding benchmark ~2.4x too slow), ~38% empty descriptions, ~1.7% duplicate records,
 HTML entities in ~18% of descriptions, Amazon edition footers in ~24% and stray double spaces in
 ~18% (the rates measured on the 500 real records in ../shared), and target_ind lists.
 
@@ -26,19 +30,39 @@ import time
 from pathlib import Path
 
 FULL_LINES = 2_248_619
+GENERATOR = 2  # bump when generate() changes: cached files carry it in their name (synth_file)
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def synth_file(work: Path, lines: int) -> Path:
+    """Where the cached synthetic file of `lines` lines lives in `work`."""
+    return Path(work) / f"trn_synth_v{GENERATOR}_{lines}.jsonl"
+
+
+def word_pool(rng, n_words: int, made_up: float) -> str:
+    """n_words words: the embedding model's whole-word vocabulary, Zipf-weighted in its order (roughly by
+    frequency), and a share `made_up` of 3,000 invented words (several tokens each, like names)."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from indexing.embed import default_model_path
+
+    vocab = json.loads((default_model_path() / "tokenizer.json").read_text())["model"]["vocab"]
+    words = [w for w, _ in sorted(vocab.items(), key=lambda x: x[1]) if w.isalpha() and w.isascii() and len(w) > 1]
+    made = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), size=n)) for n in rng.integers(4, 11, 3000)]
+    p = 1 / np.arange(1, len(words) + 1)
+    p = np.concatenate([p / p.sum() * (1 - made_up), np.full(len(made), made_up / len(made))])
+    return " ".join(rng.choice(words + made, size=n_words, p=p))
+
+
 def generate(path: Path, lines: int, seed: int = 0) -> None:
-    """Write a trn.json-like file of `lines` lines (vectorised: slices of one big random text)."""
+    """Write a trn.json-like file of `lines` lines (vectorised: slices of big random texts)."""
     import numpy as np
     import orjson
 
     rng = np.random.default_rng(seed)
-    vocab = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), size=n)) for n in rng.integers(2, 11, 6000)]
-    vocab[:10] = ["the", "of", "and", "a", "to", "in", "is", "for", "with", "book"]
-    words = rng.choice(vocab, size=4_000_000, p=None)
-    pool = " ".join(words)
+    pool = word_pool(rng, 4_000_000, made_up=0.1)  # descriptions: 0.24 tokens per character (real 0.22)
+    titles = word_pool(rng, 1_000_000, made_up=0.1)  # titles: 0.25 (real 0.23)
     n_pool = len(pool)
     entities = ["&#8217;", "&#x2019;", "&#8220;", "&#8221;", "&mdash;", "&amp;", "&#151;", "&quot;", "&#160;", "&copy;"]
     footers = ["--This text refers to thePaperbackedition.", "--This text refers to theHardcoveredition.",
@@ -48,7 +72,7 @@ def generate(path: Path, lines: int, seed: int = 0) -> None:
     t_len = np.clip(rng.lognormal(np.log(54), np.sqrt(2 * np.log(61 / 54)), lines), 4, 400).astype(int)
     c_len = np.clip(rng.lognormal(np.log(398), np.sqrt(2 * np.log(619 / 398)), lines), 5, 20_000).astype(int)
     empty = rng.random(lines) < 0.38
-    t_off = rng.integers(0, n_pool - 500, lines)
+    t_off = rng.integers(0, len(titles) - 500, lines)
     c_off = rng.integers(0, n_pool - 20_001, lines)
     u = rng.random((lines, 4))
     n_targets = rng.integers(1, 30, lines)
@@ -58,7 +82,7 @@ def generate(path: Path, lines: int, seed: int = 0) -> None:
             if prev and u[i, 3] < 0.017:  # duplicate of an earlier record, under a new uid
                 title, content = prev[int(u[i, 0] * len(prev))]
             else:
-                title = pool[t_off[i]: t_off[i] + t_len[i]].strip().capitalize()
+                title = titles[t_off[i]: t_off[i] + t_len[i]].strip().capitalize()
                 if empty[i]:
                     content = ""
                 else:
@@ -145,7 +169,7 @@ def main() -> None:
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    data = work / f"trn_synth_{args.lines}.jsonl"
+    data = synth_file(work, args.lines)
     if not data.exists():
         print(f"generating {data} ({args.lines:,} lines) ...", flush=True)
         t = time.perf_counter()

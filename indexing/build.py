@@ -4,6 +4,7 @@ BM25 for both, a calibrated abstention threshold; committed as a new version of 
 
     productqa index build --catalog data/catalog --out data/index [--passage-tokens 128] [--shard-size 4096]
     productqa index build ... --engine ray [--ray-address ADDR]      # embedding spread over a Ray cluster
+    productqa index build ... --title-encoder minilm --passage-encoder static   # the encoders (indexing/embed.py)
 
 Embedding is the long part (hours for the full catalog on a CPU). It runs shard by shard: each shard
 (`shard_size` products: their titles and their description passages) is written to the build folder
@@ -21,7 +22,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from indexing.texts import DEFAULT_PASSAGE_TOKENS, LEXICAL_FIELDS, dense_texts, lexical_texts, passage_texts
+from indexing.embed import DEFAULT_PASSAGE_ENCODER, DEFAULT_TITLE_ENCODER
+from indexing.texts import CHARS_PER_TOKEN, DEFAULT_PASSAGE_TOKENS, LEXICAL_FIELDS, SPLIT_UNITS, dense_texts, lexical_texts, passage_texts
 
 
 @dataclass
@@ -34,6 +36,9 @@ class BuildConfig:
     embed: str = "title"  # what the title vectors encode: "title" or "title+content" (for comparisons)
     passages: bool = True  # also embed description passages (and BM25 them): descriptions become searchable
     passage_tokens: int = DEFAULT_PASSAGE_TOKENS  # most tokens in one passage
+    passage_split: str = "chars"  # chars | tokens: what a passage's size is counted in (indexing/texts.py)
+    title_encoder: str = DEFAULT_TITLE_ENCODER  # auto | minilm | minilm-int8 | static (indexing/embed.py)
+    passage_encoder: str = DEFAULT_PASSAGE_ENCODER  # minilm | minilm-int8 | static | none (BM25 alone)
     lexical: str = "title"  # what the title BM25 indexes: "title", "title+content" or "2title+content"
     index_type: str = "auto"  # auto | flat | ivf
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see indexing/embed.py)
@@ -43,14 +48,35 @@ class BuildConfig:
     fresh: bool = False  # discard an unfinished build of `out` instead of resuming it
     wait: float = 600  # seconds to wait for another writer of `out` (add/remove/build) before failing
     ranker: bool = True  # learn the fusion of the retrievers from the catalog's own questions (indexing/rank.py)
+    ranker_products: int = 1000  # products whose questions train (and validate) it: its build time grows with them
     progress: bool = True  # progress bars
 
 
-def settings(cfg: BuildConfig, fingerprint: str, model_hash: str, n: int) -> dict:
+def settings(cfg: BuildConfig, fingerprint: str, encoders: dict, n: int) -> dict:
     """What the shards depend on: a resume must match it exactly."""
-    return {"catalog_fingerprint": fingerprint, "products": n, "model_hash": model_hash, "embed": cfg.embed,
-            "passages": cfg.passages, "passage_tokens": cfg.passage_tokens, "shard_size": cfg.shard_size,
-            "precision": cfg.precision}
+    return {"catalog_fingerprint": fingerprint, "products": n, "model_hash": encoders["titles"]["hash"],
+            "passage_encoder_hash": encoders["passages"]["hash"] if encoders["passages"] else None,
+            "embed": cfg.embed, "passages": cfg.passages, "passage_tokens": cfg.passage_tokens,
+            "passage_split": cfg.passage_split,
+            "shard_size": cfg.shard_size, "precision": cfg.precision}
+
+
+def build_encoders(cfg: BuildConfig) -> dict:
+    """{"titles": identity, "passages": identity or None} (indexing.embed.encoder_identity), made once."""
+    from indexing.embed import ENCODERS, PASSAGE_ENCODERS, encoder_identity, resolve_encoder
+    from indexing.errors import UserError
+
+    title_kind, passage_kind = (resolve_encoder(k, cfg.device) for k in (cfg.title_encoder, cfg.passage_encoder))
+    if title_kind not in ENCODERS:
+        raise UserError(f"--title-encoder must be one of auto, {', '.join(ENCODERS)}, not {cfg.title_encoder!r}")
+    if passage_kind not in PASSAGE_ENCODERS:
+        raise UserError(f"--passage-encoder must be one of auto, {', '.join(PASSAGE_ENCODERS)}, "
+                        f"not {cfg.passage_encoder!r}")
+    titles = encoder_identity(title_kind, cfg.model)
+    passages = None
+    if cfg.passages and passage_kind != "none":
+        passages = titles if passage_kind == title_kind else encoder_identity(passage_kind, cfg.model)
+    return {"titles": titles, "passages": passages}
 
 
 def shard_texts(docs, passages, a: int, b: int, embed: str) -> tuple[list[str], list[str]]:
@@ -64,17 +90,21 @@ def shard_texts(docs, passages, a: int, b: int, embed: str) -> tuple[list[str], 
     return titles, passage_texts(contents, part)
 
 
-def embed_local(cfg: BuildConfig, docs, passages, todo: list[int], shards, bar) -> None:
+def embed_local(cfg: BuildConfig, encoders: dict, docs, passages, todo: list[int], shards, bar) -> None:
     """Embed the shards in `todo` in this process, writing each as soon as it is done."""
-    from indexing.embed import embed, load_encoder
+    from indexing.embed import embed, load_kind
 
-    model = load_encoder(cfg.model, cfg.device)
+    model = load_kind(encoders["titles"], cfg.device)
+    passage_model = None
+    if encoders["passages"] is not None:
+        same = encoders["passages"]["hash"] == encoders["titles"]["hash"]
+        passage_model = model if same else load_kind(encoders["passages"], cfg.device)
     for k in todo:
         a, b = k * cfg.shard_size, min((k + 1) * cfg.shard_size, len(docs))
         titles, texts = shard_texts(docs, passages, a, b, cfg.embed)
         arrays = {"titles": embed(model, titles, cfg.batch_size, cfg.precision)}
-        if passages is not None:
-            arrays["passages"] = embed(model, texts, cfg.batch_size, cfg.precision)
+        if passage_model is not None:
+            arrays["passages"] = embed(passage_model, texts, cfg.batch_size, cfg.precision)
         shards.write(k, arrays)
         bar.update(b - a)
 
@@ -93,10 +123,9 @@ def _build(cfg: BuildConfig) -> dict:
     from tqdm import tqdm
 
     from indexing.catalog import catalog_file, catalog_fingerprint, read_catalog
-    from indexing.embed import model_identity
     from indexing.errors import UserError
     from indexing.lexical import GRAM, build_bm25, build_char_bm25
-    from indexing.rank import fit_ranker
+    from indexing.rank import RankerConfig, fit_ranker
     from indexing.store import (BM25_CHARS, BM25_PASSAGES, RANKER, PASSAGE_VECTORS, PASSAGES, Shards, build_folder, commit, read_meta,
                                 utc_now, write_bm25, write_docs, write_faiss, write_meta, write_passages)
     from indexing.texts import Splitter
@@ -106,22 +135,26 @@ def _build(cfg: BuildConfig) -> dict:
         raise UserError(f"--embed must be title or title+content, not {cfg.embed!r}")
     if cfg.lexical not in LEXICAL_FIELDS:
         raise UserError(f"--lexical must be one of {', '.join(LEXICAL_FIELDS)}, not {cfg.lexical!r}")
+    if cfg.passage_split not in SPLIT_UNITS:
+        raise UserError(f"--passage-split must be one of {', '.join(SPLIT_UNITS)}, not {cfg.passage_split!r}")
     if cfg.shard_size < 1 or cfg.passage_tokens < 8:
         raise UserError("--shard-size must be >= 1 and --passage-tokens >= 8")
     if cfg.engine not in ("local", "ray"):
         raise UserError(f"--engine must be local or ray, not {cfg.engine!r}")
     t0 = time.time()
+    seconds = {}  # per stage, into meta.json's build_seconds
     docs = read_catalog(cfg.catalog)
     if len(docs) == 0:
         raise UserError(f"{cfg.catalog}: the catalog is empty")
     docs = docs.drop_duplicates("uid", keep="last").reset_index(drop=True)
     docs.insert(0, "id", np.arange(len(docs), dtype=np.int64))
-    ident = model_identity(cfg.model)
+    encoders = build_encoders(cfg)
+    ident = encoders["titles"]
     fingerprint = catalog_fingerprint(cfg.catalog)
 
     # 1. the build folder: resume what an earlier run of the same build finished
     shards = Shards(build_folder(cfg.out))
-    resumed = shards.start(settings(cfg, fingerprint, ident["hash"], len(docs)), fresh=cfg.fresh)
+    resumed = shards.start(settings(cfg, fingerprint, encoders, len(docs)), fresh=cfg.fresh)
     passages = None
     if cfg.passages:
         f = shards.folder / PASSAGES
@@ -130,9 +163,11 @@ def _build(cfg: BuildConfig) -> dict:
         except Exception:  # torn by a crash: split again (deterministic)
             passages = None
         if passages is None:
-            passages = Splitter(cfg.passage_tokens, cfg.model).split_many(docs["id"], docs["content"],
-                                                                           progress=cfg.progress)
+            t1 = time.time()
+            passages = Splitter(cfg.passage_tokens, cfg.model, cfg.passage_split).split_many(
+                docs["id"], docs["content"], progress=cfg.progress)
             write_passages(shards.folder, passages)
+            seconds["split"] = round(time.time() - t1, 1)
     n_shards = -(-len(docs) // cfg.shard_size)
     done = shards.finished()
     todo = [k for k in range(n_shards) if k not in done]
@@ -146,10 +181,11 @@ def _build(cfg: BuildConfig) -> dict:
         if todo and cfg.engine == "ray":
             from indexing.ray_embed import embed_ray
 
-            embed_ray(cfg, docs, passages, todo, shards, bar)
+            embed_ray(cfg, encoders, docs, passages, todo, shards, bar)
         elif todo:
-            embed_local(cfg, docs, passages, todo, shards, bar)
+            embed_local(cfg, encoders, docs, passages, todo, shards, bar)
     t_embed = time.time() - t0
+    t1 = time.time()
 
     # 3. FAISS from the shards, part by part (never two copies of the vectors in memory)
     dim = int(shards.load(0, "titles").shape[1])
@@ -163,13 +199,17 @@ def _build(cfg: BuildConfig) -> dict:
                 else:
                     lo = passages["id"].searchsorted(k * cfg.shard_size)
                     ids = passages["pid"].to_numpy()[lo: lo + len(X)]
-                yield X, ids
+                if len(X):  # a shard without passages holds an empty array of any width
+                    yield X, ids
         return it
 
     index, info = make_faiss_parts(parts("titles"), len(docs), dim, cfg.index_type)
+    seconds["faiss_titles"] = round(time.time() - t1, 1)
+    t1 = time.time()
     bm = build_bm25(lexical_texts(docs["title"], docs["content"], cfg.lexical), progress=cfg.progress)
     meta = {
-        "embedding_model": {"name": ident["name"], "hash": ident["hash"], "path": ident["path"]},
+        "embedding_model": ident,  # the title encoder
+        "passage_encoder": encoders["passages"] or {"kind": "none"},
         "dim": dim,
         "metric": "cosine (inner product on L2-normalised vectors)",
         **info,
@@ -192,16 +232,32 @@ def _build(cfg: BuildConfig) -> dict:
         write_bm25(tmp, bm)
         write_bm25(tmp, build_char_bm25(docs["title"].tolist(), progress=cfg.progress), BM25_CHARS)
         meta["fuzzy"] = f"bm25s over the titles' character {GRAM}-grams"
+        seconds["bm25_titles"] = round(time.time() - t1, 1)
+        t1 = time.time()
         if passages is not None:
-            pindex, pinfo = make_faiss_parts(parts("passages"), len(passages), dim, cfg.index_type)
-            write_faiss(tmp, pindex, PASSAGE_VECTORS)
-            del pindex
+            pinfo = {}
+            if encoders["passages"] is not None:  # else passages are searched by BM25 alone
+                pdim = next((int(X.shape[1]) for X, _ in parts("passages")()), None)
+                if pdim is None:  # no product has a description: the encoder's width, for later adds
+                    from indexing.embed import embed, load_kind
+
+                    pdim = int(embed(load_kind(encoders["passages"], cfg.device), ["width"]).shape[1])
+                pindex, pinfo = make_faiss_parts(parts("passages"), len(passages), pdim, cfg.index_type)
+                pinfo["dim"] = pdim
+                write_faiss(tmp, pindex, PASSAGE_VECTORS)
+                del pindex
+            seconds["faiss_passages"] = round(time.time() - t1, 1)
+            t1 = time.time()
             write_passages(tmp, passages)
             contents = dict(zip(docs["id"], docs["content"]))
             write_bm25(tmp, build_bm25(passage_texts(contents, passages), progress=cfg.progress), BM25_PASSAGES)
+            seconds["bm25_passages"] = round(time.time() - t1, 1)
             meta["passages"] = {"count": len(passages), "max_tokens": cfg.passage_tokens, "next_pid": len(passages),
-                                "splitter": "semantic-text-splitter (embedding model's tokenizer)", **pinfo}
-        meta["build_seconds"] = {"embed": round(t_embed, 1)}
+                                "split": cfg.passage_split,
+                                "splitter": "semantic-text-splitter (embedding model's tokenizer)" if cfg.passage_split
+                                == "tokens" else f"semantic-text-splitter ({CHARS_PER_TOKEN} characters per token)",
+                                **pinfo}
+        meta["build_seconds"] = {"embed": round(t_embed, 1), **seconds}
         meta = write_meta(tmp, meta)
         from indexing.calibrate import calibrate_index
         from indexing.search import Index
@@ -209,7 +265,7 @@ def _build(cfg: BuildConfig) -> dict:
         index = Index(tmp, model=cfg.model)
         if cfg.ranker and passages is not None:  # the fusion, learned from questions about this catalog
             t1 = time.time()
-            ranker, meta["ranker"] = fit_ranker(index)
+            ranker, meta["ranker"] = fit_ranker(index, RankerConfig(products=cfg.ranker_products))
             if ranker is not None:
                 ranker.save(tmp / RANKER)
                 index.ranker, index.fusion = ranker, "learned"
@@ -218,7 +274,9 @@ def _build(cfg: BuildConfig) -> dict:
                 meta["ranker_skipped"] = meta.pop("ranker")["skipped"]
             meta["build_seconds"]["ranker"] = round(time.time() - t1, 1)
         # the abstention threshold is measured with the finished index, exactly as questions will use it
+        t1 = time.time()
         meta.update(calibrate_index(index))
+        meta["build_seconds"]["calibrate"] = round(time.time() - t1, 1)
         meta["build_seconds"]["total"] = round(time.time() - t0, 1)
         meta["created"] = utc_now()
         write_meta(tmp, meta)

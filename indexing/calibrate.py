@@ -8,6 +8,11 @@ the share of the question's words in the matched title or passage: on the real r
 invented products from real ones far better than the cosine alone, most of all for questions that
 describe a product) is the one that rejects the most invented products while wrongly rejecting at most MAX_FALSE_ABSTAIN of
 the real ones. It is stored in the index's meta.json with the rates it achieved.
+
+The same run calibrates when retrieval is sure enough to answer "what is X" with the catalog's
+description without the model (rag/answer.py, auto mode): the smallest margin of the learned fusion's
+score of the best hit over the second's at which at most MAX_CATALOG_WRONG of the naming questions
+about the ranker's validation products (never trained on) have a wrong best hit.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ MAX_FALSE_ABSTAIN = 0.03  # leave room under the 5% target for questions unlike 
 # Questions that describe a product are closer to invented ones (a description is many products' words):
 # up to the 5% target itself.
 MAX_FALSE_ABSTAIN_DESCRIBED = 0.05
+MAX_CATALOG_WRONG = 0.005  # wrong best hits allowed among the questions above the "sure" margin
 
 _BRANDS = ["Zorvex", "Quillmark", "Brontide", "Velmora", "Krispa", "Oxlade", "Tarnwell", "Fennic", "Glimrik",
            "Ashcombe", "Pelloton", "Yarrowby", "Drumlin", "Cobaltia", "Hexwright", "Mirelle", "Sundrop", "Nuvolo"]
@@ -66,6 +72,39 @@ def pick_threshold(real, fake, max_false: float) -> float:
     return best[1]
 
 
+def pick_margin(margins, right, max_wrong: float) -> float | None:
+    """The smallest margin at or above which at most `max_wrong` of the best hits are wrong (None: none is)."""
+    import numpy as np
+
+    margins, right = np.asarray(margins, dtype=float), np.asarray(right, dtype=bool)
+    for t in np.unique(margins):  # ascending: the first that holds is the smallest
+        if (~right[margins >= t]).mean() <= max_wrong:
+            return float(t)
+    return None
+
+
+def sure_margin(index, rows: list[dict], hits: list, naming) -> dict:
+    """meta.json's "catalog_margin" and how it was found (see the module docstring)."""
+    import numpy as np
+
+    from indexing.questions import found
+    from indexing.rank import validation_product
+
+    margins, right = [], []
+    for r, hs, named in zip(rows, hits, naming):
+        if named and hs and hs[0].fused is not None and validation_product(r["uid"]):
+            second = hs[1].fused if len(hs) > 1 and hs[1].fused is not None else hs[0].fused - 100.0
+            margins.append(hs[0].fused - second)
+            right.append(found(r, hs[0].uid, hs[0].title, hs[0].content)[0])
+    m = pick_margin(margins, right, MAX_CATALOG_WRONG) if margins else None
+    above = np.asarray(margins) >= m if m is not None else np.zeros(len(margins), dtype=bool)
+    return {"catalog_margin": None if m is None else round(m, 4),
+            "catalog_calibration": {"questions": len(margins), "share_sure": round(float(above.mean()), 4) if margins else 0.0,
+                                    "wrong_when_sure": round(float((~np.asarray(right, dtype=bool))[above].mean()), 4)
+                                    if above.any() else None, "max_wrong": MAX_CATALOG_WRONG,
+                                    "top1_right_all": round(float(np.mean(right)), 4) if right else None}}
+
+
 def calibrate_index(index, n: int = 300, seed: int = 0, k: int = 3) -> dict:
     """Thresholds for a loaded `indexing.search.Index`, on the best evidence of its top-`k` hybrid hits
     (what answering compares with them): one for questions the index answers by title (they name a
@@ -85,7 +124,7 @@ def calibrate_index(index, n: int = 300, seed: int = 0, k: int = 3) -> dict:
         hits = index.retrieve_many(questions, k=k)
         best = np.asarray([max((h.evidence for h in hs), default=0.0) for hs in hits])
         by_desc = np.asarray([bool(hs) and hs[0].match == "description" for hs in hits])
-        return best, by_desc
+        return best, by_desc, hits
 
     docs = index.docs
     rng = random.Random(seed)
@@ -97,14 +136,14 @@ def calibrate_index(index, n: int = 300, seed: int = 0, k: int = 3) -> dict:
         rows = training_questions(trained, seed)
     else:
         rows = make_eval_questions(docs, n=min(n, len(docs)), seed=seed)
-    real, real_desc = search([r["question"] for r in rows])
+    real, real_desc, real_hits = search([r["question"] for r in rows])
     titles = invented_titles(n, {t.casefold() for t in docs["title"]}, seed)
     fake_q = [make_question(t, t, "any") if i % 2 else rng.choice(TRAIN_FRAMES_EN + TRAIN_FRAMES_PT).format(title=t)
               for i, t in enumerate(titles)]
     n_named = len(fake_q)
     if index.passages is not None:
         fake_q += invented_descriptions(n, seed)
-    fake, fake_desc = search(fake_q)
+    fake, fake_desc, _ = search(fake_q)
     # the title threshold is set by questions that name a product (as before descriptions were
     # indexed): a describing question that the titles happened to answer must not lower the bar
     # that invented product names are held to
@@ -126,4 +165,6 @@ def calibrate_index(index, n: int = 300, seed: int = 0, k: int = 3) -> dict:
         "false_abstain_by_kind": {kind: round(float(rejected[[r["variant"] == kind for r in rows]].mean()), 4)
                                   for kind in sorted({r["variant"] for r in rows})},
         "max_false_abstain": MAX_FALSE_ABSTAIN, "max_false_abstain_described": MAX_FALSE_ABSTAIN_DESCRIBED}
+    if index.ranker is not None and index.fusion == "learned":
+        out.update(sure_margin(index, rows, real_hits, naming & ~rejected))
     return out

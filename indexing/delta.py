@@ -99,10 +99,13 @@ def merge_bm25(parts: list, n_rows: int):
         rows_out.append(r[keep])
         data_out.append(data[keep])
     tok = np.concatenate(toks)
-    order = np.argsort(tok, kind="stable")  # group by token; bm25s adds a column's entries in any order
+    rows_all = np.concatenate(rows_out)
+    # group by token, rows ascending within each: a posting list stays sorted, as a built one is
+    # (indexing.lexical.coverage binary-searches it)
+    order = np.lexsort((rows_all, tok))
     out = bm25s.BM25(k1=base.k1, b=base.b, delta=base.delta, method=base.method, idf_method=base.idf_method)
     out.scores = {"data": np.concatenate(data_out)[order],
-                  "indices": np.concatenate(rows_out)[order].astype(np.asarray(base.scores["indices"]).dtype),
+                  "indices": rows_all[order].astype(np.asarray(base.scores["indices"]).dtype),
                   "indptr": np.concatenate([[0], np.cumsum(np.bincount(tok, minlength=V))]).astype(
                       np.asarray(base.scores["indptr"]).dtype),
                   "num_docs": n_rows}
@@ -112,19 +115,23 @@ def merge_bm25(parts: list, n_rows: int):
     return out
 
 
-def read_version(folder, meta: dict) -> dict:
+def read_version(folder, meta: dict, mmap: bool = False) -> dict:
     """Everything search reads from one version, base + deltas - tombstones, merged (CPU FAISS): docs,
     titles (FAISS), bm25, chars (None without "fuzzy"), passages, passage_index, bm25_passages (None for
     a title-only index)."""
-    from indexing.store import (BM25, BM25_CHARS, BM25_PASSAGES, PASSAGE_VECTORS, read_bm25, read_delta, read_docs,
-                                read_faiss, read_passages, read_tombstones)
+    from indexing.store import (BM25, BM25_CHARS, BM25_PASSAGES, PASSAGE_VECTORS, has_passage_vectors, read_bm25,
+                                read_delta, read_docs, read_faiss, read_passages, read_tombstones)
 
     docs = read_docs(folder, meta)
-    out = {"docs": docs, "titles": read_faiss(folder, meta), "bm25": read_bm25(folder, BM25, rows=len(docs)),
+    # `mmap` (for searching only: never for a writer, which rewrites the indexes): with no deltas to add and
+    # no tombstones to remove, IVF indexes are memory-mapped read-only (store.read_faiss)
+    mmap = mmap and not meta.get("deltas") and not meta.get("tombstones")
+    out = {"docs": docs, "titles": read_faiss(folder, meta, mmap=mmap), "bm25": read_bm25(folder, BM25, rows=len(docs)),
            "chars": read_bm25(folder, BM25_CHARS, rows=len(docs)) if meta.get("fuzzy") else None,
            "passages": read_passages(folder, meta), "passage_index": None, "bm25_passages": None}
     if out["passages"] is not None:
-        out["passage_index"] = read_faiss(folder, meta, PASSAGE_VECTORS)
+        if has_passage_vectors(meta):  # else passages are searched by BM25 alone
+            out["passage_index"] = read_faiss(folder, meta, PASSAGE_VECTORS, mmap=mmap)
         out["bm25_passages"] = read_bm25(folder, BM25_PASSAGES, rows=len(out["passages"]))
     dead = read_tombstones(folder, meta)
     deltas = [read_delta(folder, meta, d) for d in meta.get("deltas", [])]
@@ -141,8 +148,9 @@ def read_version(folder, meta: dict) -> dict:
         parts = [out["passages"]] + [d["passages"] for d in with_p]
         out["passages"], prows = live_rows(parts, dead)  # a passage dies with its product
         dead_pids = np.concatenate([p["pid"].to_numpy()[r < 0] for p, r in zip(parts, prows)])
-        merge_faiss(out["passage_index"], [(d["passage_vectors"], d["passages"]["pid"].to_numpy()) for d in with_p],
-                    dead_pids)
+        if out["passage_index"] is not None:
+            merge_faiss(out["passage_index"], [(d["passage_vectors"], d["passages"]["pid"].to_numpy())
+                                               for d in with_p], dead_pids)
         out["bm25_passages"] = merge_bm25([(out["bm25_passages"], prows[0])]
                                           + [(d["bm25_passages"], r) for d, r in zip(with_p, prows[1:])],
                                           len(out["passages"]))

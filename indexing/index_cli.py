@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from indexing.embed import DEFAULT_PASSAGE_ENCODER, DEFAULT_TITLE_ENCODER, ENCODERS, PASSAGE_ENCODERS
 from indexing.texts import DEFAULT_PASSAGE_TOKENS, LEXICAL_FIELDS
 from indexing.vectors import FLAT_MAX
 
@@ -37,10 +38,14 @@ def format_info(folder: str | Path, meta: dict, versions: dict | None = None) ->
         f"products:   {m['count']:,}",
         f"dense:      {m['index_type']}" + (f" (nlist {m['nlist']}, nprobe {m['nprobe']})" if m["index_type"] == "ivf" else "")
         + f", dim {m['dim']}, {m['metric']}, embeds {m['embed']}",
-        (f"passages:   {p['count']:,} description passages of at most {p['max_tokens']} tokens, {p['index_type']}"
-         + (f" (nlist {p['nlist']}, nprobe {p['nprobe']})" if p["index_type"] == "ivf" else ""))
+        (f"passages:   {p['count']:,} description passages of at most {p['max_tokens']} tokens"
+         f"{' (counted in characters)' if p.get('split') == 'chars' else ''}, "
+         f"{p.get('index_type', 'no vectors (BM25 alone)')}"
+         + (f" (nlist {p['nlist']}, nprobe {p['nprobe']})" if p.get("index_type") == "ivf" else ""))
         if p else f"passages:   none: titles only ({REBUILD_HINT})",
-        f"model:      {m['embedding_model']['name']} (hash {m['embedding_model']['hash'][:12]})",
+        f"model:      {m['embedding_model']['name']} (hash {m['embedding_model']['hash'][:12]}), titles"
+        + (f"; passages: {pe['name']} (hash {pe['hash'][:12]})" if (pe := m.get("passage_encoder", m["embedding_model"]))
+           .get("kind") != "none" else "; passages: BM25 alone (--passage-encoder none)"),
         (f"fusion:     learned ({m['ranker']['library']} {m['ranker']['objective']}, {m['ranker']['trees']} trees, "
          f"{len(m['ranker']['features'])} features; {m['ranker']['training']['questions']:,} training questions about "
          f"{m['ranker']['training']['products']:,} products; validation hit@1 {m['ranker']['validation_hit@1']})")
@@ -107,8 +112,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--out", required=True, metavar="INDEX_DIR", help="index folder to write (its new version goes live only when done)")
     b.add_argument("--model", metavar="PATH", help="local sentence-transformers folder (default: packaged all-MiniLM-L6-v2)")
     b.add_argument("--batch-size", type=int, default=64, metavar="N", help="texts per forward pass (default 64)")
+    b.add_argument("--title-encoder", choices=("auto", *ENCODERS), default=DEFAULT_TITLE_ENCODER,
+                   help="what embeds titles: the model (minilm), its int8 ONNX export (minilm-int8, CPU) or a static "
+                        "model distilled from it (static); made once, offline (default auto: minilm-int8 on a CPU, "
+                        "minilm on CUDA)")
+    b.add_argument("--passage-encoder", choices=("auto", *PASSAGE_ENCODERS), default=DEFAULT_PASSAGE_ENCODER,
+                   help=f"what embeds description passages: as --title-encoder, or none (BM25 alone) "
+                        f"(default {DEFAULT_PASSAGE_ENCODER})")
     b.add_argument("--passage-tokens", type=int, default=DEFAULT_PASSAGE_TOKENS, metavar="N",
                    help=f"most tokens in one description passage (default {DEFAULT_PASSAGE_TOKENS})")
+    b.add_argument("--passage-split", choices=("chars", "tokens"), default="chars",
+                   help="count a passage's size in characters (~4.5 a token; ~50x faster to split than tokens, "
+                        "retrieval within the same bounds: README \"Encoders\") or in model tokens (exact) "
+                        "(default chars)")
     b.add_argument("--titles-only", action="store_true", help="do not index descriptions (the pre-0.2 index)")
     b.add_argument("--shard-size", type=int, default=4096, metavar="N",
                    help="products embedded per shard; a crash loses at most one shard (default 4096)")
@@ -131,6 +147,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--fusion", choices=("learned", "rule"), default="learned",
                    help="learned: a ranker trained at build time on questions about this catalog (default); "
                         "rule: route by word coverage (indexes before 0.3)")
+    b.add_argument("--ranker-products", type=int, default=1000, metavar="N",
+                   help="products whose generated questions train the learned fusion (default 1000)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     _wait_argument(b)
     b.set_defaults(_index_main=_main_build)
@@ -184,7 +202,8 @@ def _main_build(args) -> int:
                       precision=args.precision, passages=not args.titles_only, passage_tokens=args.passage_tokens,
                       shard_size=args.shard_size, engine=args.engine, ray_address=args.ray_address,
                       fresh=args.fresh, ranker=args.fusion == "learned", progress=not args.quiet,
-                      wait=args.wait)
+                      wait=args.wait, title_encoder=args.title_encoder, passage_encoder=args.passage_encoder,
+                      ranker_products=args.ranker_products, passage_split=args.passage_split)
     meta = build_index(cfg)
     print(format_info(args.out, meta))
     print(f"version {meta['version']} committed; built in {meta['build_seconds']['total']} s (embedding {meta['build_seconds']['embed']} s)")

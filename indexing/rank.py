@@ -40,7 +40,7 @@ FEATURES = (
 
 @dataclass
 class RankerConfig:
-    products: int = 2000  # training products sampled from those not held out (at most)
+    products: int = 1000  # training products sampled from those not held out (at most; build time grows with it)
     val_share: int = 5  # 1 in val_share training products validates (early stopping, the held-out score)
     trees: int = 300  # boosting rounds (chosen on the validation products: early stopping on their hit@1 stopped
     # after ~12 rounds, on a plateau, and ranked worse than 300 rounds of small trees)
@@ -184,6 +184,14 @@ def training_data(index, cfg: RankerConfig) -> dict | None:
             val.append(_pick(q["uid"], cfg.val_share, salt="ranker-val") == 0)
     return {"X": np.concatenate(X), "y": np.concatenate(y), "group": np.asarray(group), "val": np.asarray(val),
             "products": len(pool)}
+
+
+def validation_product(uid: str, cfg: RankerConfig | None = None) -> bool:
+    """A product whose questions validate the ranker and never train it (indexing/calibrate.py measures
+    the "sure" margin on them)."""
+    from indexing.questions import _pick
+
+    return _pick(uid, (cfg or RankerConfig()).val_share, salt="ranker-val") == 0
 
 
 def hit_at_1(score, data: dict, which) -> float:

@@ -22,19 +22,25 @@ import os
 
 
 class Embedder:
-    """A Ray Data actor: loads the embedding model once, embeds batches of products."""
+    """A Ray Data actor: loads the encoders once (titles; passages, when they have vectors), embeds batches
+    of products."""
 
-    def __init__(self, model: str | None, device: str | None, precision: str, batch_size: int, embed: str,
-                 passage_tokens: int | None):
-        from indexing.embed import load_encoder
+    def __init__(self, ident: dict, passage_ident: dict | None, device: str | None, precision: str,
+                 batch_size: int, embed: str, passage_tokens: int | None, passage_split: str = "tokens"):
+        from indexing.embed import base_model_path, load_kind
         from indexing.texts import Splitter
 
-        self.model = load_encoder(model, device)
+        # indexing.embed.encoder_identity: the same encoders as the driver's, hash for hash
+        self.model = load_kind(ident, device)
+        self.passage_model = None
+        if passage_ident is not None:
+            self.passage_model = self.model if passage_ident["hash"] == ident["hash"] else load_kind(passage_ident, device)
         self.precision, self.batch_size, self.embed = precision, batch_size, embed
-        self.splitter = Splitter(passage_tokens, model) if passage_tokens else None
+        self.splitter = Splitter(passage_tokens, base_model_path(ident), passage_split) if passage_tokens else None
 
     def __call__(self, batch: dict) -> dict:
-        """{"id", "title", "content"} -> {"id", "pno" (-1: the title, else the passage's number), "vec"}."""
+        """{"id", "title", "content"} -> {"id", "pno" (-1: the title, else the passage's number), "vec" (a title
+        row's vector), "pvec" (a passage row's; the encoders may differ in dimension, so two columns)}."""
         import numpy as np
 
         from indexing.embed import embed
@@ -43,20 +49,23 @@ class Embedder:
         ids = batch["id"]
         X = embed(self.model, dense_texts(batch["title"], batch["content"], self.embed), self.batch_size,
                   self.precision)
-        out_id, out_pno, out_vec = [ids], [np.full(len(ids), -1)], [X]
-        if self.splitter is not None:
-            pid, pno, texts = [], [], []
+        P = np.zeros((0, 0), dtype=np.float32)
+        pid, pno = [], []
+        if self.splitter is not None and self.passage_model is not None:
+            texts = []
             for i, c in zip(ids, batch["content"]):
                 for n, (s, e) in enumerate(self.splitter.spans(c)):
                     pid.append(i)
                     pno.append(n)
                     texts.append(c[s:e])
             if texts:
-                out_id.append(np.asarray(pid))
-                out_pno.append(np.asarray(pno))
-                out_vec.append(embed(self.model, texts, self.batch_size, self.precision))
-        return {"id": np.concatenate(out_id).astype(np.int64), "pno": np.concatenate(out_pno).astype(np.int32),
-                "vec": np.concatenate(out_vec).astype(np.float32)}
+                P = embed(self.passage_model, texts, self.batch_size, self.precision)
+        dp = P.shape[1] if len(P) else 1
+        vec = np.concatenate([X, np.zeros((len(pid), X.shape[1]), dtype=np.float32)])
+        pvec = np.concatenate([np.zeros((len(ids), dp), dtype=np.float32), P.reshape(len(pid), dp)])
+        return {"id": np.concatenate([ids, np.asarray(pid, dtype=np.int64)]).astype(np.int64),
+                "pno": np.concatenate([np.full(len(ids), -1), np.asarray(pno, dtype=np.int64)]).astype(np.int32),
+                "vec": vec.astype(np.float32), "pvec": pvec.astype(np.float32)}
 
 
 def start_ray(address: str | None):
@@ -82,14 +91,16 @@ def start_ray(address: str | None):
     return ray
 
 
-def embed_ray(cfg, docs, passages, todo: list[int], shards, bar) -> None:
-    """Embed the shards in `todo` on Ray Data actors; write each shard once all its products are back."""
+def embed_ray(cfg, encoders: dict, docs, passages, todo: list[int], shards, bar) -> None:
+    """Embed the shards in `todo` on Ray Data actors; write each shard once all its products are back.
+    `encoders` (indexing.build.build_encoders): one encoder for titles and passages, or none for passages."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from indexing.errors import UserError
 
+    embed_passages = passages is not None and encoders["passages"] is not None
     ray = start_ray(cfg.ray_address)
     inputs = shards.folder / "ray_inputs"
     inputs.mkdir(exist_ok=True)
@@ -107,24 +118,25 @@ def embed_ray(cfg, docs, passages, todo: list[int], shards, bar) -> None:
     ds = ray.data.read_parquet(str(inputs)).map_batches(
         Embedder, batch_size=min(cfg.shard_size, 1024), batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers), **per_actor,
-        fn_constructor_kwargs=dict(model=cfg.model, device="cuda" if gpus else "cpu", precision=cfg.precision,
+        fn_constructor_kwargs=dict(ident=encoders["titles"], passage_ident=encoders["passages"], device="cuda" if gpus else "cpu", precision=cfg.precision,
                                    batch_size=cfg.batch_size, embed=cfg.embed,
-                                   passage_tokens=cfg.passage_tokens if passages is not None else None))
+                                   passage_tokens=cfg.passage_tokens if embed_passages else None,
+                                   passage_split=cfg.passage_split))
     pending: dict[int, dict] = {}  # shard -> {"titles": {id: vec}, "passages": {(id, pno): vec}}
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for i, n, v in zip(batch["id"], batch["pno"], batch["vec"]):
+            for i, n, v, pv in zip(batch["id"], batch["pno"], batch["vec"], batch["pvec"]):
                 k = int(i) // cfg.shard_size
                 got = pending.setdefault(k, {"titles": {}, "passages": {}})
                 if n < 0:
                     got["titles"][int(i)] = v
                 else:
-                    got["passages"][(int(i), int(n))] = v
+                    got["passages"][(int(i), int(n))] = pv
             for k in [k for k in pending if len(pending[k]["titles"]) == _size(k, cfg.shard_size, len(docs))]:
                 got = pending.pop(k)
                 a, b = k * cfg.shard_size, min((k + 1) * cfg.shard_size, len(docs))
                 arrays = {"titles": np.stack([got["titles"][i] for i in range(a, b)])}
-                if passages is not None:
+                if embed_passages:
                     lo, hi = passages["id"].searchsorted([a, b])
                     want = passages.iloc[lo:hi]
                     n_of = want.groupby("id").cumcount().to_numpy()
@@ -134,7 +146,7 @@ def embed_ray(cfg, docs, passages, todo: list[int], shards, bar) -> None:
                                         f"build ({len(got['passages'])} passages, expected {len(keys)}): are "
                                         f"the workers running the same semantic-text-splitter version?")
                     arrays["passages"] = np.stack([got["passages"][key] for key in keys]) if keys else \
-                        np.zeros((0, arrays["titles"].shape[1]), dtype=np.float32)
+                        np.zeros((0, 1), dtype=np.float32)
                 shards.write(k, arrays)
                 bar.update(b - a)
     finally:

@@ -8,6 +8,7 @@ other shared piece: one line on stderr and exit code 2, raised by every stage).
 - quiet_libraries: nothing may be fetched from a model hub (models come from local folders and PyPI
   packages), and the libraries' own chatter (bitsandbytes' optional-kernel notice, per-load weight
   progress bars) would drown our progress bars and results.
+- cache_dir: the one cache folder of models made once (the converted base model, derived encoders).
 - pick_device / native_bf16: one device rule and one bf16 probe for the encoder, training and answering.
 - utc_now / digest: what every self-describing artifact records (creation time, file checksums).
 - fsync_dir / fsync_tree / publish_folder: how an artifact folder that others read (a converted or
@@ -44,6 +45,12 @@ def quiet_libraries() -> None:
         transformers.utils.logging.set_verbosity_error()
     except ImportError:
         pass
+
+
+def cache_dir() -> Path:
+    """Where models made once from packaged ones live (the converted SmolLM2, derived encoders):
+    $PRODUCTQA_CACHE or ~/.cache/productqa."""
+    return Path(os.environ.get("PRODUCTQA_CACHE", Path.home() / ".cache" / "productqa"))
 
 
 def pick_device(device: str | None = None) -> str:

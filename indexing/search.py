@@ -58,6 +58,7 @@ class Hit:
     passage: str | None = None  # the description passage that matched best, when a passage retriever found it
     match: str = "title"  # "description" when the search went by descriptions and a passage matched
     coverage: float = 0.0  # share of the question's words in the title or in the best passage (the higher)
+    fused: float | None = None  # the learned fusion's score (None: fused by the rule); margins calibrate "sure"
 
     @property
     def evidence(self) -> float:
@@ -71,7 +72,7 @@ class Hit:
                 "dense_score": None if self.dense_score is None else round(self.dense_score, 4),
                 "bm25_score": None if self.bm25_score is None else round(self.bm25_score, 4),
                 "coverage": round(self.coverage, 4), "retrievers": list(self.retrievers), "match": self.match,
-                "passage": self.passage}
+                "passage": self.passage, "fused": None if self.fused is None else round(self.fused, 4)}
 
 
 @lru_cache(maxsize=1)
@@ -188,10 +189,18 @@ class Index:
             self._read(model)
         # 0: a folder without versions (the layout before them, or a version folder opened directly)
         self.version = int(self.meta.get("version", 0)) if self.folder != self.root else 0
-        # the encoder: shared with `like` (the version this one replaces, indexing/follow.py) when both
-        # were built with the same model, else loaded
-        same = like is not None and like.meta["embedding_model"]["hash"] == self.meta["embedding_model"]["hash"]
-        self.model = like.model if same else load_encoder_for(self.meta, model, device, where=self.folder)
+        # the question encoders (titles, passages): shared with `like` (the version this one replaces,
+        # indexing/follow.py) when built with the same ones, else loaded
+        from indexing.embed import encoder_dim, load_index_encoders
+
+        self.model, self.passage_model = load_index_encoders(self.meta, model, device, self.folder, like)
+        for encoder, index, what in ((self.model, self._cpu["titles"], "title"),
+                                     (self.passage_model, self._cpu.get("passages"), "passage")):
+            if encoder is not None and index is not None and encoder_dim(encoder) != index.d:
+                raise UserError(f"{self.folder}: its {what} encoder gives {encoder_dim(encoder)}-dim vectors, its "
+                                f"{what} index holds {index.d}-dim ones: meta.json does not match the files (rebuild it)")
+        if like is None:  # the first search compiles bm25s's numba code (seconds): not in the first question
+            self.retrieve_many(["warm-up"], k=1)
 
     def _read(self, model) -> None:
         import numpy as np
@@ -204,8 +213,10 @@ class Index:
 
         self.weights, self.rrf_weights = dict(WEIGHTS), dict(RRF_WEIGHTS)
         self.meta = read_meta(self.folder)
-        check_model(self.meta, model, where=self.folder)  # before the long reads: a wrong --model fails fast
-        v = read_version(self.folder, self.meta)  # base + deltas - tombstones (indexing/delta.py)
+        for key in ("embedding_model", "passage_encoder"):  # before the long reads: a wrong --model fails fast
+            if self.meta.get(key, {}).get("kind") != "none":
+                check_model(self.meta, model, self.folder, key)
+        v = read_version(self.folder, self.meta, mmap=True)  # base + deltas - tombstones (indexing/delta.py)
         self.docs, self.title_index, self.bm25, self.chars = v["docs"], v["titles"], v["bm25"], v["chars"]
         set_nprobe(self.title_index, self.meta)
         self._cpu = {"titles": self.title_index}  # GPU copies cannot give vectors back (Index._cosines)
@@ -214,11 +225,14 @@ class Index:
         self.row_of_id = np.full(int(ids.max()) + 1 if len(ids) else 1, -1, dtype=np.int64)
         self.row_of_id[ids] = np.arange(len(ids))
         self.passages = v["passages"]  # None: a title-only (format 1) index
+        self.passage_index = None  # also for passages searched by BM25 alone (--passage-encoder none)
         if self.passages is not None:
             self.passage_index, self.bm25_passages = v["passage_index"], v["bm25_passages"]
+        if self.passage_index is not None:
             set_nprobe(self.passage_index, self.meta["passages"])
             self._cpu["passages"] = self.passage_index
             self.passage_index, self._gpu_p = to_gpu(self.passage_index)
+        if self.passages is not None:
             pids = self.passages["pid"].to_numpy()
             self.prow_of_pid = np.full(int(pids.max()) + 1 if len(pids) else 1, -1, dtype=np.int64)
             self.prow_of_pid[pids] = np.arange(len(pids))
@@ -272,13 +286,18 @@ class Index:
             bounds = np.cumsum([0] + [len(x) for x in X])
         out = []
         for qi, c in enumerate(cands):
+            fused = {}
             if learned:
                 s = S[bounds[qi]: bounds[qi + 1]]
                 rows = c.rows
-                ranking, described = [rows[i] for i in np.argsort(-s, kind="stable")], None
+                order = np.argsort(-s, kind="stable")
+                ranking, described, fused = [rows[i] for i in order], None, {rows[i]: float(s[i]) for i in order[:k]}
             else:
                 ranking, described = self._rank(c)
-            out.append([self._hit(c, row, pos, described) for pos, row in enumerate(ranking[:k])])
+            hits = [self._hit(c, row, pos, described) for pos, row in enumerate(ranking[:k])]
+            for h, row in zip(hits, ranking):
+                h.fused = fused.get(row)
+            out.append(hits)
         return out
 
     def candidates(self, questions: list[str], mode: str = "hybrid", k: int = CANDIDATES,
@@ -287,13 +306,17 @@ class Index:
         `for_ranker`: also what only the learned fusion's features read (idf-weighted coverage, the cosines
         of every candidate); the rule does without."""
         use = tuple(r for r in MODES[mode] if (self.passages is not None or not r.endswith("_passage"))
-                    and (r != "fuzzy" or self.chars is not None))
+                    and (r != "fuzzy" or self.chars is not None)
+                    and (r != "dense_passage" or self.passage_index is not None))
         n = max(k, CANDIDATES) if len(use) > 1 else k
         from indexing.embed import embed
         from indexing.lexical import char_grams, tokenize
 
         focused = [focus(q) for q in questions]  # once: the encoder, BM25 and coverage all read it
-        xq = embed(self.model, focused, batch_size=64) if {"dense", "dense_passage"} & set(use) else None
+        xq = embed(self.model, focused, batch_size=64) if "dense" in use else None
+        xp = None  # the passage encoder's question vectors: the same ones when it is the title encoder
+        if "dense_passage" in use:
+            xp = xq if self.passage_model is self.model and xq is not None else embed(self.passage_model, focused, 64)
         tokens = tokenize(focused)
         res = {}
         if "dense" in use:
@@ -301,7 +324,7 @@ class Index:
         if "bm25" in use:
             res["bm25"] = self.search_bm25(tokens, n)
         if "dense_passage" in use:
-            res["dense_passage"] = self.search_passages(xq, max(n, PASSAGE_CANDIDATES))
+            res["dense_passage"] = self.search_passages(xp, max(n, PASSAGE_CANDIDATES))
         if "bm25_passage" in use:
             res["bm25_passage"] = self.search_bm25(tokens, max(n, PASSAGE_CANDIDATES), passages=True)
         if "fuzzy" in use:
@@ -320,10 +343,10 @@ class Index:
                     scores[name] = {int(r): float(s) for r, s in zip(I[qi], S[qi]) if r >= 0}
             out.append(Candidates(questions[qi], focused[qi], use, ranks, scores, best_passage, *cover[qi]))
         if for_ranker and xq is not None and "dense" in use and len(use) > 1:
-            self._cosines(xq, out)
+            self._cosines(xq, xp, out)
         return out
 
-    def _cosines(self, xq, cands: list[Candidates]) -> None:
+    def _cosines(self, xq, xp, cands: list[Candidates]) -> None:
         """Every candidate's cosine to the question, by its title and by its best passage (`Candidates.full`),
         not only for those the vector searches returned: the learned fusion compares them all. Vectors are
         read back from the CPU indexes by id (IVF through a hash-table direct map, made once)."""
@@ -332,7 +355,7 @@ class Index:
         if self._passages_of is None:
             for index in (self._cpu["titles"], self._cpu.get("passages")):
                 _direct_map(index)
-            if self.passages is not None:  # product row -> its passage rows (contiguous after a sort)
+            if self.passage_index is not None:  # product row -> its passage rows (contiguous after a sort)
                 order = np.argsort(self.passage_owner, kind="stable")
                 starts = np.searchsorted(self.passage_owner[order], np.arange(len(self.docs) + 1))
                 self._passages_of = (order, starts, self.passages["pid"].to_numpy())
@@ -351,7 +374,7 @@ class Index:
                 flat = np.concatenate(prows) if prows else np.zeros(0, dtype=np.int64)
                 if not len(flat):
                     continue
-                cos = self._cpu["passages"].reconstruct_batch(pids[flat]) @ xq[qi]
+                cos = self._cpu["passages"].reconstruct_batch(pids[flat]) @ xp[qi]
                 ends = np.cumsum([len(p) for p in prows])
                 c.full["dense_passage"] = {r: float(cos[e - len(p): e].max()) for r, p, e in zip(c.rows, prows, ends)
                                            if len(p)}
@@ -451,6 +474,16 @@ class Index:
         "abstain_score")."""
         return hit.evidence if self.meta.get("abstain_score") == ABSTAIN_SCORE else (hit.dense_score or 0.0)
 
+    def sure(self, hits: list[Hit]) -> bool:
+        """The best hit is surely the product asked about: the learned fusion put it ahead of the second by at
+        least the margin calibrated at build time (meta.json "catalog_margin", indexing/calibrate.py). An
+        index without a learned fusion or a margin is never sure."""
+        margin = self.meta.get("catalog_margin")
+        if margin is None or not hits or hits[0].fused is None:
+            return False
+        second = hits[1].fused if len(hits) > 1 and hits[1].fused is not None else float("-inf")
+        return hits[0].fused - second >= margin
+
     def threshold_for(self, hits: list[Hit]) -> float:
         """The calibrated "not in the catalog" threshold for these hits: one when the search went by titles
         (the question names a product), one when it went by descriptions (indexing/calibrate.py)."""
@@ -462,15 +495,6 @@ class Index:
     def retrieve(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """Top-k products for one question (see retrieve_many)."""
         return self.retrieve_many([question], k, mode)[0]
-
-
-def load_encoder_for(meta: dict, model: str | Path | None, device: str | None, where):
-    """The index's embedding model, checked against meta.json, warmed up."""
-    from indexing.embed import check_model, load_encoder
-
-    encoder = load_encoder(check_model(meta, model, where=where), device)
-    encoder.encode(["warm-up"])  # the first call pays one-off setup: keep it out of the first question
-    return encoder
 
 
 def load_index(folder: str | Path, device: str | None = None, model: str | Path | None = None) -> Index:

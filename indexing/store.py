@@ -328,7 +328,7 @@ def read_meta(folder: str | Path) -> dict:
         raise UserError(f"{folder}: index format {version} is not one this ProductQA reads "
                         f"({', '.join(map(str, FILES))}): rebuild it")
     missing = [f for f in (*FILES[version], *(f for key, f in OPTIONAL.items() if meta.get(key)))
-               if not (folder / f).exists()]
+               if not (folder / f).exists() and (f != PASSAGE_VECTORS or has_passage_vectors(meta))]
     if missing:
         raise UserError(f"{folder}: incomplete index, missing {', '.join(missing)} (rebuild it)")
     sizes = dict(meta.get("file_sizes", {}))
@@ -352,18 +352,28 @@ def has_passages(meta: dict) -> bool:
     return meta.get("format_version", 1) >= 2 and bool(meta.get("passages"))
 
 
-def read_faiss(folder: Path, meta: dict, name: str = TITLES):
-    """The title index (default) or the passage index, checked against meta.json."""
+def has_passage_vectors(meta: dict) -> bool:
+    """False for an index whose passages are searched by BM25 alone (`--passage-encoder none`)."""
+    return has_passages(meta) and meta.get("passage_encoder", {}).get("kind") != "none"
+
+
+def read_faiss(folder: Path, meta: dict, name: str = TITLES, mmap: bool = False):
+    """The title index (default) or the passage index, checked against meta.json. `mmap`: an IVF index's
+    lists stay in the file, memory-mapped read-only (a serving process starts without reading them, and
+    processes serving the same version share them in the page cache); nothing can be added or removed."""
     import faiss
 
     count = base_count(meta, "products" if name == TITLES else "passages")
+    info = meta if name == TITLES else meta["passages"]
+    dim = meta["dim"] if name == TITLES else info.get("dim", meta["dim"])
+    flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap and info.get("index_type") == "ivf" else 0
     try:
-        index = faiss.read_index(str(folder / name))
+        index = faiss.read_index(str(folder / name), flags)
     except RuntimeError as e:
         raise UserError(f"{folder}/{name}: corrupt ({str(e).splitlines()[0][:200]})") from None
-    if index.ntotal != count or index.d != meta["dim"]:
+    if index.ntotal != count or index.d != dim:
         raise UserError(f"{folder}/{name}: holds {index.ntotal:,} vectors of dim {index.d}, meta.json says "
-                        f"{count:,} of dim {meta['dim']} (rebuild it)")
+                        f"{count:,} of dim {dim} (rebuild it)")
     return index
 
 
@@ -471,7 +481,7 @@ def read_delta(folder: Path, meta: dict, d: dict) -> dict:
            "passages": None, "passage_vectors": None, "bm25_passages": None}
     if has_passages(meta) and d["passages"]:
         out["passages"] = _read_table(f / PASSAGES, d["passages"], "passages")
-        out["passage_vectors"] = np.load(f / DELTA_PASSAGES)
+        out["passage_vectors"] = np.load(f / DELTA_PASSAGES) if has_passage_vectors(meta) else None
         out["bm25_passages"] = read_bm25(f, BM25_PASSAGES, rows=d["passages"])
     return out
 
@@ -491,7 +501,8 @@ def write_delta(folder: Path, name: str, docs, titles, passages=None, passage_ve
     n_passages = 0 if passages is None else len(passages)
     if n_passages:
         write_passages(f, passages)
-        np.save(f / DELTA_PASSAGES, np.asarray(passage_vectors, dtype=np.float32))
+        if passage_vectors is not None:  # None: passages searched by BM25 alone
+            np.save(f / DELTA_PASSAGES, np.asarray(passage_vectors, dtype=np.float32))
         write_bm25(f, bm25_passages, BM25_PASSAGES)
     sizes = {n: (f / n).stat().st_size for n in (DOCS, DELTA_TITLES, PASSAGES, DELTA_PASSAGES) if (f / n).exists()}
     return {"name": name, "count": len(docs), "passages": n_passages, "file_sizes": sizes}

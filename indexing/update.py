@@ -162,7 +162,8 @@ def _compact(root) -> dict:
             shutil.copy2(folder / RANKER, tmp / RANKER)  # under the writer lock: no one removes `folder`
         if passages is not None:
             meta["passages"] = {**meta["passages"], "count": len(passages)}
-            write_faiss(tmp, v["passage_index"], PASSAGE_VECTORS)
+            if v["passage_index"] is not None:  # None: passages searched by BM25 alone
+                write_faiss(tmp, v["passage_index"], PASSAGE_VECTORS)
             write_passages(tmp, passages)
             write_bm25(tmp, build_bm25(passage_texts(dict(zip(docs["id"], docs["content"])), passages)), BM25_PASSAGES)
         write_meta(tmp, meta)
@@ -200,10 +201,10 @@ def _add(root, inputs, batch_size, device, progress, compact: str) -> dict:
     import pandas as pd
     import pyarrow as pa
 
-    from indexing.embed import check_model, embed, load_encoder
+    from indexing.embed import base_model_path, embed, load_index_encoders
     from indexing.lexical import build_bm25, build_char_bm25
     from indexing.prepare import load_records
-    from indexing.store import has_passages, open_version, read_meta, read_tombstones
+    from indexing.store import has_passage_vectors, has_passages, open_version, read_meta, read_tombstones
     from indexing.texts import Splitter, dense_texts, lexical_texts, passage_texts
 
     with open_version(root) as folder:
@@ -216,7 +217,7 @@ def _add(root, inputs, batch_size, device, progress, compact: str) -> dict:
     dead = read_tombstones(folder, meta)
     live, owners = _live(folder, meta, dead)
     replaced = live[live["uid"].isin(new["uid"])]
-    model = load_encoder(check_model(meta, where=folder), device)
+    model, passage_model = load_index_encoders(meta, None, device, folder)
     ids = np.arange(meta["next_id"], meta["next_id"] + len(new), dtype=np.int64)
     new.insert(0, "id", ids)
     delta = {"docs": new[["id", "uid", "title", "content"]],
@@ -228,12 +229,12 @@ def _add(root, inputs, batch_size, device, progress, compact: str) -> dict:
     live_passages = None
     if has_passages(meta):
         p = meta["passages"]
-        fresh = Splitter(p["max_tokens"], meta["embedding_model"]["path"] if Path(meta["embedding_model"]["path"]).is_dir()
-                         else None).split_many(new["id"], new["content"], first_pid=p["next_pid"])
+        splitter = Splitter(p["max_tokens"], base_model_path(meta["embedding_model"]), p.get("split", "tokens"))
+        fresh = splitter.split_many(new["id"], new["content"], first_pid=p["next_pid"])
         if len(fresh):
             texts = passage_texts(dict(zip(new["id"], new["content"])), fresh)
-            delta.update(passages=fresh, passage_vectors=embed(model, texts, batch_size, progress=progress),
-                         bm25_passages=build_bm25(texts))
+            vectors = embed(passage_model, texts, batch_size, progress=progress) if has_passage_vectors(meta) else None
+            delta.update(passages=fresh, passage_vectors=vectors, bm25_passages=build_bm25(texts))
         meta["passages"] = {**p, "next_pid": int(p["next_pid"]) + len(fresh)}
         live_passages = int((~np.isin(owners, replaced["id"].to_numpy())).sum()) + len(fresh)
     dead = np.union1d(dead, replaced["id"].to_numpy())

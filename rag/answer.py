@@ -22,7 +22,9 @@ What the answer is (`mode`, measured in README "Answer modes"):
              detail (trained on rag/detail.py's questions: finetune/examples.py), or says the entry
              does not say; the quote must be word for word the cited entry's text (check_quote), else
              the answer falls back to quote mode's sentence, origin "fallback" with the reason
-  auto       (default) verbatim for questions that ask what a product is; quote for questions about
+  auto       (default) verbatim for questions that ask what a product is, and when retrieval is sure
+             of the product (the learned fusion's margin over the second hit, calibrated at index build:
+             Index.sure) the catalog description at once, no model call (picked_by "retrieval"); quote for questions about
              one detail of it (age, author, pages, ... or any other: then its most similar sentence);
              quote, not read: it scored higher on the detail fixture (README "Detail questions")
 
@@ -76,8 +78,8 @@ class Answer:
     retrieval_ms: float = 0.0
     first_token_ms: float | None = None
     cited: int | None = None  # the source (1-based rank) the answer's citation line names, if any
-    # where the text comes from: "generated" (the model's words), "catalog" (verbatim mode: the cited
-    # entry's description), "fallback" (the model's answer was unusable, see fallback_reason: the cited
+    # where the text comes from: "generated" (the model's words), "catalog" (the cited entry's
+    # description: verbatim mode, or auto mode when retrieval is sure, see picked_by), "fallback" (the model's answer was unusable, see fallback_reason: the cited
     # entry's description instead), "refused" (not in the catalog)
     origin: str = "generated"
     fallback_reason: str | None = None  # "empty", "citation only", "looping"; read mode: "no citation",
@@ -88,6 +90,9 @@ class Answer:
     quote: str | None = None
     quote_span: tuple[int, int] | None = None
     mode: str | None = None  # the answer mode that answered (auto resolved: verbatim, generate, quote, read)
+    # origin "catalog": who picked the entry, "model" (verbatim) or "retrieval" (auto mode, the best hit
+    # ahead of the second by the calibrated margin: Index.sure; no model call)
+    picked_by: str | None = None
     index_version: int | None = None  # the index version its sources come from (indexing/store.py)
 
     @property
@@ -100,7 +105,7 @@ class Answer:
                 "cited_uid": cited.uid if cited else None, "origin": self.origin,
                 "fallback_reason": self.fallback_reason, "kind": self.kind, "quote": self.quote,
                 "quote_span": list(self.quote_span) if self.quote_span else None, "mode": self.mode,
-                "index_version": self.index_version,
+                "picked_by": self.picked_by, "index_version": self.index_version,
                 "sources": [{"uid": h.uid, "title": h.title, "score": round(h.dense_score or 0.0, 4),
                              "match": h.match, **({"passage": h.passage} if h.match == "description" else {})}
                             for h in self.sources],
@@ -187,6 +192,20 @@ _ASKS_WHAT_IS = re.compile(r"^\W*(?:what\s+is|what's|whats|tell\s+me\s+about|des
                            r"qual\s+[ée]\s+a\s+descri[çc][ãa]o|descreva|fale\s+sobre)\s+['\"‘“]", re.I)
 
 
+def answer_sure(ans: Answer) -> Answer:
+    """Auto mode, a "what is X" question, retrieval sure of the product (Index.sure): its catalog
+    description, word for word, without asking the model (README "Answer modes": right product unchanged)."""
+    ans.text, ans.origin, ans.cited, ans.picked_by = ans.sources[0].content, "catalog", 1, "retrieval"
+    return ans
+
+
+def shortcut(requested: str, mode: str, hits, index) -> bool:
+    """Whether auto mode answers from the catalog without the model: a verbatim question whose best hit
+    the index is sure of."""
+    return requested == "auto" and mode == "verbatim" and bool(hits) and index is not None and \
+        hasattr(index, "sure") and index.sure(hits)
+
+
 def answer_detail(ans: Answer, rank: int = 1) -> Answer:
     """Quote mode: entry `rank`'s (the best retrieved one's) sentence stating what the question asks,
     checked to be word for word that entry's text (rag.detail.check_quote), or "the description
@@ -263,7 +282,7 @@ def finish(ans: Answer, generated: str, mode: str = "generate") -> Answer:
     # the entry the answer is about: the cited one, else the best retrieved one
     source = ans.cited_source or (ans.sources[0] if ans.sources else None)
     if mode == "verbatim" and source is not None:
-        ans.text, ans.origin, ans.cited = source.content, "catalog", ans.cited or 1
+        ans.text, ans.origin, ans.cited, ans.picked_by = source.content, "catalog", ans.cited or 1, "model"
         return ans
     reason = ("empty" if not _WORD.search(text) else "citation only" if rank and not body
               else "looping" if loops(body) and not (source and loops(source.content)) else None)
@@ -494,16 +513,18 @@ class Answerer:
         from rag.prompt import build_prompt, cut_answer
 
         t0 = time.perf_counter()
+        index = index or (self.serving if use_retrieval else None)
         ans = self._prepare(question, k, use_retrieval, hits, t0, index)
-        mode = answer_mode(mode or self.mode, ans.question, ans.sources[0].title) if ans.sources else "generate"
+        requested = mode or self.mode
+        mode = answer_mode(requested, ans.question, ans.sources[0].title) if ans.sources else "generate"
         ans.mode = mode
         if ans.abstained:
             ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
             yield ans.text
             yield ans
             return ans
-        if mode == "quote":
-            answer_detail(ans)
+        if mode == "quote" or shortcut(requested, mode, ans.sources, index):  # no model
+            answer_detail(ans) if mode == "quote" else answer_sure(ans)
             ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
             yield ans.text
             yield ans
@@ -569,9 +590,9 @@ class Answerer:
             if a.abstained:
                 a.latency_ms = t_ret
                 yield i, a
-            elif m == "quote":  # no model
-                t1 = time.perf_counter()
-                answer_detail(a)
+            elif m == "quote" or shortcut(mode or self.mode, m, a.sources, index if use_retrieval else None):
+                t1 = time.perf_counter()  # no model
+                answer_detail(a) if m == "quote" else answer_sure(a)
                 a.latency_ms = t_ret + (time.perf_counter() - t1) * 1000
                 yield i, a
             else:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import time
 from pathlib import Path
 
@@ -202,6 +203,9 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
         m["bare"] = sum(bare(a.text, [h.title for h in a.sources]) for a in answers) / len(rows)
         m["correct_abstain"] = sum(a.abstained for a in abst) / max(len(abst), 1)
         m["latency_ms_per_question"] = secs * 1000 / len(questions)
+        # per answer (its share of its batch; with --batch-size 1, one question at a time)
+        m["latency_p50_ms"] = float(statistics.median(a.latency_ms for a in answers)) if answers else 0.0
+        m["without_model"] = sum(a.picked_by == "retrieval" for a in answers) / len(rows)  # auto's sure answers
         report["systems"][name] = m
         report.setdefault("answers", {})[name] = [
             {"question": q, "uid": r["uid"], "answer": a.text, "cited_uid": a.cited_source.uid if a.cited_source else None,
@@ -220,13 +224,14 @@ def format_report(report: dict) -> str:
              + (f"; repetition penalty {penalty}" if penalty else "") + ".", "",
              "| system | ROUGE-L | right product | another entry's text | citation-only or empty | looping | "
              "fallbacks | BLEU | token F1 | grounding | correct 'not in catalog' (invented) | false abstain (real) | "
-             "latency / question (ms) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "latency / question (ms) | p50 latency (ms) | answered without the model |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s, m in report["systems"].items():
         lines.append(f"| {s} | {m['rougeL']:.3f} | {m['right_product']:.1%} | {m['other_entry']:.1%} | "
                      f"{m['bare']:.1%} | {m['loops']:.1%} | {m['fallbacks']:.1%} | {m['bleu']:.1f} | "
                      f"{m['token_f1']:.3f} | {m['grounding']:.3f} | {m['correct_abstain']:.1%} | "
-                     f"{m['false_abstain']:.1%} | {m['latency_ms_per_question']:,.0f} |")
+                     f"{m['false_abstain']:.1%} | {m['latency_ms_per_question']:,.0f} | "
+                     f"{m.get('latency_p50_ms', 0):,.0f} | {m.get('without_model', 0):.1%} |")
     variants = report.get("variants") or []
     if variants:
         lines += ["", "ROUGE-L by phrasing:", "", "| system | " + " | ".join(variants) + " |",
@@ -308,8 +313,10 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--repetition-penalty must be > 0 (1.0 = none)")
     if args.detail:
         return main_detail(args)
-    if not args.adapter:
-        raise UserError("--adapter is needed (or --detail FILE, which runs without one)")
+    if not args.adapter and any(k.startswith("fine-tuned") for k in keys):
+        raise UserError("--adapter is needed for the fine-tuned systems (base, base+rag and retrieval run without one)")
+    if not args.adapter and not args.out:
+        raise UserError("--out DIR is needed without --adapter (the report goes to ADAPTER_DIR/eval by default)")
     needs_base = any(k.startswith("base") for k in keys)  # base systems answer with the adapter off
     qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, reload_seconds=args.reload_seconds,
                   repetition_penalty=penalty,

@@ -18,15 +18,11 @@ import os
 import sys
 from pathlib import Path
 
-from indexing.runtime import native_bf16, pick_device
+from indexing.runtime import cache_dir, native_bf16, pick_device
 from indexing.errors import UserError
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("PRODUCTQA_CACHE", Path.home() / ".cache" / "productqa"))
 
 
 def smollm2_gguf() -> Path:

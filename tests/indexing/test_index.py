@@ -32,7 +32,8 @@ def test_round_trip_finds_products(demo_index, demo_catalog):
     meta = json.loads((demo_index / "versions" / "1" / "meta.json").read_text())
     assert meta["version"] == 1
     assert meta["count"] == len(docs) and meta["index_type"] == "flat" and meta["dim"] == 384
-    assert meta["embedding_model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert meta["embedding_model"]["name"].startswith("sentence-transformers/all-MiniLM-L6-v2")
+    assert meta["embedding_model"]["kind"] in ("minilm", "minilm-int8") and meta["passage_encoder"]["kind"] == "static"
     assert len(meta["catalog"]["fingerprint"]) == 32 and meta["embed"] == "title"
     assert meta["format_version"] == 2 and meta["fields"] == ["title", "description"]
     idx = load_index(demo_index)
@@ -43,6 +44,26 @@ def test_round_trip_finds_products(demo_index, demo_catalog):
         assert hits[0].content == row.content and {"dense", "bm25"} <= set(hits[0].retrievers)
         assert hits[0].dense_score > 0.5
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_sure_margin_is_calibrated_and_applied(demo_index, demo_catalog):
+    """The build measures the learned fusion's "sure" margin (indexing/calibrate.py); Index.sure applies it."""
+    from indexing.catalog import read_catalog
+
+    idx = load_index(demo_index)
+    m, cal = idx.meta["catalog_margin"], idx.meta["catalog_calibration"]
+    assert m is not None and cal["questions"] > 20 and 0 < cal["share_sure"] <= 1
+    assert cal["wrong_when_sure"] <= cal["max_wrong"]
+    docs = read_catalog(demo_catalog)
+    named = [f"What is '{t}'?" for t in docs["title"].iloc[:40]]
+    hits = idx.retrieve_many(named, k=3)
+    assert all(h[0].fused is not None and h[0].fused >= h[1].fused for h in hits)
+    sure = [idx.sure(h) for h in hits]
+    assert sum(sure) >= 20  # most exact titles are sure ...
+    assert all(h[0].uid == u for h, u, s in zip(hits, docs["uid"], sure) if s)  # ... and right when sure
+    h = hits[0]
+    h[1].fused = h[0].fused - m / 2  # a runner-up closer than the margin: unsure
+    assert not idx.sure(h) and not idx.sure(h[:0])
 
 
 def test_modes_and_k(demo_index):
@@ -135,9 +156,13 @@ def test_other_embedding_model_is_refused(index_copy, tmp_path):
     shutil.copytree(default_model_path(), other)
     w = other / "model.safetensors"
     data = bytearray(w.read_bytes())
-    data[-1] ^= 0xFF  # different weights, same shapes
+    # different weights, same shapes: a word embedding (which every encoder made from the model carries; the
+    # file's last tensor, the pooler, is not in the ONNX export)
+    n = int.from_bytes(data[:8], "little")
+    start = json.loads(data[8: 8 + n])["embeddings.word_embeddings.weight"]["data_offsets"][0]
+    data[8 + n + start + 4 * 384 * 2000 + 3] ^= 0x40  # the high byte of one weight of token 2000's row
     w.write_bytes(bytes(data))
-    with pytest.raises(UserError, match="built with embedding model"):
+    with pytest.raises(UserError, match="built with (embedding model|minilm-int8 encoder) .* was given"):
         load_index(index_copy, model=other)
 
 
@@ -174,3 +199,37 @@ def test_search_cli_json_and_questions_file(demo_index, tmp_path):
     r = subprocess.run([sys.executable, "-m", "ui.cli", "search", "x", "--index", str(tmp_path / "none")],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "no index here" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ivf_indexes_are_memory_mapped_for_search(demo_catalog, tmp_path):
+    """A version without deltas or tombstones serves its IVF lists memory-mapped (store.read_faiss), with
+    the same results; a version with a delta reads them into memory to add to them; compaction writes
+    ordinary files again."""
+    import faiss
+    import numpy as np
+
+    from indexing.build import BuildConfig, build_index
+    from indexing.store import PASSAGE_VECTORS
+    from indexing.update import add_products, compact
+
+    out = tmp_path / "ivf"
+    build_index(BuildConfig(catalog=str(demo_catalog), out=str(out), progress=False, ranker=False, index_type="ivf"))
+    kind = lambda index: type(faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)).__name__  # noqa: E731
+    idx = load_index(out)
+    assert kind(idx._cpu["titles"]) == kind(idx._cpu["passages"]) == "OnDiskInvertedLists"
+    for name, index in (("index.faiss", idx._cpu["titles"]), (PASSAGE_VECTORS, idx._cpu["passages"])):
+        ram = faiss.read_index(str(live_folder(out) / name))
+        faiss.extract_index_ivf(ram).nprobe = faiss.extract_index_ivf(index).nprobe
+        xq = np.random.default_rng(0).standard_normal((5, index.d)).astype("float32")
+        assert all(np.array_equal(a, b) for a, b in zip(index.search(xq, 5), ram.search(xq, 5)))
+    hits = idx.retrieve("What is 'Halloween Witch Costume for Girls'?", k=1)
+    new = write_jsonl(tmp_path / "new.jsonl", [{"uid": "NEW1", "title": "Quillmark Copper Kettle",
+                                                 "content": "A hand-hammered copper kettle that whistles softly."}])
+    add_products(out, [new], progress=False, compact="never")
+    idx2 = load_index(out)
+    assert kind(idx2._cpu["titles"]) == "ArrayInvertedLists" and idx2.retrieve("Quillmark Copper Kettle", k=1)[0].uid == "NEW1"
+    compact(out)
+    assert "ilod" not in (live_folder(out) / "index.faiss").read_bytes()[:4096].decode("latin-1")  # self-contained
+    idx3 = load_index(out)
+    assert kind(idx3._cpu["titles"]) == "OnDiskInvertedLists" and idx3.retrieve("Quillmark Copper Kettle", k=1)[0].uid == "NEW1"
+    assert idx3.retrieve("What is 'Halloween Witch Costume for Girls'?", k=1)[0].uid == hits[0].uid

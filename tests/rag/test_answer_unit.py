@@ -307,3 +307,36 @@ def test_eval_counts_mixed_entries_bare_answers_and_right_products():
     assert right_product(Answer("q", src[0].content, sources=src, cited=1), "u1", "Girls Ballet Tutu")
     assert bare("[1] Girls Ballet Tutu", ["Girls Ballet Tutu"]) and bare("  ", []) and bare("girls ballet tutu", ["Girls Ballet Tutu"])
     assert not bare(src[0].content, ["Girls Ballet Tutu"])
+
+
+class SureIndex(FakeIndex):
+    """A FakeIndex whose retrieval is sure (or not) of every best hit (Index.sure)."""
+
+    def __init__(self, docs, sure: bool):
+        super().__init__(docs, threshold=0.05)
+        self._sure, self.asked = sure, 0
+
+    def sure(self, hits) -> bool:
+        self.asked += 1
+        return self._sure
+
+
+def test_auto_mode_answers_from_the_catalog_when_retrieval_is_sure(docs):
+    q, detail = "What is 'Girls Ballet Tutu'?", "how long is the Girls Ballet Tutu?"
+    qa = ScriptedAnswerer(docs, {q: "[2]"}, mode="auto")
+    qa.index = SureIndex(docs, sure=True)
+    *pieces, final = list(qa.stream(q))
+    assert qa.generated == [] and pieces == [docs.content[0]]  # no model call at all
+    assert (final.origin, final.picked_by, final.cited, final.mode) == ("catalog", "retrieval", 1, "verbatim")
+    assert final.to_dict()["picked_by"] == "retrieval"
+    assert [a.picked_by for a in qa.ask_many([q, q])] == ["retrieval", "retrieval"] and qa.generated == []
+    assert qa.ask(detail).origin in ("quote", "not_stated")  # detail questions: quote mode, as before
+    # unsure: the model picks (here the second entry), as verbatim mode always does
+    qa = ScriptedAnswerer(docs, {q: "[2]"}, mode="auto")
+    qa.index = SureIndex(docs, sure=False)
+    final = qa.ask(q)
+    assert qa.generated == [("verbatim", 1)] and (final.picked_by, final.cited) == ("model", 2)
+    # an explicit --answer-mode verbatim keeps asking the model, sure or not
+    qa = ScriptedAnswerer(docs, {q: "[1]"}, mode="verbatim")
+    qa.index = SureIndex(docs, sure=True)
+    assert qa.ask(q).picked_by == "model" and qa.generated == [("verbatim", 1)] and qa.index.asked == 0
