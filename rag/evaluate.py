@@ -328,7 +328,10 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.adapter) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     table = format_report(report)
-    cmd = f"productqa eval answers --index {args.index} --catalog {args.catalog} --adapter {args.adapter} --n {args.n}"
+    cmd = (f"productqa eval answers --index {args.index} --catalog {args.catalog}"
+           + (f" --adapter {args.adapter}" if args.adapter else "") + f" --n {args.n}")
+    if args.batch_size != 8:
+        cmd += f" --batch-size {args.batch_size}"
     if args.systems != DEFAULT_SYSTEMS:
         cmd += f" --systems {args.systems}"
     if args.answer_mode != "auto":
