@@ -5,7 +5,8 @@ ANN recall, `ask` and the chat at full size.
 
 1. the synthetic trn.json of the real size (2,248,619 lines; benchmarks/prepare.py makes it once)
 2. `productqa prepare` of all of it (1,370,282 products)
-3. `productqa index build` of `--products` products (0 = all) with the default encoders; resumable: when
+3. `productqa index build` of `--products` products (0 = all) with `--build-args` (default: int8 MiniLM titles,
+   static passages, passages cut by characters); resumable: when
    it is interrupted, run this again and the build continues from its last finished shard (the table
    then says how many shards an earlier run had embedded)
 4. in a child process: index load time and RSS; 1,000 one-at-a-time hybrid searches (p50 / p95); the
@@ -34,7 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-FULL_PRODUCTS = 1_370_282  # what `productqa prepare` keeps of the full synthetic trn.json
+FULL_PRODUCTS = 1_370_282  # what `productqa prepare` keeps of the full synthetic trn.json (generator v1)
+FAST = "--title-encoder minilm-int8 --passage-encoder static --passage-split chars"
 
 
 def du(path: Path) -> int:
@@ -124,7 +126,8 @@ def main() -> None:
     ap.add_argument("--products", type=int, default=0, help="products to index (default 0: all)")
     ap.add_argument("--searches", type=int, default=1000)
     ap.add_argument("--workdir", default="/tmp/productqa-bench")
-    ap.add_argument("--build-args", default="", help="extra `productqa index build` arguments, quoted")
+    ap.add_argument("--build-args", default=FAST, help=f"`productqa index build` arguments, quoted (default {FAST!r}: "
+                    "the fastest encoders within the retrieval bounds, README \"Encoders\")")
     ap.add_argument("--fresh", action="store_true", help="rebuild the index even if one is there")
     ap.add_argument("--probe-only", metavar="INDEX", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -36,7 +36,7 @@ class BuildConfig:
     embed: str = "title"  # what the title vectors encode: "title" or "title+content" (for comparisons)
     passages: bool = True  # also embed description passages (and BM25 them): descriptions become searchable
     passage_tokens: int = DEFAULT_PASSAGE_TOKENS  # most tokens in one passage
-    passage_split: str = "chars"  # chars | tokens: what a passage's size is counted in (indexing/texts.py)
+    passage_split: str = "tokens"  # tokens | chars: what a passage's size is counted in (indexing/texts.py)
     title_encoder: str = DEFAULT_TITLE_ENCODER  # auto | minilm | minilm-int8 | static (indexing/embed.py)
     passage_encoder: str = DEFAULT_PASSAGE_ENCODER  # minilm | minilm-int8 | static | none (BM25 alone)
     lexical: str = "title"  # what the title BM25 indexes: "title", "title+content" or "2title+content"

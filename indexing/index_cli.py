@@ -114,17 +114,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--batch-size", type=int, default=64, metavar="N", help="texts per forward pass (default 64)")
     b.add_argument("--title-encoder", choices=("auto", *ENCODERS), default=DEFAULT_TITLE_ENCODER,
                    help="what embeds titles: the model (minilm), its int8 ONNX export (minilm-int8, CPU) or a static "
-                        "model distilled from it (static); made once, offline (default auto: minilm-int8 on a CPU, "
-                        "minilm on CUDA)")
+                        "model distilled from it (static); made once, offline; auto: minilm-int8 on a CPU, minilm on "
+                        "CUDA (default minilm)")
     b.add_argument("--passage-encoder", choices=("auto", *PASSAGE_ENCODERS), default=DEFAULT_PASSAGE_ENCODER,
                    help=f"what embeds description passages: as --title-encoder, or none (BM25 alone) "
                         f"(default {DEFAULT_PASSAGE_ENCODER})")
     b.add_argument("--passage-tokens", type=int, default=DEFAULT_PASSAGE_TOKENS, metavar="N",
                    help=f"most tokens in one description passage (default {DEFAULT_PASSAGE_TOKENS})")
-    b.add_argument("--passage-split", choices=("chars", "tokens"), default="chars",
-                   help="count a passage's size in characters (~4.5 a token; ~50x faster to split than tokens, "
-                        "retrieval within the same bounds: README \"Encoders\") or in model tokens (exact) "
-                        "(default chars)")
+    b.add_argument("--passage-split", choices=("tokens", "chars"), default="tokens",
+                   help="count a passage's size in model tokens (exact) or in characters (~4.5 a token; ~50x faster "
+                        "to split, retrieval within the same bounds: README \"Encoders\") (default tokens)")
     b.add_argument("--titles-only", action="store_true", help="do not index descriptions (the pre-0.2 index)")
     b.add_argument("--shard-size", type=int, default=4096, metavar="N",
                    help="products embedded per shard; a crash loses at most one shard (default 4096)")

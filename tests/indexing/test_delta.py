@@ -30,7 +30,7 @@ def new_bytes(folder, before: set) -> int:
 
 
 # Titles by MiniLM in torch (bf16): a vector then depends on the batch it was embedded in by rounding only.
-# The default int8 title encoder quantizes its activations with one scale per batch, which moves cosines by
+# The int8 title encoder (minilm-int8) quantizes its activations with one scale per batch, which moves cosines by
 # up to ~0.01 between a delta and a rebuild (measured) and reorders near-ties: too coarse for these checks.
 TITLES = "minilm"
 

@@ -33,7 +33,7 @@ def test_round_trip_finds_products(demo_index, demo_catalog):
     assert meta["version"] == 1
     assert meta["count"] == len(docs) and meta["index_type"] == "flat" and meta["dim"] == 384
     assert meta["embedding_model"]["name"].startswith("sentence-transformers/all-MiniLM-L6-v2")
-    assert meta["embedding_model"]["kind"] in ("minilm", "minilm-int8") and meta["passage_encoder"]["kind"] == "static"
+    assert meta["embedding_model"]["kind"] == meta["passage_encoder"]["kind"] == "minilm"
     assert len(meta["catalog"]["fingerprint"]) == 32 and meta["embed"] == "title"
     assert meta["format_version"] == 2 and meta["fields"] == ["title", "description"]
     idx = load_index(demo_index)
