@@ -83,7 +83,7 @@ def pick_margin(margins, right, max_wrong: float) -> float | None:
     return None
 
 
-def sure_margin(index, rows: list[dict], hits: list, naming) -> dict:
+def sure_margin(rows: list[dict], hits: list, naming) -> dict:
     """meta.json's "catalog_margin" and how it was found (see the module docstring)."""
     import numpy as np
 
@@ -166,5 +166,5 @@ def calibrate_index(index, n: int = 300, seed: int = 0, k: int = 3) -> dict:
                                   for kind in sorted({r["variant"] for r in rows})},
         "max_false_abstain": MAX_FALSE_ABSTAIN, "max_false_abstain_described": MAX_FALSE_ABSTAIN_DESCRIBED}
     if index.ranker is not None and index.fusion == "learned":
-        out.update(sure_margin(index, rows, real_hits, naming & ~rejected))
+        out.update(sure_margin(rows, real_hits, naming & ~rejected))
     return out

@@ -243,6 +243,7 @@ class OnnxEncoder:
         self.tok.enable_truncation(info["max_tokens"])
         self.tok.enable_padding()
         self.pooling, self.dim = info["pooling"], self.session.get_outputs()[0].shape[-1]
+        self.batch = None  # texts per run: the caller's batch size (padding grows with it)
 
     def embed_batch(self, texts: list[str]):
         import numpy as np
@@ -264,6 +265,7 @@ class StaticEncoder:
 
         self.model = StaticModel.from_pretrained(str(path))
         self.dim = self.model.dim
+        self.batch = 4096  # texts per call: no padding, so larger is only cheaper
 
     def embed_batch(self, texts: list[str]):
         return self.model.encode(texts, batch_size=1024, show_progress_bar=False, use_multiprocessing=False)
@@ -286,7 +288,11 @@ def load_kind(ident: dict, device: str | None = None):
         raise UserError(f"the {kind} encoder runs on the CPU: build with --title-encoder/--passage-encoder minilm "
                         f"for CUDA")
     quiet_libraries()
-    return OnnxEncoder(ident["path"]) if kind == "minilm-int8" else StaticEncoder(ident["path"])
+    try:
+        return OnnxEncoder(ident["path"]) if kind == "minilm-int8" else StaticEncoder(ident["path"])
+    except Exception as e:  # a damaged cache folder: onnxruntime, safetensors and json each raise their own
+        raise UserError(f"{ident['path']}: the {kind} encoder cannot be loaded ({str(e).splitlines()[0][:160]}); "
+                        f"delete that folder and it is made again from the model") from None
 
 
 def load_encoder(model: str | Path | None = None, device: str | None = None):
@@ -347,7 +353,7 @@ def _embed_derived(model, texts: list[str], batch_size: int, progress: bool, des
 
     n = len(texts)
     order = np.argsort([-len(t) for t in texts], kind="stable")  # longest first: little padding per batch
-    step = batch_size if isinstance(model, OnnxEncoder) else 4096
+    step = model.batch or batch_size
     out = None
     with tqdm(total=n, unit="text", desc=desc, disable=not progress, mininterval=1.0, smoothing=0.05) as bar:
         for s in range(0, n, step):

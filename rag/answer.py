@@ -202,8 +202,7 @@ def answer_sure(ans: Answer) -> Answer:
 def shortcut(requested: str, mode: str, hits, index) -> bool:
     """Whether auto mode answers from the catalog without the model: a verbatim question whose best hit
     the index is sure of."""
-    return requested == "auto" and mode == "verbatim" and bool(hits) and index is not None and \
-        hasattr(index, "sure") and index.sure(hits)
+    return requested == "auto" and mode == "verbatim" and bool(hits) and index is not None and index.sure(hits)
 
 
 def answer_detail(ans: Answer, rank: int = 1) -> Answer:

@@ -442,7 +442,6 @@ def evaluate_detail(qa, items: list[dict], docs, systems=DETAIL_SYSTEMS, progres
 
 
 def _detail_metrics(rows: list[dict]) -> dict:
-    import statistics
 
     ans, un = [r for r in rows if r["answerable"]], [r for r in rows if not r["answerable"]]
     n = max(len(ans), 1)

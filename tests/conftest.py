@@ -101,6 +101,9 @@ class FakeIndex:
     def support(self, hit) -> float:
         return hit.dense_score or 0.0
 
+    def sure(self, hits) -> bool:  # Index.sure: never, without a learned fusion
+        return False
+
     def retrieve_many(self, questions, k=5, mode="hybrid"):
         from indexing.search import Hit
 

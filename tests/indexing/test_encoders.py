@@ -112,3 +112,18 @@ def test_passages_by_bm25_alone_search_and_update(demo_catalog, tmp_path):
 def test_build_refuses_unknown_encoders(demo_catalog, tmp_path):
     with pytest.raises(UserError, match="--passage-encoder must be one of"):
         build(demo_catalog, tmp_path / "x", "minilm", "bert")
+
+
+def test_a_damaged_encoder_folder_is_a_clear_error(derived_index, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from indexing.embed import encoder_identity, load_kind
+
+    good = Path(encoder_identity("static")["path"])
+    monkeypatch.setenv("PRODUCTQA_CACHE", str(tmp_path))
+    bad = tmp_path / "encoders" / good.name
+    shutil.copytree(good, bad)
+    weights = bad / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as by a full disk
+    with pytest.raises(UserError, match="cannot be loaded .* delete that folder"):
+        load_kind(encoder_identity("static"))
