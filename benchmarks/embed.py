@@ -230,7 +230,8 @@ def main() -> None:
         sets["demo titles (real-looking)"] = repeat_to(demo_records()[0], args.demo_titles)
     tok = {name: mean_tokens(model, texts) for name, texts in sets.items()}
     print(f"texts: {source}; mean tokens " + ", ".join(f"{k} {v:.1f}" for k, v in tok.items()), flush=True)
-    rows = [r for name, texts in sets.items() for r in bench_set(model, name, texts, args.batch_size, precision, args.rounds)]
+    rows = [r for name, texts in sets.items()
+            for r in bench_set(model, name, texts, args.batch_size, precision, args.rounds)]
 
     lines = [f"Command: `{command}`", "",
              f"Model: all-MiniLM-L6-v2 (`indexing.embed.load_encoder()`), on CPU: {os.cpu_count()} cores, "
@@ -263,7 +264,8 @@ def main() -> None:
         if (name, key) in rate:
             ext.append((step, f"{rate[(name, key)]:,.1f} texts/s ({name}, measured above)",
                         FULL_PRODUCTS / rate[(name, key)]))
-    ext += [("BM25 over titles (`build_bm25`)", bm_how, bm_secs), ("IVF build at 1.4M (`make_faiss`)", ivf_how, ivf_secs)]
+    ext += [("BM25 over titles (`build_bm25`)", bm_how, bm_secs),
+            ("IVF build at 1.4M (`make_faiss`)", ivf_how, ivf_secs)]
     known = sum(p for p in (bm_secs, ivf_secs) if p is not None)
     missing = "" if bm_secs is not None and ivf_secs is not None else " (n/a steps left out)"
     for name in ("titles", "demo titles (real-looking)"):

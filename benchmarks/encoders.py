@@ -135,7 +135,8 @@ def main() -> None:
               f"{', '.join(k for k in kinds if k in DESCRIBING)}; hand-written description: {', '.join(HAND_DESC)}.",
               "", "## Embedding throughput (texts/s, same process, one after the other)", "",
               f"Real titles repeated to {args.titles:,}; real description passages (≤ 128 tokens) repeated to "
-              f"{args.passages:,}.", "", "| encoder | titles/s | ratio | passages/s | ratio |", "|---|---:|---:|---:|---:|"]
+              f"{args.passages:,}.", "", "| encoder | titles/s | ratio | passages/s | ratio |",
+              "|---|---:|---:|---:|---:|"]
     for kind, row in s.items():
         lines.append(f"| {kind} | {row['titles']:,.0f} | {row['titles'] / s['minilm']['titles']:.2f}x | "
                      f"{row['passages']:,.0f} | {row['passages'] / s['minilm']['passages']:.2f}x |")

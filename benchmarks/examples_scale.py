@@ -33,7 +33,8 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.workdir)
     catalog, index = work / "catalog", Path(args.index or work / "index_50000_local")
-    for need, how in ((catalog / "catalog.parquet", "benchmarks/full_scale.py"), (index / "meta.json", "benchmarks/ray_embed.py")):
+    for need, how in ((catalog / "catalog.parquet", "benchmarks/full_scale.py"),
+                      (index / "meta.json", "benchmarks/ray_embed.py")):
         if not need.exists():
             raise SystemExit(f"{need} is missing: run {how} first")
     products = json.loads((catalog / "stats.json").read_text())["records"]
@@ -52,7 +53,8 @@ def main() -> None:
              f"{(catalog / 'catalog.parquet').stat().st_size / 2**20:,.0f} MB Parquet), contexts retrieved from a "
              f"{indexed:,}-product index (titles + description passages, hybrid), chunks of 2,048 products, "
              f"CPU (2 cores), each run alone. Command: `python benchmarks/examples_scale.py --sizes {args.sizes}`", "",
-             "| products sampled | examples (train / validation) | wall time (s) | products/s | peak RSS (MB) | examples on disk (MB) |",
+             "| products sampled | examples (train / validation) | wall time (s) | products/s | peak RSS (MB) "
+             "| examples on disk (MB) |",
              "|---:|---:|---:|---:|---:|---:|"]
     for n, secs, peak, meta in rows:
         size = sum((work / f"examples_{n}" / f).stat().st_size for f in ("train.jsonl", "val.jsonl"))

@@ -178,7 +178,8 @@ def main() -> None:
                  f"{size / 2**30:.2f} GB on disk" + (f"; {resumed} of {meta['build']['shards']} shards embedded by an "
                                                      f"earlier, interrupted run" if resumed else "")))
 
-    secs, peak, out = run_measured([sys.executable, __file__, "--probe-only", str(index), "--searches", str(args.searches)])
+    secs, peak, out = run_measured([sys.executable, __file__, "--probe-only", str(index),
+                                    "--searches", str(args.searches)])
     s = json.loads(out.strip().splitlines()[-1])
     rows.append(("load the index (search process)", f"{n:,} products", s["load_s"], s["rss_loaded"],
                  "models and index loaded; RSS after loading"))
@@ -206,11 +207,12 @@ def main() -> None:
         lines.append(f"| {stage} | {scope} | {'-' if secs is None else f'{secs:,.1f}'} | "
                      f"{'-' if peak is None else f'{peak / 2**20:,.0f}'} | {note} |")
     lines += ["", "Index build by stage (meta.json `build_seconds`):", "",
-              "| " + " | ".join(bs) + " |", "|" + "---:|" * len(bs), "| " + " | ".join(f"{v:,.1f}" for v in bs.values()) + " |"]
+              "| " + " | ".join(bs) + " |", "|" + "---:|" * len(bs),
+              "| " + " | ".join(f"{v:,.1f}" for v in bs.values()) + " |"]
     for name, r in s["recall"].items():
-        lines += ["", f"ANN recall@10 against exact search, {name} ({r['ntotal']:,} vectors, IVF-Flat, nlist {r['nlist']}; "
-                  f"{len(s and r['rows'])} settings, 200 questions):", "", "| nprobe | recall@10 | ms per query |",
-                  "|---:|---:|---:|"]
+        lines += ["", f"ANN recall@10 against exact search, {name} ({r['ntotal']:,} vectors, IVF-Flat, "
+                  f"nlist {r['nlist']}; {len(s and r['rows'])} settings, 200 questions):", "",
+                  "| nprobe | recall@10 | ms per query |", "|---:|---:|---:|"]
         lines += [f"| {x['nprobe']} | {x['recall@10']:.3f} | {x['ms']:.2f} |" for x in r["rows"]]
     lines += ["", "Answers:", ""]
     lines += [f"- {a['question']} → ({a['origin']}) {a['answer'][:160]}..." for a in answers]

@@ -35,11 +35,10 @@ class Linear:
     """A logistic regression over the ranker's features (standardised), scoring like `Ranker.score`."""
 
     def __init__(self, data):
+        import numpy as np
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
-
-        import numpy as np
 
         fit = ~data["val"][np.repeat(np.arange(len(data["group"])), data["group"])]
         self.model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
@@ -85,13 +84,13 @@ def latency(idx, questions: list[str]) -> dict:
 
 def main() -> None:
     import pyarrow.parquet as pq
+    from prepare import generate, write_result
 
     from indexing.build import BuildConfig, build_index
     from indexing.catalog import read_catalog
     from indexing.evaluate import all_questions, handwritten_questions, held_out
     from indexing.prepare import prepare
     from indexing.search import load_index
-    from prepare import generate, write_result
     from tests.conftest import SHARED
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,7 +135,9 @@ def main() -> None:
              + " | by name | by description (strict) | held-out | all | validation |",
              "|---|" + "---:|" * (len(kinds) + 5)]
     for name, per in rows:
-        cell = lambda k: f"{per[k]['hit@1']:.3f}" if k in per else "-"  # noqa: E731
+        def cell(k, per=per):
+            return f"{per[k]['hit@1']:.3f}" if k in per else "-"
+
         lines.append(f"| {name} | " + " | ".join(cell(k) for k in kinds)
                      + f" | {cell('names')} | {cell('descriptions')} ({per['descriptions']['hit@1_strict']:.3f}) "
                        f"| {cell('held-out frames')} | {cell('all')} | "

@@ -1,7 +1,7 @@
 """Benchmark FAISS search as the product builds it: latency and recall@10 of IVF against exact search.
 
-    python benchmarks/search.py                                  # 100k and 1.4M vectors, two data sets, ~10 min on 2 cores
-    python benchmarks/search.py --sizes 100000 --queries 500     # quicker
+    python benchmarks/search.py                               # 100k and 1.4M vectors, two data sets, ~10 min on 2 cores
+    python benchmarks/search.py --sizes 100000 --queries 500  # quicker
 
 The vectors are SYNTHETIC (no catalog has been embedded at 1.4M here), dim 384, float32,
 L2-normalised, seeded. Uniform random vectors would make IVF recall meaningless (every point about

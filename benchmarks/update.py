@@ -87,10 +87,12 @@ def main() -> None:
             print(rows[-1], flush=True)
             return out
 
-        step("index build (the base)", ["index", "build", "--catalog", str(tmp / "cat"), "--out", str(index), "--quiet"])
+        step("index build (the base)",
+             ["index", "build", "--catalog", str(tmp / "cat"), "--out", str(index), "--quiet"])
         base_meta = read_meta(index)
         swaps = []  # (wall time, version) of each swap the serving side made
-        follower = Follower(index, reload_seconds=1.0, log=lambda m: swaps.append((time.time(), follower.current.version)))
+        follower = Follower(index, reload_seconds=1.0,
+                            log=lambda m: swaps.append((time.time(), follower.current.version)))
         questions = [f"What is '{t}'?" for t in follower.current.docs["title"].sample(
             min(args.queries, len(follower)), random_state=0)]
         added, start = [], 0
@@ -142,8 +144,8 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, secs, rss, wrote, size, count in rows:
-        report.append(f"| {name} | {secs:.1f} | {secs / rebuild_s:.1%} | {wrote * mb:.2f} | {wrote / rebuild_bytes:.1%} "
-                      f"| {size * mb:.1f} | {count:,} | {rss * mb:.0f} |")
+        report.append(f"| {name} | {secs:.1f} | {secs / rebuild_s:.1%} | {wrote * mb:.2f} "
+                      f"| {wrote / rebuild_bytes:.1%} | {size * mb:.1f} | {count:,} | {rss * mb:.0f} |")
     report += ["", *[f"- {n}" for n in notes],
                f"- search p50 over {len(questions)} naming questions (hybrid, k=5, one at a time): {p50_d:.1f} ms with "
                f"{len(d_meta.get('deltas', []))} deltas and {d_meta.get('tombstones', 0):,} tombstones, {p50_c:.1f} ms "

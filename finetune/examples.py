@@ -89,7 +89,8 @@ def held_out_titles(path) -> frozenset:
         items = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise UserError(f"--hold-out {path}: {e}") from None
-    if not isinstance(items, list) or not all(isinstance(it, dict) and isinstance(it.get("title"), str) for it in items):
+    if not isinstance(items, list) or not all(isinstance(it, dict) and isinstance(it.get("title"), str)
+                                              for it in items):
         raise UserError(f"--hold-out {path}: expected a JSON list of objects with a \"title\"")
     return frozenset(it["title"].casefold() for it in items)
 
@@ -112,8 +113,10 @@ def _question(uid: str, j: int, title: str, content: str, cfg: ExampleConfig):
     return make_question(title, uid, "any", salt=f"{cfg.seed}:{j}"), None, None, states
 
 
-def build_examples(docs, index, cfg: ExampleConfig = ExampleConfig(), progress: bool = False):
+def build_examples(docs, index, cfg: ExampleConfig | None = None, progress: bool = False):
     """(train, val) lists of {"prompt", "completion", "uid", "kind", "question"} for the products in `docs`."""
+    if cfg is None:
+        cfg = ExampleConfig()
     from tqdm import tqdm
 
     from rag.prompt import build_detail_response, build_prompt, build_response
@@ -262,10 +265,12 @@ def files_fingerprint(folder: Path) -> str:
                            digest_size=16).hexdigest()
 
 
-def write_examples(catalog, index, out, cfg: ExampleConfig = ExampleConfig(), fresh: bool = False,
+def write_examples(catalog, index, out, cfg: ExampleConfig | None = None, fresh: bool = False,
                    progress: bool = True, on_chunk=None) -> dict:
     """Build (or finish building) the examples folder `out`; returns its examples.json.
     `on_chunk(chunks_done)` is called after each chunk is safely written."""
+    if cfg is None:
+        cfg = ExampleConfig()
     import orjson
     from tqdm import tqdm
 

@@ -451,7 +451,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train a bf16/fp32 LoRA on the unquantized base instead of 4-bit QLoRA")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue from the latest checkpoint in OUT/checkpoints")
-    p.add_argument("--merge", action="store_true", default=None, help="also write OUT/merged (base + LoRA in one model)")
+    p.add_argument("--merge", action="store_true", default=None,
+                   help="also write OUT/merged (base + LoRA in one model)")
     p.add_argument("--recipe", metavar="FILE", help="TOML or YAML file of hyper-parameters (flags override it)")
     hp = p.add_argument_group("hyper-parameters (defaults: the Unsloth/Alpaca recipe)")
     for name, typ, help_ in [
@@ -579,6 +580,7 @@ def main(args: argparse.Namespace) -> int:
     ev = [h for h in meta["loss_history"] if "eval_loss" in h]
     print(f"adapter: {cfg.out}  ({meta['global_step']} steps in {meta['train_seconds']} s on "
           f"{meta['world_size']} process{'es' if meta['world_size'] > 1 else ''}; "
-          f"best validation loss {meta['best_eval_loss']:.4f}" + (f", first {ev[0]['eval_loss']:.4f}" if ev else "") + ")")
+          f"best validation loss {meta['best_eval_loss']:.4f}"
+          + (f", first {ev[0]['eval_loss']:.4f}" if ev else "") + ")")
     print(f"loss curve: {Path(cfg.out) / 'loss.png'}")
     return 0

@@ -23,7 +23,15 @@ import time
 from dataclasses import dataclass
 
 from indexing.embed import DEFAULT_PASSAGE_ENCODER, DEFAULT_TITLE_ENCODER
-from indexing.texts import CHARS_PER_TOKEN, DEFAULT_PASSAGE_TOKENS, LEXICAL_FIELDS, SPLIT_UNITS, dense_texts, lexical_texts, passage_texts
+from indexing.texts import (
+    CHARS_PER_TOKEN,
+    DEFAULT_PASSAGE_TOKENS,
+    LEXICAL_FIELDS,
+    SPLIT_UNITS,
+    dense_texts,
+    lexical_texts,
+    passage_texts,
+)
 
 
 @dataclass
@@ -126,8 +134,23 @@ def _build(cfg: BuildConfig) -> dict:
     from indexing.errors import UserError
     from indexing.lexical import GRAM, build_bm25, build_char_bm25
     from indexing.rank import RankerConfig, fit_ranker
-    from indexing.store import (BM25_CHARS, BM25_PASSAGES, RANKER, PASSAGE_VECTORS, PASSAGES, Shards, build_folder, commit, read_meta,
-                                utc_now, write_bm25, write_docs, write_faiss, write_meta, write_passages)
+    from indexing.store import (
+        BM25_CHARS,
+        BM25_PASSAGES,
+        PASSAGE_VECTORS,
+        PASSAGES,
+        RANKER,
+        Shards,
+        build_folder,
+        commit,
+        read_meta,
+        utc_now,
+        write_bm25,
+        write_docs,
+        write_faiss,
+        write_meta,
+        write_passages,
+    )
     from indexing.texts import Splitter
     from indexing.vectors import make_faiss_parts
 

@@ -6,8 +6,8 @@ products (made-up brands and product types, checked absent from the catalog) are
 answering searches them; the threshold on the best `Hit.evidence` among the top hits (cosine plus
 the share of the question's words in the matched title or passage: on the real records it separates
 invented products from real ones far better than the cosine alone, most of all for questions that
-describe a product) is the one that rejects the most invented products while wrongly rejecting at most MAX_FALSE_ABSTAIN of
-the real ones. It is stored in the index's meta.json with the rates it achieved.
+describe a product) is the one that rejects the most invented products while wrongly rejecting at most
+MAX_FALSE_ABSTAIN of the real ones. It is stored in the index's meta.json with the rates it achieved.
 
 The same run calibrates when retrieval is sure enough to answer "what is X" with the catalog's
 description without the model (rag/answer.py, auto mode): the smallest margin of the learned fusion's
@@ -40,7 +40,8 @@ def invented_titles(n: int, exclude: set[str], seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     out, seen = [], set(exclude)
     while len(out) < n:
-        t = f"{rng.choice(_BRANDS)} {rng.choice(_ADJ)} {rng.choice(_NOUNS)} {rng.choice(['', 'X', 'Pro', 'Mini', str(rng.randint(2, 9000))])}".strip()
+        t = (f"{rng.choice(_BRANDS)} {rng.choice(_ADJ)} {rng.choice(_NOUNS)} "
+             f"{rng.choice(['', 'X', 'Pro', 'Mini', str(rng.randint(2, 9000))])}").strip()
         if t.casefold() not in seen:
             seen.add(t.casefold())
             out.append(t)
@@ -99,7 +100,8 @@ def sure_margin(rows: list[dict], hits: list, naming) -> dict:
     m = pick_margin(margins, right, MAX_CATALOG_WRONG) if margins else None
     above = np.asarray(margins) >= m if m is not None else np.zeros(len(margins), dtype=bool)
     return {"catalog_margin": None if m is None else round(m, 4),
-            "catalog_calibration": {"questions": len(margins), "share_sure": round(float(above.mean()), 4) if margins else 0.0,
+            "catalog_calibration": {"questions": len(margins),
+                                    "share_sure": round(float(above.mean()), 4) if margins else 0.0,
                                     "wrong_when_sure": round(float((~np.asarray(right, dtype=bool))[above].mean()), 4)
                                     if above.any() else None, "max_wrong": MAX_CATALOG_WRONG,
                                     "top1_right_all": round(float(np.mean(right)), 4) if right else None}}
@@ -115,8 +117,14 @@ def calibrate_index(index, n: int = 300, seed: int = 0, k: int = 3) -> dict:
     description) of the real ones."""
     import numpy as np
 
-    from indexing.questions import (TRAIN_FRAMES_EN, TRAIN_FRAMES_PT, VARIANTS, held_out_product,
-                                    make_eval_questions, make_question)
+    from indexing.questions import (
+        TRAIN_FRAMES_EN,
+        TRAIN_FRAMES_PT,
+        VARIANTS,
+        held_out_product,
+        make_eval_questions,
+        make_question,
+    )
     from indexing.rank import training_questions
     from indexing.search import ABSTAIN_SCORE
 
@@ -158,9 +166,11 @@ def calibrate_index(index, n: int = 300, seed: int = 0, k: int = 3) -> dict:
     rejected = real < np.where(real_desc, t_desc, t_title)
     out["calibration"] = {
         "real_questions": len(real), "invented_questions": len(fake),
-        "answered_by_description": {"real": round(float(real_desc.mean()), 4), "invented": round(float(fake_desc.mean()), 4)},
+        "answered_by_description": {"real": round(float(real_desc.mean()), 4),
+                                    "invented": round(float(fake_desc.mean()), 4)},
         "correct_abstain_rate": round(float(rejected_fake[:n_named].mean()), 4),
-        "correct_abstain_rate_described": round(float(rejected_fake[n_named:].mean()), 4) if len(fake) > n_named else None,
+        "correct_abstain_rate_described": (round(float(rejected_fake[n_named:].mean()), 4)
+                                           if len(fake) > n_named else None),
         "false_abstain_rate": round(float(rejected.mean()), 4),
         "false_abstain_by_kind": {kind: round(float(rejected[[r["variant"] == kind for r in rows]].mean()), 4)
                                   for kind in sorted({r["variant"] for r in rows})},

@@ -119,8 +119,19 @@ def read_version(folder, meta: dict, mmap: bool = False) -> dict:
     """Everything search reads from one version, base + deltas - tombstones, merged (CPU FAISS): docs,
     titles (FAISS), bm25, chars (None without "fuzzy"), passages, passage_index, bm25_passages (None for
     a title-only index)."""
-    from indexing.store import (BM25, BM25_CHARS, BM25_PASSAGES, PASSAGE_VECTORS, has_passage_vectors, read_bm25,
-                                read_delta, read_docs, read_faiss, read_passages, read_tombstones)
+    from indexing.store import (
+        BM25,
+        BM25_CHARS,
+        BM25_PASSAGES,
+        PASSAGE_VECTORS,
+        has_passage_vectors,
+        read_bm25,
+        read_delta,
+        read_docs,
+        read_faiss,
+        read_passages,
+        read_tombstones,
+    )
 
     docs = read_docs(folder, meta)
     # `mmap` (for searching only: never for a writer, which rewrites the indexes): with no deltas to add and

@@ -184,7 +184,8 @@ def _export_int8(src: Path, out: Path) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = load_encoder(src, "cpu")
-    pooling = model[1].get_pooling_mode_str() if len(model) > 1 and hasattr(model[1], "get_pooling_mode_str") else "mean"
+    pooling = (model[1].get_pooling_mode_str() if len(model) > 1 and hasattr(model[1], "get_pooling_mode_str")
+               else "mean")
     if pooling not in ("mean", "cls"):
         raise UserError(f"{src}: minilm-int8 supports mean or cls pooling, not {pooling!r}")
     bert = model[0].auto_model.eval()

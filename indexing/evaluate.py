@@ -25,9 +25,18 @@ import argparse
 import json
 from pathlib import Path
 
-from indexing.questions import (CHAT_DESCRIPTION_VARIANTS, CHAT_VARIANTS, DESCRIPTION_VARIANTS, VARIANTS,
-                                found, held_out_product, make_chat_description_questions, make_chat_questions,
-                                make_description_questions, make_eval_questions)
+from indexing.questions import (
+    CHAT_DESCRIPTION_VARIANTS,
+    CHAT_VARIANTS,
+    DESCRIPTION_VARIANTS,
+    VARIANTS,
+    found,
+    held_out_product,
+    make_chat_description_questions,
+    make_chat_questions,
+    make_description_questions,
+    make_eval_questions,
+)
 
 MODES = ("dense", "bm25", "fuzzy", "titles", "descriptions", "hybrid")
 
@@ -103,8 +112,12 @@ def format_report(report: dict) -> str:
              "| by description, strict | held-out frames | hit@1 | hit@5 | MRR |", "|---|" + "---:|" * (len(kinds) + 8)]
     for mode, per in report.items():
         a = per["all"]
-        cell = lambda g: f"{per[g]['hit@1']:.3f}" if g in per else "-"  # noqa: E731
-        strict = lambda g: f"{per[g]['hit@1_strict']:.3f}" if g in per else "-"  # noqa: E731
+        def cell(g, per=per):
+            return f"{per[g]['hit@1']:.3f}" if g in per else "-"
+
+        def strict(g, per=per):
+            return f"{per[g]['hit@1_strict']:.3f}" if g in per else "-"
+
         lines.append(f"| {mode} | " + " | ".join(cell(v) for v in kinds)
                      + f" | {cell('names')} | {strict('names')} | {cell('descriptions')} | {strict('descriptions')} "
                        f"| {cell('held-out frames')} | **{a['hit@1']:.3f}** "
@@ -153,8 +166,8 @@ def main(args: argparse.Namespace) -> int:
     if index.passages is None:
         modes = [m for m in modes if m != "descriptions"]
     report = evaluate_retrieval(index, questions, modes)
-    print(f"{len(questions):,} questions about {min(args.n, len(asked)):,} {args.products} products; index {args.index} "
-          f"(fusion: {index.fusion}; "
+    print(f"{len(questions):,} questions about {min(args.n, len(asked)):,} {args.products} products; "
+          f"index {args.index} (fusion: {index.fusion}; "
           f"{len(index):,} products; embeds {', '.join(index.meta.get('fields', ['title']))})\n")
     print(format_report(report))
     if args.json:

@@ -36,7 +36,8 @@ def format_info(folder: str | Path, meta: dict, versions: dict | None = None) ->
     lines = [
         f"index:      {folder}",
         f"products:   {m['count']:,}",
-        f"dense:      {m['index_type']}" + (f" (nlist {m['nlist']}, nprobe {m['nprobe']})" if m["index_type"] == "ivf" else "")
+        f"dense:      {m['index_type']}"
+        + (f" (nlist {m['nlist']}, nprobe {m['nprobe']})" if m["index_type"] == "ivf" else "")
         + f", dim {m['dim']}, {m['metric']}, embeds {m['embed']}",
         (f"passages:   {p['count']:,} description passages of at most {p['max_tokens']} tokens"
          f"{' (counted in characters)' if p.get('split') == 'chars' else ''}, "
@@ -44,8 +45,9 @@ def format_info(folder: str | Path, meta: dict, versions: dict | None = None) ->
          + (f" (nlist {p['nlist']}, nprobe {p['nprobe']})" if p.get("index_type") == "ivf" else ""))
         if p else f"passages:   none: titles only ({REBUILD_HINT})",
         f"model:      {m['embedding_model']['name']} (hash {m['embedding_model']['hash'][:12]}), titles"
-        + (f"; passages: {pe['name']} (hash {pe['hash'][:12]})" if (pe := m.get("passage_encoder", m["embedding_model"]))
-           .get("kind") != "none" else "; passages: BM25 alone (--passage-encoder none)"),
+        + (f"; passages: {pe['name']} (hash {pe['hash'][:12]})"
+           if (pe := m.get("passage_encoder", m["embedding_model"])).get("kind") != "none"
+           else "; passages: BM25 alone (--passage-encoder none)"),
         (f"fusion:     learned ({m['ranker']['library']} {m['ranker']['objective']}, {m['ranker']['trees']} trees, "
          f"{len(m['ranker']['features'])} features; {m['ranker']['training']['questions']:,} training questions about "
          f"{m['ranker']['training']['products']:,} products; validation hit@1 {m['ranker']['validation_hit@1']})")
@@ -53,7 +55,8 @@ def format_info(folder: str | Path, meta: dict, versions: dict | None = None) ->
         + (f": {m['ranker_skipped']}" if m.get("ranker_skipped") else ""),
         f"lexical:    {m['bm25']}",
         f"abstain:    best {m.get('abstain_score', 'cosine')} < {m.get('abstain_threshold', 0):.3f} (found by title)"
-        + (f", < {m['abstain_threshold_described']:.3f} (found by description)" if "abstain_threshold_described" in m else "")
+        + (f", < {m['abstain_threshold_described']:.3f} (found by description)"
+           if "abstain_threshold_described" in m else "")
         + f" -> 'not in the catalog' (calibrated: {cal.get('correct_abstain_rate', 0):.1%} of invented products "
           f"rejected" + (f" ({cal['correct_abstain_rate_described']:.1%} of invented descriptions)"
                          if cal.get("correct_abstain_rate_described") is not None else "")
@@ -109,8 +112,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="embed a catalog and write a new index (atomically)",
                        description="Embed every product of a catalog and build the FAISS + BM25 index.")
     b.add_argument("--catalog", required=True, metavar="DIR", help="catalog folder from `productqa prepare`")
-    b.add_argument("--out", required=True, metavar="INDEX_DIR", help="index folder to write (its new version goes live only when done)")
-    b.add_argument("--model", metavar="PATH", help="local sentence-transformers folder (default: packaged all-MiniLM-L6-v2)")
+    b.add_argument("--out", required=True, metavar="INDEX_DIR",
+                   help="index folder to write (its new version goes live only when done)")
+    b.add_argument("--model", metavar="PATH",
+                   help="local sentence-transformers folder (default: packaged all-MiniLM-L6-v2)")
     b.add_argument("--batch-size", type=int, default=64, metavar="N", help="texts per forward pass (default 64)")
     b.add_argument("--title-encoder", choices=("auto", *ENCODERS), default=DEFAULT_TITLE_ENCODER,
                    help="what embeds titles: the model (minilm), its int8 ONNX export (minilm-int8, CPU) or a static "
@@ -180,7 +185,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _wait_argument(c)
     c.set_defaults(_index_main=_main_compact)
 
-    i = sub.add_parser("info", help="what an index holds and what made it", description="Print an index's meta.json, readably.")
+    i = sub.add_parser("info", help="what an index holds and what made it",
+                       description="Print an index's meta.json, readably.")
     i.add_argument("--index", required=True, metavar="INDEX_DIR")
     i.add_argument("--json", action="store_true", help="print the live version's meta.json, plus \"versions\"")
     i.set_defaults(_index_main=_main_info)
@@ -205,7 +211,8 @@ def _main_build(args) -> int:
                       ranker_products=args.ranker_products, passage_split=args.passage_split)
     meta = build_index(cfg)
     print(format_info(args.out, meta))
-    print(f"version {meta['version']} committed; built in {meta['build_seconds']['total']} s (embedding {meta['build_seconds']['embed']} s)")
+    print(f"version {meta['version']} committed; built in {meta['build_seconds']['total']} s "
+          f"(embedding {meta['build_seconds']['embed']} s)")
     return 0
 
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Words of the question phrasings (indexing/questions.py) that carry no product information.
 QUESTION_WORDS = {

@@ -264,7 +264,8 @@ def _iter_array_blocks(f, head: bytes, st: FileStats, rows_per_block: int = 50_0
                 continue
             batch.append(obj)
             if len(batch) >= rows_per_block:
-                yield pa.table([pa.array(c, pa.string()) for c in _columns_from_rows(batch, ("instruction", "output"))], names=_RAW_FIELDS)
+                yield pa.table([pa.array(c, pa.string()) for c in _columns_from_rows(batch, ("instruction", "output"))],
+                               names=_RAW_FIELDS)
                 batch = []
     except ijson.JSONError as e:
         print(f"warning: {st.path}: JSON array is malformed after item {st.counts['read']}: {e}; "
@@ -272,7 +273,8 @@ def _iter_array_blocks(f, head: bytes, st: FileStats, rows_per_block: int = 50_0
         st.bad_lines.append(st.counts["read"] + 1)
         st.counts["read"] += 1
     if batch:
-        yield pa.table([pa.array(c, pa.string()) for c in _columns_from_rows(batch, ("instruction", "output"))], names=_RAW_FIELDS)
+        yield pa.table([pa.array(c, pa.string()) for c in _columns_from_rows(batch, ("instruction", "output"))],
+                       names=_RAW_FIELDS)
 
 
 class _Prepend(io.RawIOBase):
@@ -612,8 +614,11 @@ def format_stats(stats: dict) -> str:
     tot = stats["total"]
     rows.append(["TOTAL", "", *(f"{tot['counts'][k]:,}" for k in STEPS), ""])
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    line = lambda r: "  ".join(str(c).rjust(w) if 2 <= i < 2 + len(STEPS) else str(c).ljust(w)
-                               for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
+    def line(r):
+        return "  ".join(str(c).rjust(w) if 2 <= i < 2 + len(STEPS) else str(c).ljust(w)
+                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
     out = [line(head), line(["-" * w for w in widths]), *map(line, rows), ""]
     c = tot["counts"]
     out.append(f"{c['read']:,} read → {c['valid_json']:,} valid JSON → {c['has_fields']:,} with title+content → "

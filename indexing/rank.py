@@ -26,6 +26,10 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RETRIEVERS = ("dense", "bm25", "dense_passage", "bm25_passage", "fuzzy")
 FEATURES = (
@@ -83,7 +87,8 @@ def features(c, titles: list[str]) -> "np.ndarray":
         col += 5
     q, f = utils.default_process(c.question), utils.default_process(c.focused)
     procd = [utils.default_process(t) for t in titles]
-    partial = process.cdist([q], procd, scorer=fuzz.partial_ratio, workers=1)[0] / 100.0  # the title inside the question
+    # the title inside the question
+    partial = process.cdist([q], procd, scorer=fuzz.partial_ratio, workers=1)[0] / 100.0
     X[:, col] = partial
     X[:, col + 1] = partial - partial.max()
     X[:, col + 2] = process.cdist([f], procd, scorer=fuzz.token_set_ratio, workers=1)[0] / 100.0
@@ -126,8 +131,16 @@ def training_questions(docs, seed: int = 0) -> list[dict]:
     """Questions about `docs` (products not held out) in every trained phrasing: the evaluation's naming
     and describing kinds (which use the fine-tuning templates) and two conversational TRAIN_FRAMES with a
     random title form, one TRAIN_DESCRIBE_FRAMES around a description span."""
-    from indexing.questions import (TRAIN_DESCRIBE_FRAMES, TRAIN_FRAMES_EN, TRAIN_FRAMES_PT, _spans,
-                                    make_description_questions, make_eval_questions, prefix_of, title_forms)
+    from indexing.questions import (
+        TRAIN_DESCRIBE_FRAMES,
+        TRAIN_FRAMES_EN,
+        TRAIN_FRAMES_PT,
+        _spans,
+        make_description_questions,
+        make_eval_questions,
+        prefix_of,
+        title_forms,
+    )
 
     out = make_eval_questions(docs, len(docs), seed) + make_description_questions(docs, len(docs), seed)
     rng = random.Random(seed + 5)

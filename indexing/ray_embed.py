@@ -34,7 +34,8 @@ class Embedder:
         self.model = load_kind(ident, device)
         self.passage_model = None
         if passage_ident is not None:
-            self.passage_model = self.model if passage_ident["hash"] == ident["hash"] else load_kind(passage_ident, device)
+            self.passage_model = (self.model if passage_ident["hash"] == ident["hash"]
+                                  else load_kind(passage_ident, device))
         self.precision, self.batch_size, self.embed = precision, batch_size, embed
         self.splitter = Splitter(passage_tokens, base_model_path(ident), passage_split) if passage_tokens else None
 
@@ -118,7 +119,8 @@ def embed_ray(cfg, encoders: dict, docs, passages, todo: list[int], shards, bar)
     ds = ray.data.read_parquet(str(inputs)).map_batches(
         Embedder, batch_size=min(cfg.shard_size, 1024), batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers), **per_actor,
-        fn_constructor_kwargs=dict(ident=encoders["titles"], passage_ident=encoders["passages"], device="cuda" if gpus else "cpu", precision=cfg.precision,
+        fn_constructor_kwargs=dict(ident=encoders["titles"], passage_ident=encoders["passages"],
+                                   device="cuda" if gpus else "cpu", precision=cfg.precision,
                                    batch_size=cfg.batch_size, embed=cfg.embed,
                                    passage_tokens=cfg.passage_tokens if embed_passages else None,
                                    passage_split=cfg.passage_split))

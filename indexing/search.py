@@ -198,7 +198,8 @@ class Index:
                                      (self.passage_model, self._cpu.get("passages"), "passage")):
             if encoder is not None and index is not None and encoder_dim(encoder) != index.d:
                 raise UserError(f"{self.folder}: its {what} encoder gives {encoder_dim(encoder)}-dim vectors, its "
-                                f"{what} index holds {index.d}-dim ones: meta.json does not match the files (rebuild it)")
+                                f"{what} index holds {index.d}-dim ones: meta.json does not match the files "
+                                "(rebuild it)")
         if like is None:  # the first search compiles bm25s's numba code (seconds): not in the first question
             self.retrieve_many(["warm-up"], k=1)
 

@@ -69,7 +69,8 @@ META, TITLES, DOCS, BM25 = "meta.json", "index.faiss", "docs.parquet", "bm25"
 PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES = "passages.faiss", "passages.parquet", "bm25_passages"
 FILES = {1: (META, TITLES, DOCS, BM25), 2: (META, TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES)}
 BM25_CHARS, RANKER = "bm25_chars", "ranker.txt"
-DELTAS, TOMBSTONES, DELTA_TITLES, DELTA_PASSAGES = "deltas", "tombstones.npy", "titles.npy", "passages.npy"  # optional: present when meta.json has "fuzzy" / "ranker"
+# optional: present when meta.json has "fuzzy" / "ranker"
+DELTAS, TOMBSTONES, DELTA_TITLES, DELTA_PASSAGES = "deltas", "tombstones.npy", "titles.npy", "passages.npy"
 SIZED = (TITLES, DOCS, PASSAGE_VECTORS, PASSAGES, RANKER)  # their sizes go into meta.json: truncation is caught on load
 OPTIONAL = {"fuzzy": BM25_CHARS, "ranker": RANKER}
 REBUILD_HINT = "rebuild with `productqa index build` to search descriptions"
@@ -263,7 +264,8 @@ def _clean(root: Path) -> None:
         def remove_legacy():
             (root / META).unlink(missing_ok=True)  # first: a reader that finds no meta.json retries
             for f in LEGACY:
-                shutil.rmtree(root / f, ignore_errors=True) if (root / f).is_dir() else (root / f).unlink(missing_ok=True)
+                (shutil.rmtree(root / f, ignore_errors=True) if (root / f).is_dir()
+                 else (root / f).unlink(missing_ok=True))
         _try_evict(root, remove_legacy)
     for p in root.parent.glob(f".{root.name}.*-*"):  # .INDEX.tmp-PID / .INDEX.old-PID of the old swap
         pid = p.name.rsplit("-", 1)[-1]
@@ -286,7 +288,8 @@ def versions(root: str | Path) -> dict:
         except Timeout:
             held = lock_holder(root)
     return {"current": current_version(root) or 0,
-            "on_disk": on_disk, "layout": "versions" if (root / CURRENT).exists() else "single folder (before versions)",
+            "on_disk": on_disk,
+            "layout": "versions" if (root / CURRENT).exists() else "single folder (before versions)",
             "writer": held}
 
 
@@ -341,7 +344,8 @@ def read_meta(folder: str | Path) -> dict:
             raise UserError(f"{folder}: incomplete index, missing {f} (rebuild it)")
         actual = (folder / f).stat().st_size
         if actual != size:
-            raise UserError(f"{folder}/{f}: {actual:,} bytes, meta.json says {size:,}: truncated or corrupt (rebuild it)")
+            raise UserError(f"{folder}/{f}: {actual:,} bytes, meta.json says {size:,}: "
+                            "truncated or corrupt (rebuild it)")
     if version == 1:
         print(f"note: {folder} searches titles only (built before descriptions were indexed); {REBUILD_HINT}",
               file=sys.stderr)

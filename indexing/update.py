@@ -63,8 +63,16 @@ def _live(folder: Path, meta: dict, dead):
 def _commit_delta(root, folder: Path, meta: dict, dead, delta: dict | None, live_count: int,
                   live_passages: int | None) -> dict:
     """A version sharing `folder`'s files, plus the tombstones `dead` and (if given) one new delta."""
-    from indexing.store import commit, has_passages, link_version, read_meta, utc_now, write_delta, write_meta, \
-        write_tombstones
+    from indexing.store import (
+        commit,
+        has_passages,
+        link_version,
+        read_meta,
+        utc_now,
+        write_delta,
+        write_meta,
+        write_tombstones,
+    )
 
     if "base" not in meta:  # the first delta or tombstone: from now on the base files hold other counts
         meta = {**meta, "base": {"products": meta["count"],
@@ -142,8 +150,21 @@ def _compact(root) -> dict:
 
     from indexing.delta import read_version
     from indexing.lexical import build_bm25, build_char_bm25
-    from indexing.store import (BM25_CHARS, BM25_PASSAGES, PASSAGE_VECTORS, RANKER, commit, open_version, read_meta,
-                                utc_now, write_bm25, write_docs, write_faiss, write_meta, write_passages)
+    from indexing.store import (
+        BM25_CHARS,
+        BM25_PASSAGES,
+        PASSAGE_VECTORS,
+        RANKER,
+        commit,
+        open_version,
+        read_meta,
+        utc_now,
+        write_bm25,
+        write_docs,
+        write_faiss,
+        write_meta,
+        write_passages,
+    )
     from indexing.texts import lexical_texts, passage_texts
 
     with open_version(root) as folder:

@@ -24,9 +24,9 @@ What the answer is (`mode`, measured in README "Answer modes"):
              the answer falls back to quote mode's sentence, origin "fallback" with the reason
   auto       (default) verbatim for questions that ask what a product is, and when retrieval is sure
              of the product (the learned fusion's margin over the second hit, calibrated at index build:
-             Index.sure) the catalog description at once, no model call (picked_by "retrieval"); quote for questions about
-             one detail of it (age, author, pages, ... or any other: then its most similar sentence);
-             quote, not read: it scored higher on the detail fixture (README "Detail questions")
+             Index.sure) the catalog description at once, no model call (picked_by "retrieval"); quote for
+             questions about one detail of it (age, author, pages, ... or any other: then its most similar
+             sentence); quote, not read: it scored higher on the detail fixture (README "Detail questions")
 
 Abstention happens twice: before generating, when the best retrieved product is not close enough
 (cosine below the threshold calibrated at index build time and stored in meta.json), and when the
@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import re
+import sys
 import threading
 import time
 from collections import Counter
@@ -79,8 +79,9 @@ class Answer:
     first_token_ms: float | None = None
     cited: int | None = None  # the source (1-based rank) the answer's citation line names, if any
     # where the text comes from: "generated" (the model's words), "catalog" (the cited entry's
-    # description: verbatim mode, or auto mode when retrieval is sure, see picked_by), "fallback" (the model's answer was unusable, see fallback_reason: the cited
-    # entry's description instead), "refused" (not in the catalog)
+    # description: verbatim mode, or auto mode when retrieval is sure, see picked_by), "fallback" (the
+    # model's answer was unusable, see fallback_reason: the cited entry's description instead), "refused"
+    # (not in the catalog)
     origin: str = "generated"
     fallback_reason: str | None = None  # "empty", "citation only", "looping"; read mode: "no citation",
     # "quote not in the cited entry", "quote from another entry"
@@ -253,7 +254,8 @@ def finish_read(ans: Answer, body: str) -> Answer:
         d = quoted(kind, content, span)  # the catalog's own characters, not the model's
         ans.text, ans.kind, ans.quote, ans.quote_span, ans.origin = detail_text(d), kind, d.quote, span, "quote"
         return ans
-    elsewhere = any(check_quote(quote, h.content or "") for i, h in enumerate(ans.sources, 1) if i != rank) if quote else False
+    elsewhere = (any(check_quote(quote, h.content or "") for i, h in enumerate(ans.sources, 1) if i != rank)
+                 if quote else False)
     reason = ("no citation" if not ans.cited else "empty" if not _WORD.search(quote)
               else "quote from another entry" if elsewhere else "quote not in the cited entry")
     answer_detail(ans, rank)
@@ -476,7 +478,8 @@ class Answerer:
                 if self._base_model is None:
                     from rag.model import load_model
 
-                    self._base_model, _ = load_model(self.base_path, four_bit=False, device=self.device, dtype=self.dtype)
+                    self._base_model, _ = load_model(self.base_path, four_bit=False, device=self.device,
+                                                     dtype=self.dtype)
                     self._base_model.eval()
                 yield self._base_model
             else:
@@ -633,7 +636,8 @@ class Answerer:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("question", help="the question, e.g. \"What is 'Mog's Kittens'?\"")
     p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
-    p.add_argument("--adapter", metavar="ADAPTER_DIR", help="LoRA adapter (productqa finetune); default: the base model")
+    p.add_argument("--adapter", metavar="ADAPTER_DIR",
+                   help="LoRA adapter (productqa finetune); default: the base model")
     p.add_argument("--base-model", metavar="PATH", help="base model folder (default: the adapter's, or SmolLM2)")
     p.add_argument("-k", type=int, default=3, help="retrieved products in the prompt (default 3)")
     p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, metavar="N")
@@ -708,7 +712,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"\n(the model's answer was {ans.fallback_reason}; the catalog's description of the "
               f"{'cited' if ans.cited else 'closest'} product instead:)\n{ans.text}")
     if ans.quote_span:
-        print(f"\n(quoted from source {ans.cited}, its description's characters {ans.quote_span[0]}-{ans.quote_span[1]})")
+        print(f"\n(quoted from source {ans.cited}, its description's characters "
+              f"{ans.quote_span[0]}-{ans.quote_span[1]})")
     label = "closest products (not in the catalog)" if ans.abstained else "sources"
     if ans.sources:
         print(f"\n{label}:")

@@ -1,6 +1,7 @@
 """Answer many questions from a file, resumable.
 
-    productqa batch --index data/index --adapter data/adapter --questions q.jsonl --out answers.jsonl [-k 3] [--batch-size 8]
+    productqa batch --index data/index --adapter data/adapter --questions q.jsonl --out answers.jsonl
+        [-k 3] [--batch-size 8]
 
 Questions: JSON lines {"id": ..., "question": ...}, CSV with columns id,question, or plain text (one
 question a line; ids are line numbers), told apart by extension (.jsonl/.json, .csv, anything else
@@ -9,9 +10,9 @@ Output: JSON lines {"id", "question", "answer", "abstained", "origin", "fallback
 "quote_span", "mode", "index_version", "sources": [{"uid", "title", "score"}], "cited_uid", "latency_ms"}
 (kind/quote/quote_span: detail answers, rag/detail.py; null otherwise; mode: the answer mode that answered;
 index_version: the index version the sources come from: a batch that runs while the catalog is updated
-answers from each new version once it is loaded, `--reload-seconds`, 0 = one version), each written and flushed as soon as
-it is known (refusals right after retrieval, answers as their generate finishes), so lines come in
-that order, not the input's; `id` ties them back. Re-running the same command after a crash
+answers from each new version once it is loaded, `--reload-seconds`, 0 = one version), each written and
+flushed as soon as it is known (refusals right after retrieval, answers as their generate finishes), so
+lines come in that order, not the input's; `id` ties them back. Re-running the same command after a crash
 or Ctrl-C answers only the ids not yet in --out: nothing is lost or answered twice.
 """
 
@@ -25,7 +26,6 @@ from pathlib import Path
 
 from indexing.errors import UserError
 from indexing.questions import read_questions
-
 
 CHUNK = 1024  # questions retrieved together; their refusals are written before any of them is generated
 

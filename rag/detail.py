@@ -64,7 +64,8 @@ KINDS: dict[str, tuple[str, str, tuple[str, str]]] = {
     "includes": (r"come\s+with|comes\s+with|include|what'?s\s+in|contains?|in\s+the\s+box|vem\s+com|inclu\w*|cont[ée]m",
                  r"includ\w*|contain\w*|comes?\s+with|together\s+with|plus\b|features?\b|collection\s+of|"
                  r"complete\s+with|inclu\w*", ("what it includes", "o que inclui")),
-    "setting": (r"^\W*where\b|\bwhere\s+(?:is|was|does|did|do)\b|set\s+in|take\s+place|takes\s+place|setting|what\s+(?:period|era|century)|"
+    "setting": (r"^\W*where\b|\bwhere\s+(?:is|was|does|did|do)\b|set\s+in|take\s+place|takes\s+place|setting|"
+                r"what\s+(?:period|era|century)|"
                 r"what\s+(?:village|town|city|country|island|place|state|planet)|onde|se\s+passa|ambientad\w*|[ée]poca|"
                 r"cidade|pa[íi]s",
                 r"\bin\s+(?:the\s+)?(?:[A-Z]\w+|\d{4}s?|\w+(?:teenth|tieth)\s+century)|\b1[5-9]\d\ds?\b|\b20\d\ds?\b|"
@@ -83,7 +84,8 @@ KINDS: dict[str, tuple[str, str, tuple[str, str]]] = {
               r"awards?|prizes?|winner|\bwon\b|medal|shortlisted|longlisted|bestsell\w*|acclaimed|pr[êe]mi\w*",
               ("whether it won an award", "se ganhou algum prêmio")),
     "size": (r"\bsize\b|how\s+big|how\s+large|how\s+tall|how\s+long\s+is\s+the|dimensions?|length\s+of|measure|tamanho|"
-             r"dimens\w*|mede|comprimento|altura|largura", rf"{_NUM}\s*(?:-\s*)?(?:inch(?:es)?|in\.|\"|cm|mm|centimet\w+|feet|ft|foot)\b|\bsizes?\b|"
+             r"dimens\w*|mede|comprimento|altura|largura",
+             rf"{_NUM}\s*(?:-\s*)?(?:inch(?:es)?|in\.|\"|cm|mm|centimet\w+|feet|ft|foot)\b|\bsizes?\b|"
              r"\blarge\b|\bsmall\b|one\s+size|fits", ("what size it is", "qual é o tamanho")),
     "material": (r"made\s+(?:of|from)|material|fabric|what\s+is\s+it\s+made|feit[oa]\s+de|tecido",
                  r"cotton|polyester|nylon|leather|wood(?:en)?|plastic|metal|tulle|silk|wool|steel|satin|spandex|"
@@ -113,7 +115,8 @@ SHORT_KINDS = ("pages", "length", "weight", "price", "size")
 _SHORT_FORM = SHORT_KINDS + ("age", "author")
 _AUTHOR_NAME = re.compile(r"\bby\s+((?:[A-Z][\w.'-]*\.?\s*){1,4})")
 # a sentence ends at . ! ? before a capital, but not after an initial ("James R. Gaines") or a title
-_NOT_END = "".join(f"(?<!{a})" for a in (r"\b[A-Z]\.", "Mr.", "Ms.", "Dr.", "St.", "Jr.", "Sr.", "Mrs.", "vs.", "Vol.", "No."))
+_NOT_END = "".join(f"(?<!{a})" for a in (r"\b[A-Z]\.", "Mr.", "Ms.", "Dr.", "St.", "Jr.", "Sr.", "Mrs.", "vs.",
+                                         "Vol.", "No."))
 _SENTENCE_END = re.compile(rf"(?<=[.!?]){_NOT_END}[\"')\]]*\s+(?=[\"'(\[]*[A-Z0-9])|\n+|\s+-{{2,}}\s*|\s+[•·]\s+")
 # reviewers' and publishers' boilerplate states nothing about the product
 _BOILERPLATE = re.compile(r"copyright|all rights reserved|reed business information|this text refers to|"

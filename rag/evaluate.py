@@ -153,8 +153,7 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
     from tqdm import tqdm
 
     from indexing.calibrate import invented_titles
-    from indexing.questions import VARIANTS, make_eval_questions
-    from indexing.questions import make_question
+    from indexing.questions import VARIANTS, make_eval_questions, make_question
 
     variants = tuple(variants or VARIANTS)
     data = (qa.adapter_meta or {}).get("data", {})
@@ -208,7 +207,8 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
         m["without_model"] = sum(a.picked_by == "retrieval" for a in answers) / len(rows)  # auto's sure answers
         report["systems"][name] = m
         report.setdefault("answers", {})[name] = [
-            {"question": q, "uid": r["uid"], "answer": a.text, "cited_uid": a.cited_source.uid if a.cited_source else None,
+            {"question": q, "uid": r["uid"], "answer": a.text,
+             "cited_uid": a.cited_source.uid if a.cited_source else None,
              "origin": a.origin, "fallback_reason": a.fallback_reason} for q, r, a in zip(questions, rows, answers)]
         outputs[name] = answers
     for i in range(0, min(3 * len(variants), len(questions)), len(variants)):
@@ -269,7 +269,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--index", required=True, metavar="INDEX_DIR")
     p.add_argument("--catalog", required=True, metavar="DIR")
-    p.add_argument("--adapter", metavar="ADAPTER_DIR", help="the fine-tuned adapter (needed for the fine-tuned systems)")
+    p.add_argument("--adapter", metavar="ADAPTER_DIR",
+                   help="the fine-tuned adapter (needed for the fine-tuned systems)")
     p.add_argument("--detail", metavar="FILE",
                    help="instead: detail questions (tests/rag/data/detail_questions.json) answered by retrieval, "
                         "retrieval+sentence (quote mode, no model) and, with --adapter, fine-tuned + RAG (generate) "
@@ -281,8 +282,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--systems", default=DEFAULT_SYSTEMS, metavar="LIST",
                    help="comma-separated subset of " + ",".join(SYSTEM_KEYS) + f" (default: {DEFAULT_SYSTEMS})")
     p.add_argument("--answer-mode", default="auto", metavar="LIST",
-                   help="comma-separated answer modes to run the RAG systems in: auto, verbatim, generate (default auto)")
-    p.add_argument("--variants", metavar="LIST", help="question phrasings (default: exact,lower,partial,typo,portuguese)")
+                   help="comma-separated answer modes to run the RAG systems in: auto, verbatim, generate "
+                        "(default auto)")
+    p.add_argument("--variants", metavar="LIST",
+                   help="question phrasings (default: exact,lower,partial,typo,portuguese)")
     p.add_argument("--repetition-penalty", type=float, metavar="X",
                    help="generation's repetition penalty (default: rag.answer.REPETITION_PENALTY)")
     p.add_argument("--out", metavar="DIR", help="report folder (default: ADAPTER_DIR/eval)")
@@ -301,7 +304,8 @@ def main(args: argparse.Namespace) -> int:
     keys = [k.strip().lower() for k in args.systems.split(",") if k.strip()]
     unknown = [k for k in keys if k not in SYSTEM_KEYS]
     if unknown or not keys:
-        raise UserError(f"--systems: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(SYSTEM_KEYS)}")
+        raise UserError(f"--systems: unknown {', '.join(unknown) or '(none given)'}; "
+                        f"choose from {', '.join(SYSTEM_KEYS)}")
     modes = [m.strip().lower() for m in args.answer_mode.split(",") if m.strip()]
     if not modes or any(m not in MODES for m in modes):
         raise UserError(f"--answer-mode: choose from {', '.join(MODES)} (comma-separated)")
@@ -435,8 +439,10 @@ def evaluate_detail(qa, items: list[dict], docs, systems=DETAIL_SYSTEMS, progres
         report["systems"][name] = {g: _detail_metrics([r for r in rows if sel(r)])
                                    for g, sel in (("en", lambda r: r["lang"] == "en"),
                                                   ("pt", lambda r: r["lang"] == "pt"),
-                                                  ("held-out en", lambda r: r["lang"] == "en" and r["part"] == "held-out"),
-                                                  ("held-out pt", lambda r: r["lang"] == "pt" and r["part"] == "held-out"),
+                                                  ("held-out en",
+                                                   lambda r: r["lang"] == "en" and r["part"] == "held-out"),
+                                                  ("held-out pt",
+                                                   lambda r: r["lang"] == "pt" and r["part"] == "held-out"),
                                                   ("all", lambda r: True))}
     return report
 

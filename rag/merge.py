@@ -67,8 +67,7 @@ def export_model(adapter: str | Path, out: str | Path, base_model: str | Path | 
                  dtype: str = "bf16", progress: bool = True) -> dict:
     """Merge `adapter` into its base and save the result to `out`; returns the metadata written."""
     from indexing import __version__
-    from indexing.runtime import quiet_libraries
-    from indexing.runtime import utc_now
+    from indexing.runtime import quiet_libraries, utc_now
     from rag.model import load_model, read_adapter, resolve_base_for
 
     adapter, out = Path(adapter), Path(out)
@@ -111,7 +110,8 @@ def export_model(adapter: str | Path, out: str | Path, base_model: str | Path | 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", required=True, metavar="ADAPTER_DIR", help="LoRA adapter (productqa finetune)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="folder to write the merged model to")
-    p.add_argument("--base-model", metavar="PATH", help="base model folder (default: the one the adapter was trained on)")
+    p.add_argument("--base-model", metavar="PATH",
+                   help="base model folder (default: the one the adapter was trained on)")
     p.add_argument("--dtype", choices=DTYPES, default="bf16", help="weights' dtype (default bf16: what vLLM serves)")
 
 

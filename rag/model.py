@@ -18,8 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from indexing.runtime import cache_dir, native_bf16, pick_device
 from indexing.errors import UserError
+from indexing.runtime import cache_dir, native_bf16, pick_device
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"

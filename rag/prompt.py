@@ -40,7 +40,8 @@ NOT_STATED = "The description does not say."  # a detail response: the cited ent
 NO_ENTRIES = "(no catalog entries found)"
 MAX_CONTEXT_CHARS = 1200  # per description in the prompt; answers are cut the same way, so the model copies
 
-ALPACA_TEMPLATE = """Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.
+ALPACA_TEMPLATE = """Below is an instruction that describes a task, paired with an input that provides further \
+context. Write a response that appropriately completes the request.
 
 ### Instruction:
 {instruction}

@@ -81,8 +81,9 @@ def model_to_serve(adapter: str | Path | None = None, model: str | Path | None =
             raise UserError(f"{model}: not a model folder (no config.json)")
         meta = read_model_meta(model)
         if meta and meta.get("prompt_version") != PROMPT_VERSION:
-            raise UserError(f"{model}: merged from an adapter trained with prompt version {meta.get('prompt_version')}, "
-                            f"this ProductQA builds version {PROMPT_VERSION}: retrain the adapter and export again")
+            raise UserError(f"{model}: merged from an adapter trained with prompt version "
+                            f"{meta.get('prompt_version')}, this ProductQA builds version {PROMPT_VERSION}: "
+                            "retrain the adapter and export again")
         return model
     if adapter:
         adapter = Path(adapter)
@@ -166,7 +167,8 @@ class Server:
             cfg.port = free_port(cfg.host)
         self.cfg, self.progress, self.python = cfg, progress, python
         self.proc = None
-        self.log_path = Path(cfg.log) if cfg.log else Path(os.environ.get("TMPDIR", "/tmp")) / f"productqa-vllm-{cfg.port}.log"
+        self.log_path = (Path(cfg.log) if cfg.log
+                         else Path(os.environ.get("TMPDIR", "/tmp")) / f"productqa-vllm-{cfg.port}.log")
 
     @property
     def url(self) -> str:
@@ -253,7 +255,8 @@ class Server:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--adapter", metavar="ADAPTER_DIR", help="LoRA adapter: merged once into ADAPTER_DIR/merged and served")
+    p.add_argument("--adapter", metavar="ADAPTER_DIR",
+                   help="LoRA adapter: merged once into ADAPTER_DIR/merged and served")
     p.add_argument("--model", metavar="MODEL_DIR", help="a merged model folder (productqa export-model)")
     p.add_argument("--base-model", metavar="PATH", help="base model folder (default: the adapter's, or SmolLM2)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
@@ -265,7 +268,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-model-len", type=int, default=4096, metavar="N", help="context length (default 4096)")
     p.add_argument("--log", metavar="FILE", help="server log (default /tmp/productqa-vllm-PORT.log)")
     p.add_argument("--vllm-args", default="", metavar="'ARGS'",
-                   help="more vLLM server arguments, after '=' and quoted: --vllm-args='--tensor-parallel-size 2' (a multi-GPU machine)")
+                   help="more vLLM server arguments, after '=' and quoted: --vllm-args='--tensor-parallel-size 2' "
+                        "(a multi-GPU machine)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -22,7 +22,8 @@ def import_graph() -> dict[str, set[str]]:
                     if node.module in ORDER:  # `from indexing import __version__`, `from rag import x`
                         for a in node.names:
                             sub = f"{node.module}.{a.name}"
-                            deps.add(sub if (ROOT / node.module / f"{a.name}.py").exists() else f"{node.module}.__init__")
+                            deps.add(sub if (ROOT / node.module / f"{a.name}.py").exists()
+                                     else f"{node.module}.__init__")
                     else:
                         deps.add(node.module)
             deps.discard(mod)

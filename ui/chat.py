@@ -6,10 +6,10 @@
 
 The models load once per process and every browser session shares them (`rag.answer.Answerer`).
 With the embedded engine, questions that arrive while a generate runs go together in the next one
-(rag/batching.py); with `--engine vllm` or `--llm-url` a vLLM server batches them continuously. Each answer is followed by its
-sources (title, uid, cosine, the description collapsed). A follow-up that names no product
-("and how long is it?") is answered about the last product discussed. Settings: retrieved products,
-temperature, new tokens, adapter on/off, retrieval only.
+(rag/batching.py); with `--engine vllm` or `--llm-url` a vLLM server batches them continuously. Each
+answer is followed by its sources (title, uid, cosine, the description collapsed). A follow-up that
+names no product ("and how long is it?") is answered about the last product discussed. Settings:
+retrieved products, temperature, new tokens, adapter on/off, retrieval only.
 
 Safety: binds 127.0.0.1 unless --host says otherwise; no public share link unless --share; Gradio
 analytics off. Every string shown (questions, titles, descriptions, answers) goes through

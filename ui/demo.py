@@ -99,7 +99,8 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool
     from rag.answer import Answer, Answerer
 
     qa = Answerer(idx, adapter=adapter if finetune else None)
-    for question in ("What is 'Piano Lullabies for Babies, Vol. 1'?", "How long is 'Piano Lullabies for Babies, Vol. 1'?",
+    for question in ("What is 'Piano Lullabies for Babies, Vol. 1'?",
+                     "How long is 'Piano Lullabies for Babies, Vol. 1'?",
                      "What is 'Zorvex Levitating Sock Robot'?"):
         print(f"Q: {question}\nA: ", end="", flush=True)
         ans = None
@@ -109,7 +110,8 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool
             else:
                 print(piece, end="", flush=True)
         if ans.origin == "fallback":
-            print(f"\n   (the model's answer was {ans.fallback_reason}; the catalog's description instead:)\n{ans.text}")
+            print(f"\n   (the model's answer was {ans.fallback_reason}; the catalog's description instead:)"
+                  f"\n{ans.text}")
         if ans.origin == "quote":  # a detail question: the sentence that says it, word for word
             print(f"\n   (quoted from {ans.cited_source.title}'s description, characters "
                   f"{ans.quote_span[0]}-{ans.quote_span[1]})", end="")

@@ -166,8 +166,11 @@ def test_a_signal_to_the_command_stops_every_training_process(sig, demo_catalog,
     # SIGINT *ignored*, and Python then never raises KeyboardInterrupt: Ctrl-C cannot reach such a job
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    mine = lambda: [q for q in psutil.process_iter(["cmdline"]) if str(out) in " ".join(q.info["cmdline"] or [])
-                    and q.pid != p.pid]
+
+    def mine():
+        return [q for q in psutil.process_iter(["cmdline"]) if str(out) in " ".join(q.info["cmdline"] or [])
+                and q.pid != p.pid]
+
     try:
         deadline = time.time() + 300
         while time.time() < deadline and len([q for q in mine() if "-u" in q.info["cmdline"]]) < 2:

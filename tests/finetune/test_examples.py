@@ -77,7 +77,8 @@ def test_detail_examples_quote_the_stating_sentence_or_say_not_stated():
                          "content": [BOOKS[i % 4] for i in range(n)]})
     train, val = build_examples(docs, FakeIndex(docs), ExampleConfig(p_detail=1.0, p_distractor_only=0.0))
     kinds = pd.Series([e["kind"] for e in train]).value_counts()
-    assert kinds["detail"] > 30 and kinds["detail-not-stated"] > 10 and set(kinds.index) <= {"detail", "detail-not-stated"}
+    assert (kinds["detail"] > 30 and kinds["detail-not-stated"] > 10
+            and set(kinds.index) <= {"detail", "detail-not-stated"})
     for e in train + val:
         desc, title = BOOKS[int(e["uid"][1:]) % 4], f"Book number {int(e['uid'][1:])}"
         cite, answer = e["completion"].split("\n", 1)
@@ -122,7 +123,8 @@ def test_stratified_sample_is_exact_reproducible_and_keeps_band_shares(tmp_path)
     docs = pd.DataFrame({"uid": [f"U{i:05d}" for i in range(n)], "title": [f"T{i}" for i in range(n)],
                          "content": ["x" * k for k in lengths]})
     cat = write_catalog(tmp_path / "cat", docs)
-    a, b, c = stratified_sample(cat, 300, seed=1), stratified_sample(cat, 300, seed=1), stratified_sample(cat, 300, seed=2)
+    a, b, c = (stratified_sample(cat, 300, seed=1), stratified_sample(cat, 300, seed=1),
+               stratified_sample(cat, 300, seed=2))
     assert len(a) == 300 and a == b and a != c and a <= set(docs["uid"])
     band_of = dict(zip(docs["uid"], (_band(k) for k in lengths)))
     for band in range(len(LENGTH_BANDS) + 1):
@@ -159,7 +161,8 @@ def test_interrupted_and_resumed_examples_equal_an_uninterrupted_run(demo_catalo
     write_examples(demo_catalog, demo_index, part, cfg, progress=False)
     assert (part / "examples.json").read_text() == before
     with pytest.raises(UserError, match="other settings.*config.k"):
-        write_examples(demo_catalog, demo_index, part, ExampleConfig(max_products=80, chunk_size=16, k=2), progress=False)
+        write_examples(demo_catalog, demo_index, part, ExampleConfig(max_products=80, chunk_size=16, k=2),
+                       progress=False)
     fresh = write_examples(demo_catalog, demo_index, part, ExampleConfig(max_products=20, chunk_size=16), fresh=True,
                            progress=False)
     assert fresh["products"] == 20
@@ -170,7 +173,9 @@ def test_a_product_s_examples_do_not_depend_on_the_others(demo_catalog, demo_ind
 
     from finetune.examples import ExampleConfig, write_examples
 
-    read_split = lambda folder: [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+    def read_split(folder):
+        return [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+
     write_examples(demo_catalog, demo_index, tmp_path / "a", ExampleConfig(max_products=40), progress=False)
     write_examples(demo_catalog, demo_index, tmp_path / "b", ExampleConfig(sample=60), progress=False)
     a = {e["uid"]: e for e in read_split(tmp_path / "a")}
@@ -186,6 +191,7 @@ def test_example_building_refuses_bad_input(demo_catalog, demo_index, tmp_path):
     with pytest.raises(UserError, match="wrong index"):
         write_examples(other, demo_index, tmp_path / "x", ExampleConfig(), progress=False)
     with pytest.raises(UserError, match="give one"):
-        write_examples(demo_catalog, demo_index, tmp_path / "y", ExampleConfig(max_products=5, sample=5), progress=False)
+        write_examples(demo_catalog, demo_index, tmp_path / "y", ExampleConfig(max_products=5, sample=5),
+                       progress=False)
     with pytest.raises(UserError, match=">= 1"):
         write_examples(demo_catalog, demo_index, tmp_path / "z", ExampleConfig(sample=0), progress=False)

@@ -13,8 +13,17 @@ import pytest
 
 from indexing.build import BuildConfig, build_index
 from indexing.errors import UserError
-from indexing.store import (BM25, BM25_PASSAGES, DOCS, PASSAGE_VECTORS, PASSAGES, TITLES, build_folder, live_folder,
-                            read_meta)
+from indexing.store import (
+    BM25,
+    BM25_PASSAGES,
+    DOCS,
+    PASSAGE_VECTORS,
+    PASSAGES,
+    TITLES,
+    build_folder,
+    live_folder,
+    read_meta,
+)
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

@@ -116,7 +116,8 @@ def test_search_over_deltas_equals_a_rebuild_dense_and_close_on_bm25(updated, re
         S, T = a.retrieve_many(questions, k=5, mode=mode), b.retrieve_many(questions, k=5, mode=mode)
         same_top = sum(bool(x) and bool(y) and x[0].uid == y[0].uid for x, y in zip(S, T)) / len(questions)
         with capsys.disabled():
-            print(f"\n{mode} before compaction vs a rebuild: same top hit for {same_top:.3f} of {len(questions)} questions")
+            print(f"\n{mode} before compaction vs a rebuild: same top hit for {same_top:.3f} of "
+                  f"{len(questions)} questions")
         assert same_top >= 0.95, mode
     S, T = a.retrieve_many(questions, k=1, mode="bm25"), b.retrieve_many(questions, k=1, mode="bm25")
     rel = sorted(abs(x[0].bm25_score - y[0].bm25_score) / y[0].bm25_score for x, y in zip(S, T)
@@ -152,7 +153,8 @@ def _past_the_threshold(demo_index, tmp_path):
     root = tmp_path / "index"
     shutil.copytree(demo_index, root)
     n = int(COMPACT_FRACTION * 230) + 1
-    many = [{"uid": f"MANY{i:04d}", "title": f"Threshold Widget Model {i}", "content": f"Widget {i}."} for i in range(n)]
+    many = [{"uid": f"MANY{i:04d}", "title": f"Threshold Widget Model {i}", "content": f"Widget {i}."}
+            for i in range(n)]
     return root, n, write_jsonl(tmp_path / "many.jsonl", many)
 
 

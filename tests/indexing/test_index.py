@@ -227,9 +227,11 @@ def test_ivf_indexes_are_memory_mapped_for_search(demo_catalog, tmp_path):
                                                  "content": "A hand-hammered copper kettle that whistles softly."}])
     add_products(out, [new], progress=False, compact="never")
     idx2 = load_index(out)
-    assert kind(idx2._cpu["titles"]) == "ArrayInvertedLists" and idx2.retrieve("Quillmark Copper Kettle", k=1)[0].uid == "NEW1"
+    assert (kind(idx2._cpu["titles"]) == "ArrayInvertedLists"
+            and idx2.retrieve("Quillmark Copper Kettle", k=1)[0].uid == "NEW1")
     compact(out)
     assert "ilod" not in (live_folder(out) / "index.faiss").read_bytes()[:4096].decode("latin-1")  # self-contained
     idx3 = load_index(out)
-    assert kind(idx3._cpu["titles"]) == "OnDiskInvertedLists" and idx3.retrieve("Quillmark Copper Kettle", k=1)[0].uid == "NEW1"
+    assert (kind(idx3._cpu["titles"]) == "OnDiskInvertedLists"
+            and idx3.retrieve("Quillmark Copper Kettle", k=1)[0].uid == "NEW1")
     assert idx3.retrieve("What is 'Halloween Witch Costume for Girls'?", k=1)[0].uid == hits[0].uid

@@ -4,14 +4,21 @@
 import pytest
 
 from indexing.errors import UserError
-from indexing.questions import (MAX_QUESTION_CHARS, TEMPLATES_PT, make_question, make_questions, read_questions,
-                                sanitize_question)
+from indexing.questions import (
+    MAX_QUESTION_CHARS,
+    TEMPLATES_PT,
+    make_question,
+    make_questions,
+    read_questions,
+    sanitize_question,
+)
 
 
 def test_question_phrasings_are_pinned():
     # a product's phrasing is chosen by a hash of (uid, salt): the same on every machine and run
     assert make_question("T", "uid1") == "What can you tell me about 'T'?"
-    assert make_questions("T", "uid1", n=3, lang="en") == ["What is 'T'?", "Describe the product T.", "Tell me about T."]
+    assert (make_questions("T", "uid1", n=3, lang="en")
+            == ["What is 'T'?", "Describe the product T.", "Tell me about T."])
     assert make_question("mog's kittens", "x", lang="pt") == "O que é 'mog's kittens'?"
     assert make_question("mog's kittens", "x", lang="pt") in [t.format(title="mog's kittens") for t in TEMPLATES_PT]
 

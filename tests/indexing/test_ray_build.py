@@ -45,6 +45,6 @@ def test_ray_engine_matches_the_default_path(demo_catalog, tmp_path):
         Xa, Xb = vectors(index_a, ids), vectors(index_b, ids)
         cos = (Xa * Xb).sum(1)
         assert cos.min() >= 0.999, cos.min()
-    # Ray's services listened on the loopback address only
+    # Ray's services listened on the loopback address only (the last: IPv4 loopback, IPv6 form)
     addrs = {line.split()[3].rsplit(":", 1)[0] for line in listeners.read_text().splitlines() if line.strip()}
-    assert addrs and addrs <= {"127.0.0.1", "[::1]", "[::ffff:127.0.0.1]"}, addrs  # (the last: IPv4 loopback, IPv6 form)
+    assert addrs and addrs <= {"127.0.0.1", "[::1]", "[::ffff:127.0.0.1]"}, addrs

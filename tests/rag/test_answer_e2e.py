@@ -157,7 +157,8 @@ def test_read_mode_json_carries_a_checked_quote_or_a_marked_fallback(demo_index,
     assert out["origin"] in ("quote", "not_stated", "fallback")
     cited = next(s for s in out["sources"] if s["uid"] == out["cited_uid"])
     if out["origin"] == "fallback":
-        assert out["fallback_reason"] in ("no citation", "empty", "quote not in the cited entry", "quote from another entry")
+        assert out["fallback_reason"] in ("no citation", "empty", "quote not in the cited entry",
+                                          "quote from another entry")
     if out["quote"] is not None:
         from indexing.search import load_index
 

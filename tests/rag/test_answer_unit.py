@@ -20,7 +20,8 @@ def test_generation_stops_at_next_section_or_entry():
     assert clean_generation("[1] Tutu\nA pink tutu.\n\n[") == "[1] Tutu\nA pink tutu."
     assert clean_generation("[1] Tutu\nA pink tutu.\n[1") == "[1] Tutu\nA pink tutu."
     assert clean_generation("[1] Tutu\nLearn C#") == "[1] Tutu\nLearn C#"  # a real ending stays
-    assert clean_generation("[1] Box [2] of 3\nA set of boxes [2] and [3].") == "[1] Box [2] of 3\nA set of boxes [2] and [3]."
+    assert (clean_generation("[1] Box [2] of 3\nA set of boxes [2] and [3].")
+            == "[1] Box [2] of 3\nA set of boxes [2] and [3].")
 
 
 def test_streaming_holds_back_what_may_be_an_end_marker():
@@ -41,7 +42,8 @@ SOURCES = [hit(0.9, "u1", "Girls Ballet Tutu", "A pink tutu for girls, 30 cm lon
 
 def test_finish_takes_the_citation_off():
     a = finish(Answer("q", "", sources=SOURCES), "[2] To Ride Hell's Chasm\nA princess vanishes.\n### Instruction: x")
-    assert (a.text, a.cited, a.abstained, a.origin, a.cited_source.uid) == ("A princess vanishes.", 2, False, "generated", "u2")
+    assert ((a.text, a.cited, a.abstained, a.origin, a.cited_source.uid)
+            == ("A princess vanishes.", 2, False, "generated", "u2"))
     assert a.to_dict()["cited_uid"] == "u2" and a.to_dict()["origin"] == "generated"
     a = finish(Answer("q", "", sources=SOURCES[:1]), "[3] t\nA pink tutu.")  # cites a source it was not given
     assert a.cited is None and a.text == "A pink tutu."
@@ -51,7 +53,8 @@ def test_finish_takes_the_citation_off():
 
 def test_an_overrun_into_the_next_entry_is_cut():
     a = finish(Answer("q", "", sources=SOURCES),
-               "[1] Girls Ballet Tutu\nA pink tutu for girls, 30 cm long.\n\n[2] To Ride Hell's Chasm\nIn this splendid")
+               "[1] Girls Ballet Tutu\nA pink tutu for girls, 30 cm long.\n\n"
+               "[2] To Ride Hell's Chasm\nIn this splendid")
     assert a.text == "A pink tutu for girls, 30 cm long." and a.cited == 1 and a.origin == "generated"
 
 
@@ -160,12 +163,14 @@ def docs():
     import pandas as pd
 
     return pd.DataFrame({"uid": ["u1", "u2"], "title": ["Girls Ballet Tutu", "Hell's Chasm"],
-                         "content": ["A pink tutu for girls, 30 cm long.", "In this splendid fantasy, a princess vanishes."]})
+                         "content": ["A pink tutu for girls, 30 cm long.",
+                                     "In this splendid fantasy, a princess vanishes."]})
 
 
 def test_stream_never_shows_the_next_entry(docs):
     q = "What is 'Girls Ballet Tutu'?"
-    qa = ScriptedAnswerer(docs, {q: "[1] Girls Ballet Tutu\nA pink tutu, 30 cm.\n\n[2] Hell's Chasm\nIn this splendid fantasy"})
+    qa = ScriptedAnswerer(docs, {q: "[1] Girls Ballet Tutu\nA pink tutu, 30 cm.\n\n"
+                                    "[2] Hell's Chasm\nIn this splendid fantasy"})
     *pieces, final = list(qa.stream(q))
     assert "".join(pieces) == "[1] Girls Ballet Tutu\nA pink tutu, 30 cm."
     assert (final.text, final.cited, final.origin) == ("A pink tutu, 30 cm.", 1, "generated")
@@ -305,7 +310,8 @@ def test_eval_counts_mixed_entries_bare_answers_and_right_products():
     wrong = Answer("q", other, sources=src, cited=2)  # the wrong product, whole: not a mix, a wrong pick
     assert not mixes(wrong, src[0].content) and not right_product(wrong, "u1", "Girls Ballet Tutu")
     assert right_product(Answer("q", src[0].content, sources=src, cited=1), "u1", "Girls Ballet Tutu")
-    assert bare("[1] Girls Ballet Tutu", ["Girls Ballet Tutu"]) and bare("  ", []) and bare("girls ballet tutu", ["Girls Ballet Tutu"])
+    assert (bare("[1] Girls Ballet Tutu", ["Girls Ballet Tutu"]) and bare("  ", [])
+            and bare("girls ballet tutu", ["Girls Ballet Tutu"]))
     assert not bare(src[0].content, ["Girls Ballet Tutu"])
 
 

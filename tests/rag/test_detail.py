@@ -148,8 +148,10 @@ def test_eval_answers_detail_reports_the_sentence_baseline(demo_catalog, demo_in
     title = "Piano Lullabies for Babies, Vol. 1"
     fixture = tmp_path / "detail.json"
     fixture.write_text(json.dumps([
-        {"title": title, "question": f"How long is '{title}'?", "lang": "en", "kind": "length", "answers": ["62 minutes"]},
-        {"title": title, "question": f"How much does '{title}' weigh?", "lang": "en", "kind": "weight", "answers": []}]))
+        {"title": title, "question": f"How long is '{title}'?", "lang": "en", "kind": "length",
+         "answers": ["62 minutes"]},
+        {"title": title, "question": f"How much does '{title}' weigh?", "lang": "en", "kind": "weight",
+         "answers": []}]))
     base = [sys.executable, "-m", "ui.cli", "eval", "answers", "--index", str(demo_index), "--catalog",
             str(demo_catalog), "--out", str(tmp_path / "out"), "--quiet"]
     r = subprocess.run(base + ["--detail", str(fixture)], capture_output=True, text=True, cwd=ROOT, timeout=900)

@@ -1,12 +1,23 @@
 """The one prompt builder: exact strings, shared by training and inference."""
 
-from rag.prompt import (INSTRUCTION, NOT_IN_CATALOG, NOT_STATED, build_detail_response, build_prompt, build_response,
-                        split_citation, truncate)
+from rag.prompt import (
+    INSTRUCTION,
+    NOT_IN_CATALOG,
+    NOT_STATED,
+    build_detail_response,
+    build_prompt,
+    build_response,
+    split_citation,
+    truncate,
+)
 
-EXPECTED = """Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.
+EXPECTED = """Below is an instruction that describes a task, paired with an input that provides further \
+context. Write a response that appropriately completes the request.
 
 ### Instruction:
-You are a product catalog assistant. Answer the question with the description of the product it asks about, using only the catalog entries given; for a question about one detail, with the sentence of its description that states it, or say that the description does not say. If the product is not among them, say so.
+You are a product catalog assistant. Answer the question with the description of the product it asks about, \
+using only the catalog entries given; for a question about one detail, with the sentence of its description that \
+states it, or say that the description does not say. If the product is not among them, say so.
 
 Question: What is 'Mog's Kittens'?
 
@@ -35,7 +46,8 @@ def test_prompt_without_entries_and_portuguese():
 
 
 def test_response_exact_string():
-    assert build_response("Board book for toddlers.", "Mog's Kittens", 2) == "[2] Mog's Kittens\nBoard book for toddlers."
+    assert (build_response("Board book for toddlers.", "Mog's Kittens", 2)
+            == "[2] Mog's Kittens\nBoard book for toddlers.")
     assert build_response(None) == NOT_IN_CATALOG == "This product is not in the catalog."
 
 

@@ -150,8 +150,10 @@ def test_browser_renders_hostile_description_as_text(server, browser):
     assert "![tracker](http://evil.test/pixel.png)" in text
     assert page.evaluate("window.pwned") == 0
     assert page.evaluate("document.querySelectorAll('#chatbot script, #chatbot img[onerror]').length") == 0
-    assert page.evaluate("[...document.querySelectorAll('#chatbot img')].filter(i => i.src.includes('evil')).length") == 0
-    assert page.evaluate("[...document.querySelectorAll('#chatbot a')].filter(a => a.href.startsWith('javascript')).length") == 0
+    assert page.evaluate("[...document.querySelectorAll('#chatbot img')]"
+                         ".filter(i => i.src.includes('evil')).length") == 0
+    assert page.evaluate("[...document.querySelectorAll('#chatbot a')]"
+                         ".filter(a => a.href.startsWith('javascript')).length") == 0
     assert not [u for u in page.outside if "evil.test" in u] and not page.dialogs
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(1000)  # let the accordion's opening animation finish

@@ -8,7 +8,8 @@ from rag.prompt import NOT_IN_CATALOG
 from tests.conftest import FakeIndex
 from ui.chat import EMPTY_REPLY, ERROR_REPLY, ChatSession, escape_md, is_followup, parse_auth
 
-XSS = "<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\"> ![t](http://evil.test/i.png) [c](javascript:alert(1))"
+XSS = ("<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\"> ![t](http://evil.test/i.png) "
+       "[c](javascript:alert(1))")
 
 
 class FakeQA:
