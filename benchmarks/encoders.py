@@ -5,7 +5,7 @@ on the real records against today's index, and embedding throughput, in one run.
 
 1. Quality: for each title encoder / passage encoder [/ passage split, default tokens],
    `productqa index build` of the real records
-   (../shared, prepared as the README says; the learned fusion trained on that index as usual), then
+   (../shared, prepared as docs/data.md says; the learned fusion trained on that index as usual), then
    `productqa eval retrieval --modes hybrid` with the hand-written questions: hit@1 per kind, about the
    products the ranker never trained on. The bounds (issue 22) against minilm/minilm, today's index:
    every naming kind within 0.01, every describing kind within 0.02, hand-written description questions

@@ -127,7 +127,7 @@ def main() -> None:
     ap.add_argument("--searches", type=int, default=1000)
     ap.add_argument("--workdir", default="/tmp/productqa-bench")
     ap.add_argument("--build-args", default=FAST, help=f"`productqa index build` arguments, quoted (default {FAST!r}: "
-                    "the fastest encoders within the retrieval bounds, README \"Encoders\")")
+                    "the fastest encoders within the retrieval bounds, docs/results.md \"Encoders\")")
     ap.add_argument("--fresh", action="store_true", help="rebuild the index even if one is there")
     ap.add_argument("--probe-only", metavar="INDEX", help=argparse.SUPPRESS)
     args = ap.parse_args()

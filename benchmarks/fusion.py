@@ -2,7 +2,7 @@
 
     python benchmarks/fusion.py [--slice 10000] [--searches 300]
 
-1. Real records (../shared, prepared as the README says), one index with the learned fusion. Every fusion is
+1. Real records (../shared, prepared as docs/data.md says), one index with the learned fusion. Every fusion is
    scored on the same questions: the products `questions.held_out_product` keeps out of training, asked in
    every generated kind (trained phrasings and HELD_OUT frames) plus the hand-written questions
    (tests/indexing/data/description_questions.json chose the ranker's settings; heldout_questions.json was

@@ -36,7 +36,7 @@ from indexing.runtime import cache_dir, native_bf16, pick_device, quiet_librarie
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 ENCODERS = ("minilm", "minilm-int8", "static")  # what can embed titles and passages
 PASSAGE_ENCODERS = ENCODERS + ("none",)  # "none": passages are searched by BM25 alone
-# benchmarks/encoders.py (README "Encoders"): minilm-int8 titles + static passages + passages cut by
+# benchmarks/encoders.py (docs/results.md "Encoders"): minilm-int8 titles + static passages + passages cut by
 # characters are the fastest within the retrieval bounds on the real records, but with them 3.7% of the
 # held-out naming questions are refused as "not in the catalog" (target <= 3%, 1.9% with minilm), so the
 # defaults stay minilm until the abstention is recalibrated for them. "auto": minilm-int8 on a CPU, minilm on CUDA.

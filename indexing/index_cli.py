@@ -128,7 +128,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"most tokens in one description passage (default {DEFAULT_PASSAGE_TOKENS})")
     b.add_argument("--passage-split", choices=("tokens", "chars"), default="tokens",
                    help="count a passage's size in model tokens (exact) or in characters (~4.5 a token; ~50x faster "
-                        "to split, retrieval within the same bounds: README \"Encoders\") (default tokens)")
+                        "to split, retrieval within the same bounds: docs/results.md \"Encoders\") (default tokens)")
     b.add_argument("--titles-only", action="store_true", help="do not index descriptions (the pre-0.2 index)")
     b.add_argument("--shard-size", type=int, default=4096, metavar="N",
                    help="products embedded per shard; a crash loses at most one shard (default 4096)")
@@ -141,9 +141,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--fresh", action="store_true", help="discard an interrupted build's shards and start over")
     b.add_argument("--device", choices=("cpu", "cuda"), help="embedding device (default: cuda if available)")
     b.add_argument("--embed", choices=("title", "title+content"), default="title",
-                   help="what the dense vectors encode (default: title; see README for the measurement)")
+                   help="what the dense vectors encode (default: title; see docs/results.md for the measurement)")
     b.add_argument("--lexical", choices=tuple(LEXICAL_FIELDS), default="title",
-                   help="what BM25 indexes (default: title; see README for the measurement)")
+                   help="what BM25 indexes (default: title; see docs/results.md for the measurement)")
     b.add_argument("--index-type", choices=("auto", "flat", "ivf"), default="auto",
                    help=f"auto = exact up to {FLAT_MAX:,} products, IVF above")
     b.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",

@@ -7,7 +7,8 @@
 A passage holds at most `max_tokens` of the embedding model's tokens (all-MiniLM-L6-v2 reads 256 at
 most and was trained on 128), cut at sentence boundaries where possible and at word boundaries
 otherwise. `unit="chars"` counts characters instead, max_tokens * CHARS_PER_TOKEN of them: the same
-cuts without tokenizing, ~50x faster to split (what a full-catalog build needs; README "Full scale").
+cuts without tokenizing, ~50x faster to split (what a full-catalog build needs; docs/results.md
+"Full catalog on this CPU").
 The splitting is semantic-text-splitter's (Rust, Unicode sentence segmentation, exact token counts
 with the model's own `tokenizers` tokenizer). A passage is stored as (product id, start, end) into
 its product's description, so the index holds the description once and a hit can show the passage

@@ -9,7 +9,7 @@ from their descriptions, or abstain.
     a = qa.ask("What is 'Mog's Kittens'?")                   # Answer(text, sources, abstained, ...)
     for piece in qa.stream("..."): ...                       # text pieces, then the Answer
 
-What the answer is (`mode`, measured in README "Answer modes"):
+What the answer is (`mode`, measured in docs/results.md "Answer modes and engines"):
   verbatim   the model reads the question and the retrieved entries and picks one: it writes only the
              citation ("[2]"), and the answer is that entry's catalog description, word for word
   generate   the model writes the answer (citation line, then the description as it copies it); the
@@ -26,7 +26,7 @@ What the answer is (`mode`, measured in README "Answer modes"):
              of the product (the learned fusion's margin over the second hit, calibrated at index build:
              Index.sure) the catalog description at once, no model call (picked_by "retrieval"); quote for
              questions about one detail of it (age, author, pages, ... or any other: then its most similar
-             sentence); quote, not read: it scored higher on the detail fixture (README "Detail questions")
+             sentence); quote, not read: it scored higher on the detail fixture (docs/results.md "Detail questions")
 
 Abstention happens twice: before generating, when the best retrieved product is not close enough
 (cosine below the threshold calibrated at index build time and stored in meta.json), and when the
@@ -52,7 +52,7 @@ from indexing.follow import RELOAD_SECONDS
 from indexing.questions import sanitize_question
 
 DEFAULT_MAX_NEW_TOKENS = 320  # ~1,200 characters: the longest answer the prompt can support
-# Measured (README, `eval answers --repetition-penalty`): transformers' penalty also counts the
+# Measured (docs/design.md, `eval answers --repetition-penalty`): transformers' penalty also counts the
 # prompt's tokens, so any value > 1 punishes copying the retrieved description (ROUGE-L 0.684 at 1.0,
 # 0.338 at 1.05 on held-out products); loops are rare and cut by max_new_tokens.
 REPETITION_PENALTY = 1.0
@@ -195,7 +195,7 @@ _ASKS_WHAT_IS = re.compile(r"^\W*(?:what\s+is|what's|whats|tell\s+me\s+about|des
 
 def answer_sure(ans: Answer) -> Answer:
     """Auto mode, a "what is X" question, retrieval sure of the product (Index.sure): its catalog
-    description, word for word, without asking the model (README "Answer modes": right product unchanged)."""
+    description, word for word, without asking the model (docs/results.md: right product unchanged)."""
     ans.text, ans.origin, ans.cited, ans.picked_by = ans.sources[0].content, "catalog", 1, "retrieval"
     return ans
 

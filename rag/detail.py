@@ -16,7 +16,7 @@ This is `eval answers`' `retrieval+sentence` system and the check every quote pa
      each weighted by how few of the description's sentences hold it; a sentence a short answer can
      be read from first). For the main character: where the name the description uses most (twice
      or more, not the title's) is first named. Adding MiniLM's cosine, or a logistic regression over
-     these scores and the cosine, scored no better on the detail fixture's held-out half (README
+     these scores and the cosine, scored no better on the detail fixture's held-out half (docs/results.md
      "Detail questions"), so no embedding model is used;
   4. the short answer is the evidence itself where the kind has a short form ("352 pages", "Ages 3-5",
      "by Hilary Mantel"), else the quoted clause.

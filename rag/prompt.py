@@ -13,7 +13,7 @@ entry's description. Citing is why the answers are the catalog's text: choosing 
 easy decision, and once the model has written an entry's title line, copying the description that
 follows that line in the prompt is what small models do best. (Version 1 answered with the bare
 description: its adapter reached a low average loss, yet at generation time it did not know where
-to start and wrote the product's title or a generic sentence instead; see README.) `split_citation`
+to start and wrote the product's title or a generic sentence instead; see docs/design.md.) `split_citation`
 takes the line off again, so `Answer.text` is the description.
 
 Version 3 adds questions about one detail ("what age is it for?"): the response is the citation

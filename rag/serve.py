@@ -18,7 +18,7 @@ the model can live on different machines.
 Model names: "productqa" is the served model (the merged fine-tuned one, or the base one when no
 adapter is given). `--with-base` also serves the base model as "productqa-base" (the chat's
 adapter-off switch) by serving the base weights with the adapter as a LoRA module instead of merged
-weights: one process, two names, but the adapter's answers are slower (unmerged LoRA; README).
+weights: one process, two names, but the adapter's answers are slower (unmerged LoRA; docs/serving.md).
 On CPUs the server gets all cores (`VLLM_CPU_OMP_THREADS_BIND`, no reserved core) and a small KV
 cache (`VLLM_CPU_KVCACHE_SPACE`, GiB); each can be overridden from the environment.
 """

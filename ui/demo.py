@@ -73,7 +73,7 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool
     del index
 
     if finetune:
-        _step(f"finetune: {steps} steps of 4-bit LoRA on CPU (a taste; see README for real runs)")
+        _step(f"finetune: {steps} steps of 4-bit LoRA on CPU (a taste; see docs/finetune.md for real runs)")
         index_created = read_meta(idx)["created"]
         try:
             trained_on = read_adapter(adapter)["data"]["index_created"]
