@@ -27,11 +27,10 @@ come back normalised so inner product == cosine. `benchmarks/embed.py` measures 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from indexing.errors import UserError
-from indexing.runtime import cache_dir, native_bf16, pick_device, quiet_libraries
+from indexing.runtime import cache_dir, fingerprint, native_bf16, pick_device, quiet_libraries, torch_dtype
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 ENCODERS = ("minilm", "minilm-int8", "static")  # what can embed titles and passages
@@ -67,11 +66,7 @@ def model_identity(path: str | Path | None = None) -> dict:
         raise UserError(f"{path}: no model weights (*.safetensors / *.bin / *.onnx) in this folder")
     key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in weights)
     if key not in _HASHES:  # every index load checks the model: hash each file version once per process
-        h = hashlib.blake2b(digest_size=16)
-        for p in weights:
-            with open(p, "rb") as f:
-                hashlib.file_digest(f, lambda: h)  # h.update(every byte of the file)
-        _HASHES[key] = h.hexdigest()
+        _HASHES[key] = fingerprint(content=weights)  # every byte: an index is only as good as its encoder
     name = DEFAULT_MODEL_NAME if path == default_model_path() else path.name
     return {"name": name, "path": str(path), "hash": _HASHES[key]}
 
@@ -326,7 +321,7 @@ def embed(model, texts: list[str], batch_size: int = 64, precision: str = "auto"
     device = model.device.type
     if precision == "auto":
         precision = "fp16" if device == "cuda" else ("bf16" if native_bf16("cpu") else "fp32")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    dtype = None if precision == "fp32" else torch_dtype(precision)
     ctx = torch.autocast(device, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     n = len(texts)

@@ -10,7 +10,9 @@ other shared piece: one line on stderr and exit code 2, raised by every stage).
   progress bars) would drown our progress bars and results.
 - cache_dir: the one cache folder of models made once (the converted base model, derived encoders).
 - pick_device / native_bf16: one device rule and one bf16 probe for the encoder, training and answering.
-- utc_now / digest: what every self-describing artifact records (creation time, file checksums).
+- utc_now / digest / fingerprint: what every self-describing artifact records (creation time, file
+  checksums, the one fingerprint rule of models, encoders and adapters).
+- DTYPES / torch_dtype: the one map from precision names to torch dtypes.
 - fsync_dir / fsync_tree / publish_folder: how an artifact folder that others read (a converted or
   merged model) replaces the old one: written beside it, fsynced, swapped in by one atomic exchange,
   so a reader (or a crash) sees the old folder or the new one, never none and never half.
@@ -86,6 +88,30 @@ def digest(path: str | Path) -> str:
     """blake2b-128 of a file's bytes (hex): the checksum manifests and fingerprints record."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+
+
+def fingerprint(content=(), sized=()) -> str:
+    """The one fingerprint rule of artifacts (embedding models, base models, adapters): blake2b-128 (hex)
+    over the bytes of the files `content`, then the name and size of the files `sized` (large weights whose
+    neighbours' bytes identify them well enough), in the order given."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in content:
+        with open(p, "rb") as f:
+            hashlib.file_digest(f, lambda: h)  # h.update(every byte of the file)
+    for p in sized:
+        p = Path(p)
+        h.update(f"{p.name}:{p.stat().st_size}".encode())
+    return h.hexdigest()
+
+
+DTYPES = ("bf16", "fp16", "fp32")  # the precisions every stage's --dtype / --precision names
+
+
+def torch_dtype(name: str):
+    """torch's dtype for a precision name of DTYPES."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
 def fsync_dir(folder: str | Path) -> None:

@@ -366,9 +366,9 @@ class Answerer:
                     warnings.simplefilter("ignore", FutureWarning)
                     self.model = self.model.merge_and_unload()
         if not self.four_bit and self.dtype != "fp32":
-            import torch
+            from indexing.runtime import torch_dtype
 
-            self.model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[self.dtype])
+            self.model.to(torch_dtype(self.dtype))
         self.model.eval()
         self.tok.padding_side = "left"  # batched generation continues every prompt from its end
         from rag.batching import Batcher

@@ -18,16 +18,15 @@ beside its destination and renamed into place, so a crash never leaves half a mo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 from indexing.errors import UserError
+from indexing.runtime import DTYPES
 from rag.model import ADAPTER_CONFIG, TRAINING_META
 
 MODEL_META = "productqa_model.json"  # the metadata file of a merged model folder
-DTYPES = ("bf16", "fp16", "fp32")
 
 
 def read_model_meta(folder: str | Path) -> dict | None:
@@ -43,12 +42,10 @@ def read_model_meta(folder: str | Path) -> dict | None:
 
 def adapter_fingerprint(adapter: Path) -> str:
     """Identifies an adapter's weights and training run: a changed adapter means a stale merge."""
-    h = hashlib.blake2b(digest_size=16)
-    for name in (TRAINING_META, ADAPTER_CONFIG):
-        h.update((adapter / name).read_bytes())
-    for w in sorted(adapter.glob("adapter_model.*")):
-        h.update(f"{w.name}:{w.stat().st_size}".encode())
-    return h.hexdigest()
+    from indexing.runtime import fingerprint
+
+    return fingerprint(content=[adapter / TRAINING_META, adapter / ADAPTER_CONFIG],
+                       sized=sorted(adapter.glob("adapter_model.*")))
 
 
 def is_current(model_dir: Path, adapter: Path) -> bool:
@@ -67,7 +64,7 @@ def export_model(adapter: str | Path, out: str | Path, base_model: str | Path | 
                  dtype: str = "bf16", progress: bool = True) -> dict:
     """Merge `adapter` into its base and save the result to `out`; returns the metadata written."""
     from indexing import __version__
-    from indexing.runtime import quiet_libraries, utc_now
+    from indexing.runtime import quiet_libraries, torch_dtype, utc_now
     from rag.model import load_model, read_adapter, resolve_base_for
 
     adapter, out = Path(adapter), Path(out)
@@ -76,7 +73,6 @@ def export_model(adapter: str | Path, out: str | Path, base_model: str | Path | 
     ameta = read_adapter(adapter)
     base, ident = resolve_base_for(ameta, base_model, progress)
     quiet_libraries()
-    import torch
     from peft import PeftModel
 
     if progress:
@@ -87,7 +83,7 @@ def export_model(adapter: str | Path, out: str | Path, base_model: str | Path | 
     with warnings.catch_warnings():  # peft's merge calls a transformers API deprecated for v6
         warnings.simplefilter("ignore", FutureWarning)
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    model.to({"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype])
+    model.to(torch_dtype(dtype))
     from indexing.runtime import publish_folder, temp_beside
 
     tmp = temp_beside(out)

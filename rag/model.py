@@ -12,14 +12,13 @@ The cache is $PRODUCTQA_CACHE or ~/.cache/productqa. Any local Hugging Face Llam
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 
 from indexing.errors import UserError
-from indexing.runtime import cache_dir, native_bf16, pick_device
+from indexing.runtime import cache_dir, fingerprint, native_bf16, pick_device, torch_dtype
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
@@ -119,15 +118,12 @@ def base_identity(path: str | Path) -> dict:
     """Name + fingerprint of a base model folder (config, tokenizer, weight file names and sizes):
     cheap even for 8B models, and enough to tell one base from another."""
     path = Path(path)
-    h = hashlib.blake2b(digest_size=16)
-    for name in ("config.json", "tokenizer.json", "tokenizer.model"):
-        if (path / name).exists():
-            h.update((path / name).read_bytes())
-    for w in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-        h.update(f"{w.name}:{w.stat().st_size}".encode())
+    h = fingerprint(content=[path / n for n in ("config.json", "tokenizer.json", "tokenizer.model")
+                             if (path / n).exists()],
+                    sized=sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")))
     src = path / "productqa_source.json"
     name = json.loads(src.read_text())["name"] if src.exists() else path.name
-    return {"name": name, "path": str(path), "hash": h.hexdigest()}
+    return {"name": name, "path": str(path), "hash": h}
 
 
 def disable_bnb_cpu_repack(model) -> int:
@@ -160,12 +156,12 @@ def load_model(path: str | Path, four_bit: bool = True, device: str | None = Non
     device = pick_device(device)
     if dtype == "auto":
         dtype = "bf16" if device == "cuda" and native_bf16("cuda") else "fp32"
-    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
-    kwargs = {"dtype": torch_dtype}
+    weights_dtype = torch_dtype(dtype)
+    kwargs = {"dtype": weights_dtype}
     if four_bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch_dtype, bnb_4bit_quant_storage=torch_dtype if sharded else torch.uint8)
+            bnb_4bit_compute_dtype=weights_dtype, bnb_4bit_quant_storage=weights_dtype if sharded else torch.uint8)
         if not sharded:  # under a launcher each process uses its own GPU
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0)) if device == "cuda" else "cpu"}
     try:
