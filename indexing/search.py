@@ -1,4 +1,6 @@
-"""Hybrid product search: dense (FAISS) + BM25, fused by reciprocal rank.
+"""Hybrid product search: five retrievers (title vectors and description passage vectors in FAISS, BM25
+over titles and over passages, character trigrams of titles), fused by the learned ranker that the build
+trains (indexing/rank.py), or by the "route" rule for an index built without one.
 
     productqa search "What is 'Girls Ballet Tutu Neon Pink'?" --index data/index [-k 5] [--json]
     productqa search --questions questions.jsonl --index data/index --json     # {"id", "question"} lines
@@ -26,15 +28,11 @@ from indexing.errors import UserError
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.); larger = flatter
 # Titles: dense and BM25 fused by RRF, dense counting double (it is what keeps typos findable).
 WEIGHTS = {"dense": 2.0, "bm25": 1.0}
-# Titles and descriptions (benchmarks/retrieval_choices.py on the real records): "route" ranks by the
-# titles when the question's words are better covered by a candidate title than by a candidate
-# description passage (the question names a product), by the passages when the reverse holds (a
-# description is quoted or paraphrased), and on a tie (a title repeated in its description) by the
-# side with the higher best cosine. Passages rank by their BM25 first (a description's own words find
-# it; 128-token passage vectors are too coarse for a phrase), then by what only their vectors found.
-# Rank-fusing all four retrievers ("rrf", kept for the comparison) let a title that shares one word
-# outrank the described product: hit@1 fell to ~0.7 on named questions. Routing by cosine alone sent
-# ~13% of describing questions to the titles.
+# The rule for indexes without a learned ranker (chosen in benchmarks/retrieval_choices.py; the variants
+# it was measured against, and why they lost, are in docs/design.md): "route" ranks by the titles when
+# the question's words are better covered by a candidate title than by a candidate description passage
+# (the question names a product), by the passages when the reverse holds, and on a tie by the side with
+# the higher best cosine. Passages rank by their BM25 first, then by what only their vectors found.
 FUSION = "route"
 RRF_WEIGHTS = {"dense": 2.0, "bm25": 1.0, "dense_passage": 1.0, "bm25_passage": 1.0}
 ABSTAIN_SCORE = "cosine+coverage"  # what meta.json's abstain thresholds are on (Hit.evidence)
