@@ -38,7 +38,15 @@ def live_rows(parts: list, tombstones: np.ndarray):
         n += int(alive.sum())
         rows.append(r)
         keep.append(df[alive])
-    return pd.concat(keep, ignore_index=True), rows
+    return contiguous(pd.concat(keep, ignore_index=True)), rows
+
+
+def contiguous(df):
+    """`df` with every column in one Arrow chunk (pd.concat chains the parts' chunks: see
+    store._read_table for why search needs one)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(df, preserve_index=False).combine_chunks().to_pandas()
 
 
 def merge_faiss(base, deltas: list, dead_ids: np.ndarray):

@@ -382,7 +382,9 @@ class Index:
         """The learned fusion's features of one question's candidates (indexing.rank.features)."""
         from indexing.rank import features
 
-        return features(c, self.docs["title"].to_numpy()[c.rows].tolist())
+        # .take of the rows, not .to_numpy()[rows]: with pandas' arrow strings to_numpy() builds every title
+        # of the catalog as a Python object (190 ms a question at 1.37M products)
+        return features(c, self.docs["title"].take(c.rows).tolist())
 
     def _hit(self, c: Candidates, row: int, pos: int, described: bool | None) -> Hit:
         """Hit for product `row` at rank `pos`. `described`: whether the rule ranked by descriptions; None

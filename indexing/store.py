@@ -391,7 +391,9 @@ def _read_table(path: Path, rows: int, what: str):
     import pyarrow.parquet as pq
 
     try:
-        df = pq.read_table(path).to_pandas()
+        # one chunk a column: pandas' take/iloc on a chunked Arrow column concatenates the whole column
+        # first (looking up 60 products took 340 ms at 1.37M products in 11 chunks, 0.5 ms in one)
+        df = pq.read_table(path).combine_chunks().to_pandas()
     except Exception as e:
         raise UserError(f"{path}: corrupt ({type(e).__name__}: {e})") from None
     if len(df) != rows:

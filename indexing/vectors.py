@@ -5,17 +5,22 @@
     index, info = make_faiss_parts(parts, n, d)            # parts(): yields (X, ids) chunks, e.g. shards on disk
 
 The index type follows the size: exact search (IndexFlatIP) up to FLAT_MAX vectors; above that an
-inverted-file index (IVF-Flat) whose nprobe was chosen in benchmarks/search.py for recall@10 >= 0.95
-against exact search. IVF (unlike HNSW) supports removing vectors and runs on GPU faiss, and the same
+inverted-file index (IVF-Flat) whose lists and probes were chosen at full size (benchmarks/ann_full.py,
+below). IVF (unlike HNSW) supports removing vectors and runs on GPU faiss, and the same
 file loads on CPU and GPU. Vectors are added part by part, so a build never holds two copies.
 """
 
 from __future__ import annotations
 
 FLAT_MAX = 200_000  # up to this many vectors, exact search is fast enough (< 20 ms a query here)
-# Lists visited per query. benchmarks/search.py at 1.4M synthetic vectors: the smallest nprobe meeting
-# recall@10 >= 0.95 on the harder data shape is 32 (0.96); 64 gives >= 0.986 for ~6-9 ms a query.
-IVF_NPROBE = 64
+# Lists: ~4 sqrt(n), visited: nlist / 16 (at least IVF_NPROBE). benchmarks/ann_full.py on the full
+# catalog's vectors (1.37M titles, 2.2M passages), one question at a time: 4x the lists at 4x the probes
+# scans as many vectors for better recall in a third of the time (titles: nlist 4,096 / nprobe 256 recall@10
+# 0.870 in 6.0 ms; nlist 1,024 / nprobe 64, the rule before: 0.836 in 18.2 ms; passages: 8,192 / 512
+# 0.924 in 14.9 ms against 2,048 / 64 0.798 in 19.8 ms), for a longer k-means (110 s / 263 s at full size).
+LISTS_PER_SQRT = 4
+PROBE_SHARE = 16
+IVF_NPROBE = 64  # benchmarks/search.py at 1.4M synthetic vectors: recall@10 >= 0.986 at nlist 1,024
 
 
 def gpu_available() -> bool:
@@ -43,7 +48,7 @@ def make_faiss_parts(parts, n: int, d: int, index_type: str = "auto"):
         for X, ids in parts():
             index.add_with_ids(np.ascontiguousarray(X, dtype=np.float32), np.asarray(ids, dtype=np.int64))
         return index, {"index_type": "flat"}
-    nlist = int(2 ** round(np.log2(max(np.sqrt(n), 16))))  # ~sqrt(n) lists, 1024 at 1.4M: k-means stays cheap on CPU
+    nlist = int(2 ** round(np.log2(max(LISTS_PER_SQRT * np.sqrt(n), 16))))  # 4,096 at 1.37M, 8,192 at 2.2M
     nlist = min(nlist, max(1, n // 39))  # faiss wants >= 39 training points per list
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(0)
@@ -58,7 +63,7 @@ def make_faiss_parts(parts, n: int, d: int, index_type: str = "auto"):
         target.add_with_ids(np.ascontiguousarray(X, dtype=np.float32), np.asarray(ids, dtype=np.int64))
     if target is not index:
         index = faiss.index_gpu_to_cpu(target)
-    return index, {"index_type": "ivf", "nlist": nlist, "nprobe": min(IVF_NPROBE, nlist)}
+    return index, {"index_type": "ivf", "nlist": nlist, "nprobe": min(nlist, max(IVF_NPROBE, nlist // PROBE_SHARE))}
 
 
 def set_nprobe(index, info: dict) -> None:
@@ -66,7 +71,11 @@ def set_nprobe(index, info: dict) -> None:
     if info.get("index_type") == "ivf":
         import faiss
 
-        faiss.extract_index_ivf(index).nprobe = info["nprobe"]
+        ivf = faiss.extract_index_ivf(index)
+        ivf.nprobe = info["nprobe"]
+        # serving asks one question at a time: share its probed lists among the threads (faiss's default
+        # shares the queries, leaving all but one core idle; ann_full.py: 18.2 -> 14.7 ms at nprobe 64)
+        ivf.parallel_mode = 1
 
 
 def to_gpu(index):

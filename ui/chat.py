@@ -92,8 +92,8 @@ def source_messages(hits: list, abstained: bool, cited: int | None = None) -> li
 def example_questions(index, n: int = 2) -> list[str]:
     """Questions about products that are in this index (English and Portuguese), a follow-up, and one
     about a product that is not."""
-    titles = index.docs["title"].tolist()
-    picks = [titles[i * len(titles) // n] for i in range(n)] if titles else ["Mog's Kittens"]
+    titles, m = index.docs["title"], len(index.docs)
+    picks = [titles.iloc[i * m // n] for i in range(n)] if m else ["Mog's Kittens"]
     return [f"What is '{picks[0]}'?",
             f"Qual é a descrição deste produto: {picks[-1]}?",
             "And what is it about?",

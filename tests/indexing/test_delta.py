@@ -98,6 +98,11 @@ def test_search_over_deltas_equals_a_rebuild_dense_and_close_on_bm25(updated, re
     a, b = load_index(root), load_index(rebuilt)
     assert sorted(a.docs.uid) == sorted(b.docs.uid) and len(a.passages) == len(b.passages)
     assert set(removed).isdisjoint(a.docs.uid)
+    import pyarrow as pa
+
+    # base + delta merged into one Arrow chunk a column: a lookup on a chunked column concatenates it first
+    for df in (a.docs, a.passages):
+        assert {c.num_chunks for c in pa.Table.from_pandas(df).columns} == {1}
     questions = [f"What is '{t}'?" for t in a.docs.title] + [n["content"] for n in NEW] + ["a whistling kettle"]
     A, B = a.retrieve_many(questions, k=5, mode="dense"), b.retrieve_many(questions, k=5, mode="dense")
     swaps = 0
