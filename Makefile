@@ -76,7 +76,7 @@ bench: install
 
 # The documentation site (mkdocs.yml, docs/): --strict fails on any warning (a broken link or anchor).
 docs: install
-	$(BIN)/python -m mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 # Re-resolve both lock files to the newest releases within pyproject.toml's bounds (pip-compile, from
 # the dev extra); the next `make` installs them, and `make test` says whether they work.

@@ -128,7 +128,8 @@ def main() -> None:
     lines = [f"`python benchmarks/ann_full.py --index {args.index} --queries {n}`: {len(idx):,} products, "
              f"{len(qs)} questions (naming and describing), one at a time, recall@10 against exact search; "
              "this machine, nothing else running.", "",
-             "| vectors | index | setting | recall@10 | p50 ms | p95 ms | build s |", "|---|---|---|---:|---:|---:|---:|"]
+             "| vectors | index | setting | recall@10 | p50 ms | p95 ms | build s |",
+             "|---|---|---|---:|---:|---:|---:|"]
     lines += [f"| {a} | {b} | {c} | {r:.3f} | {p50:.2f} | {p95:.2f} | {'' if s is None else f'{s:,.0f}'} |"
               for a, b, c, r, p50, p95, s in rows]
     write_result("ann_full.md", "\n".join(lines))

@@ -165,6 +165,8 @@ class ChatSession:
                 body += "\n\n_the sentence of the catalog's description that says so, highlighted_"
             elif final.origin == "not_stated":
                 body += "\n\n_the product is in the catalog; its description does not hold this detail_"
+            elif final.origin == "catalog" and final.picked_by == "retrieval":
+                body += "\n\n_the catalog's description of the best match: search was sure, no model call_"
             elif final.origin == "catalog":
                 body += "\n\n_the catalog's description of the product the model picked_"
             if final.origin == "fallback" and final.mode == "read":  # answered by the rule reader instead

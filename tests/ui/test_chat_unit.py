@@ -17,9 +17,9 @@ class FakeQA:
 
     threshold = 0.1
 
-    def __init__(self, docs, fail=False, origin="generated"):
+    def __init__(self, docs, fail=False, origin="generated", picked_by=None):
         self.index = FakeIndex(docs)
-        self.fail, self.origin = fail, origin
+        self.fail, self.origin, self.picked_by = fail, origin, picked_by
         self.calls = []
 
     @property
@@ -44,7 +44,7 @@ class FakeQA:
         for w in hits[0].content.split():
             yield w + " "
         yield Answer(question, hits[0].content, hits, latency_ms=5.0, first_token_ms=1.0, cited=1, origin=self.origin,
-                     fallback_reason="citation only" if self.origin == "fallback" else None)
+                     fallback_reason="citation only" if self.origin == "fallback" else None, picked_by=self.picked_by)
 
 
 @pytest.fixture
@@ -90,10 +90,13 @@ def test_answer_then_collapsed_escaped_sources(docs):
     assert last.uid == "u3"
 
 
-@pytest.mark.parametrize("origin, label", [("generated", None), ("catalog", "the catalog's description of the product"),
-                                           ("fallback", "the model's answer was citation only")])
-def test_where_the_answer_comes_from_is_labelled(docs, origin, label):
-    _, (messages, _) = run(ChatSession(FakeQA(docs, origin=origin)), "What is 'Mog's Kittens'?", [])
+@pytest.mark.parametrize("origin, picked_by, label", [
+    ("generated", None, None), ("catalog", "model", "the catalog's description of the product the model picked"),
+    ("catalog", "retrieval", "the catalog's description of the best match: search was sure, no model call"),
+    ("fallback", None, "the model's answer was citation only")])
+def test_where_the_answer_comes_from_is_labelled(docs, origin, picked_by, label):
+    qa = FakeQA(docs, origin=origin, picked_by=picked_by)
+    _, (messages, _) = run(ChatSession(qa), "What is 'Mog's Kittens'?", [])
     answer = messages[1]["content"]
     assert "A board book about kittens." in answer
     if label:
