@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ART ?= artifacts/demo
 
-.PHONY: install vllm browser demo test bench docs lint upgrade clean
+.PHONY: install vllm browser demo test test-long bench docs lint upgrade clean
 
 # Installs are reproducible: requirements/lock.txt holds every package at the version the tests
 # passed with (pip-compile output), installed without resolving (pip --no-deps), then the
@@ -62,6 +62,11 @@ browser:
 test: install browser
 	@$(MAKE) --no-print-directory vllm || echo "vLLM could not be installed: its tests will be skipped"
 	$(BIN)/python -m pytest -q --durations=25
+
+# the tests marked long too (a longer run of paths `make test` covers: tests/conftest.py)
+test-long: install browser
+	@$(MAKE) --no-print-directory vllm || echo "vLLM could not be installed: its tests will be skipped"
+	$(BIN)/python -m pytest -q --durations=25 --long
 
 bench: install
 	$(BIN)/python benchmarks/prepare.py

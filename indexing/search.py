@@ -73,6 +73,17 @@ class Hit:
                 "passage": self.passage, "fused": None if self.fused is None else round(self.fused, 4)}
 
 
+def abstains(hits, threshold: float, score=None) -> bool:
+    """The one "not in the catalog" rule: no product close enough, the best hit's `score` (default
+    `Hit.evidence`: cosine + word coverage) below `threshold` (no hits: always). `Index.abstains` applies it
+    with the index's calibrated thresholds (indexing/calibrate.py); answering, the chat and the evaluations
+    ask the index."""
+    if not hits:
+        return True
+    score = score or (lambda h: h.evidence)
+    return max(score(h) for h in hits) < threshold
+
+
 @lru_cache(maxsize=1)
 def _template_patterns():
     from indexing.questions import TEMPLATES
@@ -492,6 +503,10 @@ class Index:
         if hits and hits[0].match == "description":
             return self.meta.get("abstain_threshold_described", named)
         return named
+
+    def abstains(self, hits: list[Hit]) -> bool:
+        """Are these hits "not in the catalog"? (`abstains` with this index's threshold and support)"""
+        return abstains(hits, self.threshold_for(hits), self.support)
 
     def retrieve(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """Top-k products for one question (see retrieve_many)."""

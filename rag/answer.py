@@ -137,15 +137,6 @@ def loops(text: str, n: int = 3, times: int = 3) -> bool:
     return bool(grams) and max(grams.values()) >= times
 
 
-def should_abstain(hits, threshold: float, score=None) -> bool:
-    """No product close enough: the best hit's `score` (default `Hit.evidence`: cosine + word coverage)
-    is below the calibrated threshold (no sources: always)."""
-    if not hits:
-        return True
-    score = score or (lambda h: h.evidence)
-    return max(score(h) for h in hits) < threshold
-
-
 def limits(max_new_tokens: int, temperature: float, mode: str) -> tuple[int, float, list[str]]:
     """(new tokens, temperature, stop strings) for an answer mode, whichever engine generates: a verbatim
     pick is greedy, at most PICK_TOKENS, and stops at "]"; a generated answer stops at the next
@@ -419,9 +410,8 @@ class Answerer:
         return (index or self.serving).retrieve_many(questions, k=k)
 
     def should_abstain(self, hits, index=None) -> bool:
-        """Below the index's calibrated threshold for these hits (found by title or by description)."""
-        index = index or self.serving
-        return should_abstain(hits, index.threshold_for(hits), index.support)
+        """The serving index's (or `index`'s) decision for these hits (indexing.search.Index.abstains)."""
+        return (index or self.serving).abstains(hits)
 
     def _gen_kwargs(self, max_new_tokens: int, temperature: float, mode: str = "generate") -> dict:
         max_new_tokens, temperature, stop = limits(max_new_tokens, temperature, mode)

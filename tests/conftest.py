@@ -8,6 +8,21 @@ from pathlib import Path
 
 import pytest
 
+
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true", help="also run the tests marked long (make test-long)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `long` re-run, at length, a path that faster tests cover: they keep `make test` under its
+    35 minutes on two cores and run with --long (PRODUCTQA_LONG_TESTS=1 too)."""
+    if config.getoption("--long") or os.environ.get("PRODUCTQA_LONG_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="long run of a path faster tests cover: make test-long runs it")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_RAW = ROOT / "indexing" / "demo" / "demo_trn.jsonl"
 SHARED = Path(os.environ.get("PRODUCTQA_SHARED", ROOT.parent / "shared")) / "data" / "amazontitles"
@@ -103,6 +118,11 @@ class FakeIndex:
 
     def sure(self, hits) -> bool:  # Index.sure: never, without a learned fusion
         return False
+
+    def abstains(self, hits) -> bool:  # Index.abstains: the real rule, on the fake scores
+        from indexing.search import abstains
+
+        return abstains(hits, self.threshold_for(hits), self.support)
 
     def retrieve_many(self, questions, k=5, mode="hybrid"):
         from indexing.search import Hit

@@ -68,6 +68,7 @@ def test_two_process_ddp_tiny_llama_4bit_then_resume(demo_catalog, demo_index, t
 
 
 @pytest.mark.slow
+@pytest.mark.long  # 230 s; two processes are covered by the tiny-Llama run, SmolLM2 4-bit by test_train
 def test_two_process_ddp_smollm2_4bit_loss_decreases(demo_catalog, demo_index, smollm2_path, tmp_path):
     out = tmp_path / "adapter"
     r = ddp_finetune(demo_catalog, demo_index, smollm2_path, out, "--max-steps", "12", "--eval-steps", "6",

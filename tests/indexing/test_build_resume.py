@@ -43,14 +43,14 @@ def files(folder: Path) -> dict[str, bytes]:
 def straight(demo_catalog, tmp_path_factory):
     """The demo catalog built in one go."""
     out = tmp_path_factory.mktemp("straight") / "index"
-    build_index(BuildConfig(catalog=str(demo_catalog), out=str(out), shard_size=SHARD, progress=False))
+    build_index(BuildConfig(catalog=str(demo_catalog), out=str(out), shard_size=SHARD, ranker=False, progress=False))
     return out
 
 
 def test_sigkill_mid_build_then_resume_gives_the_same_index(demo_catalog, straight, tmp_path):
     out = tmp_path / "index"
     cmd = [sys.executable, "-m", "ui.cli", "index", "build", "--catalog", str(demo_catalog), "--out", str(out),
-           "--shard-size", str(SHARD), "--quiet"]
+           "--shard-size", str(SHARD), "--fusion", "rule", "--quiet"]
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     manifest = build_folder(out) / "manifest.jsonl"
     deadline = time.time() + 180
@@ -92,7 +92,8 @@ def interrupted_build(catalog, out, monkeypatch, after: int = 4, **kw):
 
     monkeypatch.setattr(store.Shards, "write", write_then_stop)
     with pytest.raises(Interrupt):
-        build_index(BuildConfig(catalog=str(catalog), out=str(out), shard_size=SHARD, progress=False, **kw))
+        build_index(BuildConfig(catalog=str(catalog), out=str(out), shard_size=SHARD, ranker=False, progress=False,
+                                **kw))
     monkeypatch.setattr(store.Shards, "write", write)
 
 
@@ -104,7 +105,7 @@ def test_a_corrupt_shard_is_reported_and_embedded_again(demo_catalog, straight, 
     data[-5] ^= 0xFF  # same size, other bytes: only the checksum can tell
     shard.write_bytes(bytes(data))
     (build_folder(out) / "shards" / "00002.titles.npy").write_bytes(b"")  # truncated
-    build_index(BuildConfig(catalog=str(demo_catalog), out=str(out), shard_size=SHARD, progress=False))
+    build_index(BuildConfig(catalog=str(demo_catalog), out=str(out), shard_size=SHARD, ranker=False, progress=False))
     said = capsys.readouterr().out
     assert "shard 1: 00001.passages.npy corrupt or truncated" in said
     assert "shard 2: 00002.titles.npy corrupt or truncated" in said
@@ -115,8 +116,8 @@ def test_resuming_with_other_settings_is_refused(demo_catalog, tmp_path, monkeyp
     out = tmp_path / "index"
     interrupted_build(demo_catalog, out, monkeypatch, after=2)
     with pytest.raises(UserError, match=r"other settings \(passage_tokens differ\).*--fresh"):
-        build_index(BuildConfig(catalog=str(demo_catalog), out=str(out), shard_size=SHARD, passage_tokens=64,
-                                progress=False))
-    meta = build_index(BuildConfig(catalog=str(demo_catalog), out=str(out), shard_size=SHARD, passage_tokens=64,
-                                   fresh=True, progress=False))
+        build_index(BuildConfig(catalog=str(demo_catalog), out=str(out), shard_size=SHARD, ranker=False,
+                                passage_tokens=64, progress=False))
+    meta = build_index(BuildConfig(catalog=str(demo_catalog), out=str(out), shard_size=SHARD, ranker=False,
+                                   passage_tokens=64, fresh=True, progress=False))
     assert meta["passages"]["max_tokens"] == 64 and meta["build"]["resumed_shards"] == 0

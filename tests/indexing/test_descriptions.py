@@ -139,7 +139,6 @@ def test_real_records_abstention_on_questions_calibration_never_saw(real_index):
     from indexing.calibrate import invented_descriptions, invented_titles
     from indexing.evaluate import DESCRIBING, NAMING, all_questions, held_out
     from indexing.questions import HELD_OUT_FRAMES_EN, HELD_OUT_FRAMES_PT, make_question
-    from rag.answer import should_abstain
 
     idx, _ = real_index
     cal = idx.meta["calibration"]
@@ -147,8 +146,7 @@ def test_real_records_abstention_on_questions_calibration_never_saw(real_index):
     assert cal["correct_abstain_rate"] >= 0.98 and cal["correct_abstain_rate_described"] >= 0.98, cal
 
     def refused(questions):
-        return np.asarray([should_abstain(h, idx.threshold_for(h), idx.support)
-                           for h in idx.retrieve_many(questions, k=3)])
+        return np.asarray([idx.abstains(h) for h in idx.retrieve_many(questions, k=3)])
 
     rows = all_questions(held_out(idx.docs), 500, seed=7)
     real = refused([r["question"] for r in rows])

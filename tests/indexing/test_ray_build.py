@@ -29,13 +29,14 @@ def test_ray_engine_matches_the_default_path(demo_catalog, tmp_path):
         pytest.skip(f"cannot make a network namespace here ({probe.stderr.strip()[:120]})")
     ray_out, local_out, listeners = tmp_path / "ray", tmp_path / "local", tmp_path / "listeners.txt"
     script = (f"ip link set lo up && {sys.executable} -m ui.cli index build --catalog {demo_catalog} "
-              f"--out {ray_out} --engine ray --shard-size 64 --quiet & pid=$!; "
+              f"--out {ray_out} --engine ray --shard-size 64 --fusion rule --quiet & pid=$!; "
               f"while kill -0 $pid 2>/dev/null; do ss -ltnH >> {listeners}; sleep 0.5; done; wait $pid")
     env = {**os.environ, "HOME": str(tmp_path)}  # whatever Ray writes under ~ stays in the test's folder
     r = subprocess.run(["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
                        timeout=600, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    build_index(BuildConfig(catalog=str(demo_catalog), out=str(local_out), shard_size=64, progress=False))
+    # no learned fusion in either (--fusion rule): what is compared is what the engines embed
+    build_index(BuildConfig(catalog=str(demo_catalog), out=str(local_out), shard_size=64, ranker=False, progress=False))
     a, b = load_index(ray_out), load_index(local_out)
     assert a.meta["build"]["engine"] == "ray" and b.meta["build"]["engine"] == "local"
     assert a.docs["uid"].tolist() == b.docs["uid"].tolist()

@@ -112,11 +112,11 @@ def test_read_mode_not_stated_keeps_the_product_and_the_language():
 
 
 def test_abstain_threshold():
-    from rag.answer import should_abstain
+    from indexing.search import abstains
 
-    assert should_abstain([], 0.46)  # no sources: never an answer
-    assert should_abstain([hit(0.30), hit(0.45)], 0.46)
-    assert not should_abstain([hit(0.30), hit(0.47)], 0.46)
+    assert abstains([], 0.46)  # no sources: never an answer
+    assert abstains([hit(0.30), hit(0.45)], 0.46)
+    assert not abstains([hit(0.30), hit(0.47)], 0.46)
 
 
 def test_answer_mode_follows_the_question():

@@ -151,9 +151,10 @@ def test_each_concurrent_request_gets_its_own_answer(server):
     assert all(o.startswith(p) for o, p in zip(out, prompts))
 
 
-def test_engines_agree_and_ask_answers_through_the_server(server, remote_qa, local_qa, demo_index):
+@pytest.mark.long  # 100+ s of the embedded engine generating; benchmarks/engine_parity.py measures the same
+def test_engines_agree(server, remote_qa, local_qa, demo_index):
     """Greedy answers of the embedded engine (transformers, bf16 merged) and of vLLM (bf16) on demo
-    questions, in both answer modes; and `productqa ask --llm-url` prints the same answer."""
+    questions, in both answer modes."""
     qs = demo_questions(demo_index, 8)
     same = {}
     for mode in ("verbatim", "generate"):
@@ -162,6 +163,11 @@ def test_engines_agree_and_ask_answers_through_the_server(server, remote_qa, loc
         same[mode] = sum(x == y for x, y in zip(a, b))
     assert same["verbatim"] == len(qs), same
     assert same["generate"] >= len(qs) - 2, same  # bf16 kernels differ; measured: docs/results.md
+
+
+def test_ask_answers_through_the_server_with_the_key_only(server, remote_qa, demo_index):
+    """`productqa ask --llm-url` prints the answer the server gives; a wrong key is a one-line refusal."""
+    qs = demo_questions(demo_index, 1)
     out = subprocess.run([sys.executable, "-m", "ui.cli", "ask", qs[0], "--index", str(demo_index), "--llm-url",
                           server.url, "--api-key", KEY, "--json", "--answer-mode", "generate"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from rag.answer import Answer, should_abstain
+from indexing.search import abstains
+from rag.answer import Answer
 from rag.prompt import NOT_IN_CATALOG
 from tests.conftest import FakeIndex
 from ui.chat import EMPTY_REPLY, ERROR_REPLY, ChatSession, escape_md, is_followup, parse_auth
@@ -30,7 +31,7 @@ class FakeQA:
         return (index or self.index).retrieve_many(questions, k=k)
 
     def should_abstain(self, hits, index=None):  # the real rule, on the fake index's word-overlap scores
-        return should_abstain(hits, self.threshold, score=lambda h: h.dense_score or 0)
+        return abstains(hits, self.threshold, score=lambda h: h.dense_score or 0)
 
     def stream(self, question, k=3, max_new_tokens=320, temperature=0.0, use_retrieval=True, hits=None,
                use_adapter=True, index=None):
