@@ -113,10 +113,17 @@ def main() -> None:
     args = ap.parse_args()
 
     from indexing.embed import embed
+    from indexing.errors import UserError
     from indexing.questions import make_description_questions, make_eval_questions
     from indexing.search import focus, load_index
 
-    idx = load_index(args.index)
+    try:
+        idx = load_index(args.index)
+    except UserError as e:  # no index there (benchmarks/full_scale.py builds it): one line, not a traceback
+        raise SystemExit(f"ann_full.py: {e}") from None
+    if idx.meta.get("index_type") != "ivf":
+        raise SystemExit(f"ann_full.py: {args.index}: its titles are not an IVF index (a catalog over "
+                         f"{200_000:,} products has one); build the full catalog with benchmarks/full_scale.py")
     n = args.queries
     qs = [q["question"] for q in make_eval_questions(idx.docs, n // 2, seed=11)][: n // 2]
     qs += [q["question"] for q in make_description_questions(idx.docs, n, seed=11)][: n - len(qs)]
