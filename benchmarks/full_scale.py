@@ -35,7 +35,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-FULL_PRODUCTS = 1_370_282  # what `productqa prepare` keeps of the full synthetic trn.json (generator v1)
 FAST = "--title-encoder minilm-int8 --passage-encoder static --passage-split chars"
 
 
