@@ -106,7 +106,7 @@ def main() -> None:
                                        if args.adapter else " (base)")
     cmd = " ".join(sys.argv[1:])
     engine = (f"vLLM server at {args.llm_url}" if args.llm_url else "vLLM (bf16; server started here in "
-              f"{load_s:.0f} s with the index)" if qa.engine == "vllm" else f"transformers, {qa.dtype}")
+              f"{load_s:.0f} s with the index)" if qa.engine == "vllm" else f"transformers, {qa.llm.dtype}")
     lines = [f"{model}, {engine} on CPU (2 cores), answer mode {qa.mode}, index {index}, {len(questions)} "
              f"questions{' from ' + args.questions if args.questions else ''}, greedy, RSS after the run {rss:,.0f} MB "
              "(this process and its server), at most "

@@ -49,18 +49,23 @@ class Linear:
 
 
 def quality(idx, questions) -> list[tuple[str, dict]]:
+    from retrieval_choices import Ranked, rrf_all
+
     from indexing.evaluate import evaluate_retrieval
     from indexing.rank import RankerConfig, hit_at_1, training_data
 
     data = training_data(idx, RankerConfig())
     shipped = idx.ranker
     rows = []
+    # fusion: the index's own ("route": the rule, "learned": `ranker`), or a ranking of the candidates that
+    # only the benchmarks try (benchmarks/retrieval_choices.py), searched through `Ranked`
     for name, fusion, ranker in (("rule: route by word coverage (0.2)", "route", None),
-                                 ("RRF of all retrievers", "rrf", None),
+                                 ("RRF of all retrievers", rrf_all(), None),
                                  ("learned: logistic regression", "learned", Linear(data)),
                                  ("learned: LightGBM LambdaMART (shipped)", "learned", shipped)):
-        idx.fusion, idx.ranker = fusion, ranker or shipped
-        per = evaluate_retrieval(idx, questions)["hybrid"]
+        own = isinstance(fusion, str)
+        idx.fusion, idx.ranker = fusion if own else "route", ranker or shipped
+        per = evaluate_retrieval(idx if own else Ranked(idx, fusion), questions)["hybrid"]
         per["validation"] = hit_at_1(idx.ranker.score, data, data["val"]) if ranker else None
         rows.append((name, per))
     idx.fusion, idx.ranker = "learned", shipped

@@ -48,9 +48,10 @@ import json
 import os
 import random
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from finetune.flags import add_fields, given, option
 from indexing.errors import UserError
 
 TRAIN, VAL, META = "train.jsonl", "val.jsonl", "examples.json"
@@ -61,18 +62,32 @@ FORMAT = 2
 
 @dataclass
 class ExampleConfig:
-    k: int = 3  # products in each prompt's context (same as `productqa ask -k 3`)
-    p_distractor_only: float = 0.2  # share of examples without the right product -> "not in the catalog"
-    p_not_first: float = 0.3  # share of oracle examples where the right product is not ranked first
-    questions_per_product: int = 1  # phrasings per product
-    val_fraction: float = 0.1  # products held out for validation (and answer evaluation)
-    seed: int = 3407  # everything random: phrasings, the example mix, the sample (and training's shuffling, LoRA init)
-    max_products: int | None = None  # the first N catalog products only
-    sample: int | None = None  # N products drawn at random, stratified by description length
-    chunk_size: int = 2048  # products per written chunk (the unit a resumed run restarts from)
-    p_detail: float = 0.5  # share of questions about one detail (where the description states one)
-    p_not_stated: float = 0.25  # share of detail questions about a detail the description lacks
-    hold_out: str | None = None  # JSON list of questions naming products ("title"): kept out of training
+    """Which products, and how their examples are made. Each field is a flag of `productqa examples` and
+    `productqa finetune` (finetune/flags.py: the help and default shown come from here)."""
+
+    max_products: int | None = option(None, "the first N catalog products only", metavar="N",
+                                      group="examples", exclusive="products")
+    sample: int | None = option(None, "N products at random (seeded), stratified by description length",
+                                metavar="N", group="examples", exclusive="products")
+    # products in each prompt's context (same as `productqa ask -k 3`)
+    k: int = option(3, "retrieved products per prompt", group="examples")
+    # examples without the right product -> "not in the catalog"
+    p_distractor_only: float = option(0.2, "share of 'not in the catalog' examples", group="examples")
+    p_not_first: float = option(0.3, "share of examples with the right product not first", group="examples")
+    questions_per_product: int = option(1, "phrasings per product", group="examples")
+    # products held out for validation (and answer evaluation)
+    val_fraction: float = option(0.1, "share of products held out for validation", group="examples")
+    # everything random: phrasings, the example mix, the sample (and training's shuffling, LoRA init)
+    seed: int = option(3407, "seed of questions, example mix, sample; in training also shuffling, LoRA init",
+                       metavar="N", group="hyper")
+    chunk_size: int = option(2048, "products per written chunk, the unit a rerun resumes from", group="examples")
+    # of the products whose description states a detail of a known kind
+    p_detail: float = option(0.5, "share of questions about one detail of the product", group="examples")
+    p_not_stated: float = option(0.25, "share of detail questions about a detail the description lacks",
+                                 group="examples")
+    hold_out: str | None = option(None, "JSON list of questions naming products by \"title\" (e.g. `eval answers "
+                                  "--detail`'s fixture): those products get no training example",
+                                  metavar="FILE", group="examples")
 
 
 def is_validation(uid: str, val_fraction: float = 0.1) -> bool:
@@ -271,11 +286,21 @@ def write_examples(catalog, index, out, cfg: ExampleConfig | None = None, fresh:
     `on_chunk(chunks_done)` is called after each chunk is safely written."""
     if cfg is None:
         cfg = ExampleConfig()
-    import orjson
-    from tqdm import tqdm
+    _check_choice(cfg)
+    out = Path(out)
+    meta = _open_folder(out, settings(catalog, index, cfg), fresh)
+    if meta.get("finished"):
+        return meta
+    from indexing.search import load_index
 
-    from indexing.runtime import utc_now
+    idx = load_index(index)
+    indexed = set(idx.docs["uid"])
+    _write_chunks(catalog, index, idx, indexed, out, meta, cfg, progress, on_chunk)
+    return _finish(catalog, out, meta, indexed)
 
+
+def _check_choice(cfg: ExampleConfig) -> None:
+    """The settings mistakes that can be caught before reading anything."""
     if cfg.chunk_size < 1:
         raise UserError("--chunk-size must be >= 1")
     if cfg.max_products is not None and cfg.sample is not None:
@@ -283,8 +308,13 @@ def write_examples(catalog, index, out, cfg: ExampleConfig | None = None, fresh:
     for name, v in (("--max-products", cfg.max_products), ("--sample", cfg.sample)):
         if v is not None and v < 1:
             raise UserError(f"{name} must be >= 1")
-    out = Path(out)
-    want = settings(catalog, index, cfg)
+
+
+def _open_folder(out: Path, want: dict, fresh: bool) -> dict:
+    """examples.json of `out`: a finished one made with the settings `want`, or an unfinished one whose
+    files are cut back to its last finished chunk, or a new one (with empty files)."""
+    from indexing.runtime import utc_now
+
     meta = None
     if (out / META).exists() and not fresh:
         meta = read_examples_meta(out)
@@ -306,13 +336,16 @@ def write_examples(catalog, index, out, cfg: ExampleConfig | None = None, fresh:
     for name in (TRAIN, VAL):  # drop lines written after the last recorded chunk (a crash mid-chunk)
         with open(out / name, "r+b") as f:
             f.truncate(meta["bytes"][name])
+    return meta
 
+
+def _write_chunks(catalog, index, idx, indexed: set, out: Path, meta: dict, cfg: ExampleConfig, progress: bool,
+                  on_chunk) -> None:
+    """Append the examples of the chosen products not done yet, `chunk_size` products at a time,
+    recording each finished chunk in `meta` (and examples.json)."""
+    import orjson
     import pandas as pd
-
-    from indexing.search import load_index
-
-    idx = load_index(index)
-    indexed = set(idx.docs["uid"])
+    from tqdm import tqdm
 
     total = count_chosen(catalog, cfg)
     bar = tqdm(total=total, initial=meta["products_done"], desc="examples", unit="product", disable=not progress)
@@ -345,12 +378,17 @@ def write_examples(catalog, index, out, cfg: ExampleConfig | None = None, fresh:
         for f in files.values():
             f.close()
         bar.close()
+
+
+def _finish(catalog, out: Path, meta: dict, indexed: set) -> dict:
+    """Mark the folder finished: counts, fingerprint of both files, version (examples.json)."""
+    from indexing import __version__
+    from indexing.runtime import utc_now
+
     if meta["products_done"] == 0:
         raise UserError(f"{catalog}: no products chosen (empty catalog?)")
     meta.update(_summary(out, indexed))
     meta.update(finished=True, fingerprint=files_fingerprint(out), created=utc_now())
-    from indexing import __version__
-
     meta["productqa_version"] = __version__
     _write_meta(out, meta)
     return meta
@@ -389,36 +427,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder: retrieves each example's context")
     p.add_argument("--out", required=True, metavar="DIR", help="examples folder to write (or to continue)")
     add_example_arguments(p)
-    p.add_argument("--seed", type=int, metavar="N", help="question / mixing / sampling seed (3407)")
+    add_fields(p, ExampleConfig, "hyper")  # --seed
     p.add_argument("--fresh", action="store_true", help="discard examples already in --out and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_example_arguments(p: argparse.ArgumentParser) -> None:
-    """The ExampleConfig flags (shared with `productqa finetune`)."""
-    g = p.add_argument_group("training examples")
-    pick = g.add_mutually_exclusive_group()
-    pick.add_argument("--max-products", type=int, metavar="N", help="the first N catalog products only")
-    pick.add_argument("--sample", type=int, metavar="N",
-                      help="N products at random (seeded), stratified by description length")
-    for name, typ, help_ in [
-        ("k", int, "retrieved products per prompt (3)"),
-        ("p-distractor-only", float, "share of 'not in the catalog' examples (0.2)"),
-        ("p-not-first", float, "share of examples with the right product not first (0.3)"),
-        ("questions-per-product", int, "phrasings per product (1)"),
-        ("val-fraction", float, "share of products held out for validation (0.1)"),
-        ("chunk-size", int, "products per written chunk, the unit a rerun resumes from (2048)"),
-        ("p-detail", float, "share of questions about one detail of the product (0.5)"),
-        ("p-not-stated", float, "share of detail questions about a detail the description lacks (0.25)"),
-    ]:
-        g.add_argument(f"--{name}", type=typ, metavar="X", help=help_)
-    g.add_argument("--hold-out", metavar="FILE", help="JSON list of questions naming products by \"title\" (e.g. "
-                   "`eval answers --detail`'s fixture): those products get no training example")
+    """The "training examples" flags of ExampleConfig (shared with `productqa finetune`)."""
+    add_fields(p.add_argument_group("training examples"), ExampleConfig, "examples")
 
 
 def config_from(values: dict) -> ExampleConfig:
     """ExampleConfig from any mapping holding (some of) its field names; None = the default."""
-    return ExampleConfig(**{f.name: values[f.name] for f in fields(ExampleConfig) if values.get(f.name) is not None})
+    return ExampleConfig(**given(values, ExampleConfig))
 
 
 def main(args: argparse.Namespace) -> int:

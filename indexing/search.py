@@ -28,13 +28,12 @@ from indexing.errors import UserError
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.); larger = flatter
 # Titles: dense and BM25 fused by RRF, dense counting double (it is what keeps typos findable).
 WEIGHTS = {"dense": 2.0, "bm25": 1.0}
-# The rule for indexes without a learned ranker (chosen in benchmarks/retrieval_choices.py; the variants
-# it was measured against, and why they lost, are in docs/design.md): "route" ranks by the titles when
+# The rule for indexes without a learned ranker (route(); chosen in benchmarks/retrieval_choices.py, which
+# holds the variants it was measured against; why they lost: docs/design.md): "route" ranks by the titles when
 # the question's words are better covered by a candidate title than by a candidate description passage
 # (the question names a product), by the passages when the reverse holds, and on a tie by the side with
 # the higher best cosine. Passages rank by their BM25 first, then by what only their vectors found.
 FUSION = "route"
-RRF_WEIGHTS = {"dense": 2.0, "bm25": 1.0, "dense_passage": 1.0, "bm25_passage": 1.0}
 ABSTAIN_SCORE = "cosine+coverage"  # what meta.json's abstain thresholds are on (Hit.evidence)
 CANDIDATES = 50  # hits taken from each retriever before fusion
 PASSAGE_CANDIDATES = 150  # passages taken before folding them into products (a product has several)
@@ -186,6 +185,39 @@ def fold(rows, scores, owner) -> tuple[list[int], dict, dict]:
     return sorted(best, key=lambda p: -best[p]), best, which
 
 
+def title_ranking(c: Candidates) -> list[int]:
+    """Product rows by their titles: dense and BM25 fused by RRF (WEIGHTS), ties to the higher title cosine."""
+    return [r for r, _ in rrf({n: c.ranks[n] for n in ("dense", "bm25")}, tiebreak=c.scores.get("dense", {}),
+                              weights=WEIGHTS)]
+
+
+def description_ranking(c: Candidates) -> list[int]:
+    """Product rows by their passages: the passages' words (BM25) first, then what only their vectors found."""
+    return _merge(c.ranks["bm25_passage"], c.ranks["dense_passage"])
+
+
+def route(c: Candidates) -> tuple[list[int], bool]:
+    """The rule (FUSION: indexes without a learned ranker): (product rows best first, whether the ranking
+    went by descriptions) for one question's candidates. With titles and passages both searched, the side
+    covering more of the question's words ranks first and the other fills up; on a tie, the side with the
+    higher best cosine."""
+    use = tuple(r for r in c.use if r != "fuzzy") or c.use
+    if len(use) == 1:
+        return c.ranks[use[0]], use[0].endswith("_passage")
+    if "dense" not in use:
+        return description_ranking(c), True
+    if "dense_passage" not in use:  # titles mode, or a title-only index
+        return title_ranking(c), False
+    best = lambda d: max(d.values(), default=-1.0)  # noqa: E731
+    if best(c.cov_p) == best(c.cov_t):
+        by_desc = best(c.scores.get("dense_passage", {})) > best(c.scores.get("dense", {}))
+    else:
+        by_desc = best(c.cov_p) > best(c.cov_t)
+    if by_desc:
+        return _merge(description_ranking(c), title_ranking(c)), True
+    return _merge(title_ranking(c), description_ranking(c)), False
+
+
 class Index:
     """A loaded index folder: title and passage FAISS + BM25 + documents + the embedding model (loaded once)."""
 
@@ -221,7 +253,6 @@ class Index:
         from indexing.store import RANKER, read_meta
         from indexing.vectors import set_nprobe, to_gpu
 
-        self.weights, self.rrf_weights = dict(WEIGHTS), dict(RRF_WEIGHTS)
         self.meta = read_meta(self.folder)
         for key in ("embedding_model", "passage_encoder"):  # before the long reads: a wrong --model fails fast
             if self.meta.get(key, {}).get("kind") != "none":
@@ -254,7 +285,7 @@ class Index:
                 self.ranker = Ranker.load(self.folder / RANKER)
             except UserError as e:  # made by another ProductQA: search still works, by the rule
                 print(f"note: {e}; fusing by the rule meanwhile", file=sys.stderr)
-        self.fusion = "learned" if self.ranker is not None else FUSION
+        self.fusion = "learned" if self.ranker is not None else FUSION  # "learned" or FUSION (the rule, route())
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -303,7 +334,7 @@ class Index:
                 order = np.argsort(-s, kind="stable")
                 ranking, described, fused = [rows[i] for i in order], None, {rows[i]: float(s[i]) for i in order[:k]}
             else:
-                ranking, described = self._rank(c)
+                ranking, described = route(c)
             hits = [self._hit(c, row, pos, described) for pos, row in enumerate(ranking[:k])]
             for h, row in zip(hits, ranking):
                 h.fused = fused.get(row)
@@ -445,40 +476,6 @@ class Index:
                         if c > best.get(row, -1.0):
                             best[row] = float(c)
         return out
-
-    def _rank(self, c: Candidates) -> tuple[list[int], bool]:
-        """The rule (indexes without a learned ranker): (product rows best first, whether the ranking went
-        by descriptions) for one question."""
-        use = tuple(r for r in c.use if r != "fuzzy") or c.use
-        ranks, cov_t, cov_p = c.ranks, c.cov_t, c.cov_p
-        cos_t, cos_p = c.scores.get("dense", {}), c.scores.get("dense_passage", {})
-
-        def titles():
-            return [r for r, _ in rrf({n: ranks[n] for n in ("dense", "bm25")}, tiebreak=cos_t, weights=self.weights)]
-
-        def descriptions():  # the passages' words first, then what only their vectors found
-            return _merge(ranks["bm25_passage"], ranks["dense_passage"])
-
-        if len(use) == 1:
-            return ranks[use[0]], use[0].endswith("_passage")
-        if "dense" not in use:
-            return descriptions(), True
-        if "dense_passage" not in use:  # titles mode, or a title-only index
-            return titles(), False
-        if self.fusion == "rrf":
-            cosine = {r: c.cosine(r) for r in c.rows if c.cosine(r) is not None}
-            return [r for r, _ in rrf({n: ranks[n] for n in use}, tiebreak=cosine, weights=self.rrf_weights)], False
-        # route: the side covering more of the question's words ranks first, the other fills up to k;
-        # on a tie, the side with the higher best cosine
-        # ("route-cosine", the earlier rule kept for the comparison, always goes by the cosines)
-        best = lambda d: max(d.values(), default=-1.0)  # noqa: E731
-        if self.fusion == "route-cosine" or best(cov_p) == best(cov_t):
-            by_desc = best(cos_p) > best(cos_t)
-        else:
-            by_desc = best(cov_p) > best(cov_t)
-        if by_desc:
-            return _merge(descriptions(), titles()), True
-        return _merge(titles(), descriptions()), False
 
     def support(self, hit: Hit) -> float:
         """The score the "not in the catalog" thresholds compare: `Hit.evidence` (cosine + word coverage),

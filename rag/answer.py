@@ -5,7 +5,7 @@ from their descriptions, or abstain.
     productqa ask "Qual é a descrição deste produto: mog's kittens?" --index data/index --json
 
     from rag.answer import Answerer
-    qa = Answerer("data/index", adapter="data/adapter")     # models load once
+    qa = Answerer("data/index", adapter="data/adapter")     # models load once (AnswerConfig's fields)
     a = qa.ask("What is 'Mog's Kittens'?")                   # Answer(text, sources, abstained, ...)
     for piece in qa.stream("..."): ...                       # text pieces, then the Answer
 
@@ -40,22 +40,17 @@ import argparse
 import json
 import re
 import sys
-import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from indexing.errors import UserError
 from indexing.follow import RELOAD_SECONDS
 from indexing.questions import sanitize_question
+from rag.local import REPETITION_PENALTY
 
 DEFAULT_MAX_NEW_TOKENS = 320  # ~1,200 characters: the longest answer the prompt can support
-# Measured (docs/design.md, `eval answers --repetition-penalty`): transformers' penalty also counts the
-# prompt's tokens, so any value > 1 punishes copying the retrieved description (ROUGE-L 0.684 at 1.0,
-# 0.338 at 1.05 on held-out products); loops are rare and cut by max_new_tokens.
-REPETITION_PENALTY = 1.0
 MODES = ("auto", "verbatim", "generate", "quote", "read")
 ENGINES = ("transformers", "vllm")  # who produces the tokens: this process, or a vLLM server
 DEFAULT_MODE = "auto"
@@ -287,88 +282,81 @@ def finish(ans: Answer, generated: str, mode: str = "generate") -> Answer:
     return ans
 
 
-def inference_dtype(device: str, four_bit: bool) -> str:
-    """Weights' dtype for answering: bf16 on GPUs and on CPUs with bf16 instructions (AVX512-BF16 or
-    AMX: a faster prefill, so a faster first token and batch; see benchmarks/answer.py), else fp32."""
-    from indexing.runtime import native_bf16
+@dataclass
+class AnswerConfig:
+    """What answers the questions: the one configuration of `ask`, `batch`, `chat`, `eval answers` and
+    the demo (their shared flags: add_answer_arguments; from parsed flags: answer_config)."""
 
-    if four_bit:
-        return "auto"
-    if device == "cuda":
-        return "bf16" if native_bf16("cuda") else "fp16"
-    return "bf16" if native_bf16("cpu") else "fp32"
+    index: str | Path | object  # index folder (productqa index build), or an index already loaded
+    adapter: str | Path | None = None  # LoRA adapter folder (productqa finetune); None: the base model
+    base_model: str | Path | None = None  # base model folder; None: the adapter's, else SmolLM2
+    device: str | None = None  # "cpu" / "cuda"; None: cuda when there is one
+    mode: str = DEFAULT_MODE  # answer mode (MODES); a call's `mode` overrides it
+    engine: str = "transformers"  # who produces the tokens (ENGINES)
+    llm_url: str | None = None  # answer through this running OpenAI-compatible server (implies vllm)
+    api_key: str | None = None  # that server's key
+    reload_seconds: float = RELOAD_SECONDS  # look for a new index version this often (0: keep the first)
+    serve_base: bool = False  # vllm engine: also serve the base model, for answers with the adapter off
+    # transformers engine only:
+    four_bit: bool | None = None  # NF4 weights; None: on GPUs only (on CPUs unquantized is faster)
+    dtype: str = "auto"  # weights' dtype (indexing.runtime.DTYPES); auto: rag.local.inference_dtype
+    merge: bool = True  # merge the LoRA weights into the base (no extra matmuls per layer)
+    repetition_penalty: float = REPETITION_PENALTY  # > 1 punishes repeats, the prompt's words too
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise UserError(f"answer mode {self.mode!r}: choose from {', '.join(MODES)}")
+        if self.engine not in ENGINES:
+            raise UserError(f"engine {self.engine!r} (--engine or $PRODUCTQA_ENGINE): "
+                            f"choose from {', '.join(ENGINES)}")
 
 
 class Answerer:
-    """Index + base model (+ LoRA adapter), loaded once, shared by ask / batch / chat."""
+    """Index + a generator (rag/local.py's model in this process, or rag/remote.py's server client:
+    the same `complete` / `stream`), loaded once, shared by ask / batch / chat / eval / the demo.
 
-    def __init__(self, index: str | Path, adapter: str | Path | None = None, base_model: str | Path | None = None,
-                 device: str | None = None, four_bit: bool | None = None, progress: bool = False,
-                 repetition_penalty: float = REPETITION_PENALTY, merge: bool = True, dtype: str = "auto",
-                 mode: str = DEFAULT_MODE, engine: str = "transformers", llm_url: str | None = None,
-                 api_key: str | None = None, serve_base: bool = False, reload_seconds: float = RELOAD_SECONDS):
+        Answerer("data/index", adapter="data/adapter")       # AnswerConfig's fields as keywords
+        Answerer(answer_config(args), progress=True)         # or a whole AnswerConfig
+        Answerer(index, llm=my_llm)                          # any object with complete() and stream()
+    """
+
+    def __init__(self, config: AnswerConfig | str | Path | object, llm=None, progress: bool = False, **settings):
         from indexing.follow import Follower
-        from indexing.runtime import pick_device
-        from rag.model import load_model, read_adapter, resolve_base_for
+        from rag.model import read_adapter, resolve_base_for
 
-        if mode not in MODES:
-            raise UserError(f"answer mode {mode!r}: choose from {', '.join(MODES)}")
-        if engine not in ENGINES:
-            raise UserError(f"engine {engine!r} (--engine or $PRODUCTQA_ENGINE): choose from {', '.join(ENGINES)}")
-        self.mode = mode
+        cfg = config if isinstance(config, AnswerConfig) else AnswerConfig(index=config, **settings)
+        cfg.check()
+        self.cfg, self.mode = cfg, cfg.mode
         # "vllm" or --llm-url: tokens come from an OpenAI-compatible server (rag/remote.py); everything
         # else (retrieval, prompts, abstention, stops, citations, fallbacks) stays here, unchanged
-        self.engine = "vllm" if llm_url else engine
-        self.llm, self.server, self._batcher = None, None, None
-        self.adapter = Path(adapter) if adapter else None
-        self.adapter_meta = None
-        self.merged = False
-        self.repetition_penalty = repetition_penalty
-        if self.adapter:
-            self.adapter_meta = read_adapter(self.adapter)
-        base, ident = resolve_base_for(self.adapter_meta, base_model, progress)
-        self.base_identity = ident
+        self.engine = "vllm" if cfg.llm_url else cfg.engine
+        self.server = None
+        self.adapter = Path(cfg.adapter) if cfg.adapter else None
+        self.adapter_meta = read_adapter(self.adapter) if self.adapter else None
+        base = None
+        if llm is None:  # the base model's identity is checked before anything heavy loads
+            base, self.base_identity = resolve_base_for(self.adapter_meta, cfg.base_model, progress)
+        else:
+            self.base_identity = {"name": type(llm).__name__, "path": None, "hash": None}
         # the index (and its encoder) loads after the cheap checks above, so a wrong --adapter fails fast;
-        # it follows the folder: each version an `index add/remove/build` commits is picked up within
+        # a folder is followed: each version an `index add/remove/build` commits is picked up within
         # `reload_seconds` (0 = never), while questions keep being answered
-        self.index = Follower(index, reload_seconds)
-        self._lock = threading.Lock()
-        if self.engine == "vllm":
-            self._connect(llm_url, api_key, base, progress, serve_base)
-            return
-        self.device = pick_device(device)
-        # 4-bit NF4 saves memory on GPUs; on CPUs unquantized weights generate faster
-        self.four_bit = (self.device == "cuda") if four_bit is None else four_bit
-        self.dtype = inference_dtype(self.device, self.four_bit) if dtype == "auto" else dtype
-        self.base_path, self._base_model = base, None
-        # unquantized weights load in fp32 so that a LoRA merge is exact; cast afterwards
-        load_dtype = "auto" if self.four_bit else "fp32"
-        self.model, self.tok = load_model(base, four_bit=self.four_bit, device=self.device, dtype=load_dtype)
-        if self.adapter:
-            from peft import PeftModel
+        self.index = (Follower(cfg.index, cfg.reload_seconds) if isinstance(cfg.index, (str, Path))
+                      else cfg.index)
+        # self.merged: whether the adapter's weights are merged into the model that answers
+        if llm is not None:
+            self.llm, self.merged = llm, False
+        elif self.engine == "vllm":
+            self.llm = self._remote(base, progress)
+            self.merged = bool(self.adapter) and (self.server is None or self.server.cfg.lora is None)
+        else:
+            from rag.local import LocalLLM
 
-            self.model = PeftModel.from_pretrained(self.model, str(self.adapter))
-            # merged LoRA weights: no extra matmuls per layer when generating; never into 4-bit ones
-            self.merged = merge and not self.four_bit
-            if self.merged:
-                import warnings
+            self.llm = LocalLLM(base, self.adapter, device=cfg.device, four_bit=cfg.four_bit, dtype=cfg.dtype,
+                                merge=cfg.merge, repetition_penalty=cfg.repetition_penalty)
+            self.merged = self.llm.merged
 
-                with warnings.catch_warnings():  # peft's merge calls a transformers API deprecated for v6
-                    warnings.simplefilter("ignore", FutureWarning)
-                    self.model = self.model.merge_and_unload()
-        if not self.four_bit and self.dtype != "fp32":
-            from indexing.runtime import torch_dtype
-
-            self.model.to(torch_dtype(self.dtype))
-        self.model.eval()
-        self.tok.padding_side = "left"  # batched generation continues every prompt from its end
-        from rag.batching import Batcher
-
-        # concurrent stream() calls (the chat's users) share generates: rag/batching.py
-        self._batcher = Batcher(lambda prompts, streamer, **kw: self._generate(prompts, streamer=streamer, **kw),
-                                self.tok)
-
-    def _connect(self, llm_url, api_key, base, progress, serve_base=False):
+    def _remote(self, base, progress):
         """The vLLM engine: a running server (`llm_url`), or one started here for this process's
         lifetime on a free localhost port, with a random key (rag/serve.py): the merged model, or with
         `serve_base` the base model plus the adapter as a LoRA module (answers with the adapter off too)."""
@@ -377,19 +365,18 @@ class Answerer:
 
         from rag.remote import RemoteLLM
 
-        self.model, self.tok = None, None
-        if llm_url is None:
+        cfg, url, api_key = self.cfg, self.cfg.llm_url, self.cfg.api_key
+        if url is None:
             from rag.serve import Server, serve_config
 
-            cfg = serve_config(self.adapter, base_model=base, with_base=serve_base and self.adapter is not None,
-                               progress=progress)
-            api_key = cfg.api_key = secrets.token_urlsafe(16)
-            cfg.port = 0
-            self.server = Server(cfg, progress=progress).start()
+            scfg = serve_config(self.adapter, base_model=base, with_base=cfg.serve_base and self.adapter is not None,
+                                progress=progress)
+            api_key = scfg.api_key = secrets.token_urlsafe(16)
+            scfg.port = 0
+            self.server = Server(scfg, progress=progress).start()
             atexit.register(self.close)
-            llm_url = self.server.url
-        self.merged = bool(self.adapter) and (self.server is None or self.server.cfg.lora is None)
-        self.llm = RemoteLLM(llm_url, api_key)
+            url = self.server.url
+        return RemoteLLM(url, api_key)
 
     def close(self) -> None:
         """Stop following the index, and the vLLM server this Answerer started (if any)."""
@@ -413,30 +400,14 @@ class Answerer:
         """The serving index's (or `index`'s) decision for these hits (indexing.search.Index.abstains)."""
         return (index or self.serving).abstains(hits)
 
-    def _gen_kwargs(self, max_new_tokens: int, temperature: float, mode: str = "generate") -> dict:
-        max_new_tokens, temperature, stop = limits(max_new_tokens, temperature, mode)
-        kw = dict(max_new_tokens=max_new_tokens, repetition_penalty=self.repetition_penalty, stop_strings=stop,
-                  tokenizer=self.tok, pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
-        if temperature > 0:
-            kw.update(do_sample=True, temperature=temperature, top_p=0.95)
-        else:
-            kw.update(do_sample=False)
-        return kw
-
     def _one(self, prompt: str, max_new_tokens: int, temperature: float, use_adapter: bool, mode: str):
         """One prompt's generated text, yielded piece by piece as it is produced; returns the whole text
-        (None where only the pieces are known). The one place that knows the engines apart: a vLLM
-        server (streamed; a verbatim pick in one request), or this process's model through the batcher,
-        where concurrent requests with the same settings share a generate (rag/batching.py)."""
-        if self.llm is not None:
-            tokens, temp, stop = limits(max_new_tokens, temperature, mode)
-            kw = dict(max_tokens=tokens, temperature=temp, stop=stop, use_adapter=use_adapter)
-            if mode == "verbatim":  # 6 tokens: nothing to stream
-                return self.llm.complete([prompt], **kw)[0]
-            yield from self.llm.stream(prompt, **kw)
-            return None
-        kw = dict(max_new_tokens=max_new_tokens, temperature=temperature, use_adapter=use_adapter, mode=mode)
-        return (yield from self._batcher.stream(prompt, key=tuple(kw.values()), kw=kw))
+        (None where only the pieces are known). A verbatim pick (6 tokens) is one request, nothing to stream."""
+        tokens, temp, stop = limits(max_new_tokens, temperature, mode)
+        kw = dict(max_tokens=tokens, temperature=temp, stop=stop, use_adapter=use_adapter)
+        if mode == "verbatim":
+            return self.llm.complete([prompt], **kw)[0]
+        return (yield from self.llm.stream(prompt, **kw))
 
     def _prepare(self, question: str, k: int, use_retrieval: bool, hits: list | None, t0: float,
                  index=None) -> Answer:
@@ -455,42 +426,11 @@ class Answerer:
 
     # ------------------------------------------------------------------ API
 
-    @contextmanager
-    def generation_context(self, use_adapter: bool = True):
-        """The model to generate with, held exclusively: one generate at a time (the model and its
-        adapter switch are shared; on CPU two concurrent generates only fight over the cores).
-        Adapter off: peft's switch for an unmerged adapter; for a merged one, the base model, loaded
-        on first use (unmerging in place would drift in bf16)."""
-        with self._lock:
-            if not self.adapter or use_adapter:
-                yield self.model
-            elif self.merged:
-                if self._base_model is None:
-                    from rag.model import load_model
-
-                    self._base_model, _ = load_model(self.base_path, four_bit=False, device=self.device,
-                                                     dtype=self.dtype)
-                    self._base_model.eval()
-                yield self._base_model
-            else:
-                with self.model.disable_adapter():
-                    yield self.model
-
     def _generate(self, prompts: list[str], max_new_tokens: int, temperature: float, use_adapter: bool,
-                  mode: str, streamer=None) -> list[str]:
-        """One (left-padded) generate over `prompts`; the generated texts."""
-        if self.llm is not None:
-            tokens, temp, stop = limits(max_new_tokens, temperature, mode)
-            return self.llm.complete(prompts, max_tokens=tokens, temperature=temp, stop=stop, use_adapter=use_adapter)
-        import torch
-
-        enc = self.tok(prompts, return_tensors="pt", padding=len(prompts) > 1).to(self.model.device)
-        kw = self._gen_kwargs(max_new_tokens, temperature, mode)
-        if streamer is not None:
-            kw["streamer"] = streamer
-        with self.generation_context(use_adapter) as model, torch.inference_mode():
-            out = model.generate(**enc, **kw)
-        return self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                  mode: str) -> list[str]:
+        """The generated text of each prompt (one batch)."""
+        tokens, temp, stop = limits(max_new_tokens, temperature, mode)
+        return self.llm.complete(prompts, max_tokens=tokens, temperature=temp, stop=stop, use_adapter=use_adapter)
 
     def stream(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                temperature: float = 0.0, use_retrieval: bool = True, hits: list | None = None,
@@ -625,24 +565,32 @@ class Answerer:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("question", help="the question, e.g. \"What is 'Mog's Kittens'?\"")
-    p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
-    p.add_argument("--adapter", metavar="ADAPTER_DIR",
-                   help="LoRA adapter (productqa finetune); default: the base model")
-    p.add_argument("--base-model", metavar="PATH", help="base model folder (default: the adapter's, or SmolLM2)")
+    add_answer_arguments(p, reload=False)
     p.add_argument("-k", type=int, default=3, help="retrieved products in the prompt (default 3)")
     p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, metavar="N")
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
     p.add_argument("--no-retrieval", action="store_true", help="answer without catalog context (for comparison)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
-    add_mode_argument(p)
-    add_engine_arguments(p)
-    p.add_argument("--device", choices=("cpu", "cuda"))
 
 
-def add_engine_arguments(p: argparse.ArgumentParser) -> None:
-    """--engine, --llm-url, --api-key: shared by ask, batch, chat and eval answers."""
+def add_answer_arguments(p: argparse.ArgumentParser, mode: bool = True, reload: bool = True) -> None:
+    """The flags of an AnswerConfig, declared once for ask, batch, chat and eval answers: the index, the
+    model (--adapter, --base-model, --device), --answer-mode (unless the command has its own), the
+    engine (--engine, --llm-url, --api-key) and, for long-running commands, --reload-seconds."""
     import os
 
+    p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
+    p.add_argument("--adapter", metavar="ADAPTER_DIR",
+                   help="LoRA adapter (productqa finetune); default: the base model")
+    p.add_argument("--base-model", metavar="PATH", help="base model folder (default: the adapter's, or SmolLM2)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="where the model runs (default: cuda if available)")
+    if mode:
+        p.add_argument("--answer-mode", choices=MODES, default=DEFAULT_MODE,
+                       help="verbatim: the model picks the entry, the answer is its catalog description; generate: "
+                            "the model writes the answer; quote: the description's sentence stating the detail "
+                            "asked (no model); read: the fine-tuned model quotes that sentence, checked against "
+                            "the entry; auto (default): verbatim for 'what is X' questions, quote for questions "
+                            "about one detail")
     p.add_argument("--engine", choices=ENGINES, default=os.environ.get("PRODUCTQA_ENGINE", "transformers"),
                    help="who generates: transformers (in this process, default) or vllm (a vLLM server started "
                         "for this command; `make vllm` installs it); default $PRODUCTQA_ENGINE")
@@ -650,29 +598,27 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
                    help="answer through a running server instead (`productqa serve`), e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--api-key", metavar="KEY", default=os.environ.get("PRODUCTQA_API_KEY"),
                    help="the server's API key (default $PRODUCTQA_API_KEY)")
+    if reload:  # how fast a running process sees index updates
+        p.add_argument("--reload-seconds", type=float, default=RELOAD_SECONDS, metavar="S",
+                       help=f"look for a new index version (from `productqa index add/remove/build`) every S "
+                            f"seconds and answer from it once loaded (default {RELOAD_SECONDS:g}; 0 = keep the "
+                            f"version loaded at start)")
 
 
-def add_reload_argument(p: argparse.ArgumentParser) -> None:
-    """--reload-seconds, shared by batch and chat: how fast a running process sees index updates."""
-    p.add_argument("--reload-seconds", type=float, default=RELOAD_SECONDS, metavar="S",
-                   help=f"look for a new index version (from `productqa index add/remove/build`) every S seconds "
-                        f"and answer from it once loaded (default {RELOAD_SECONDS:g}; 0 = keep the version loaded "
-                        f"at start)")
+def answer_config(args: argparse.Namespace, **overrides) -> AnswerConfig:
+    """The AnswerConfig that add_answer_arguments' flags describe (a command without --reload-seconds
+    answers from the version it loaded; one with its own --answer-mode list passes `mode`)."""
+    cfg = AnswerConfig(index=args.index, adapter=args.adapter, base_model=args.base_model, device=args.device,
+                       mode=getattr(args, "answer_mode", DEFAULT_MODE), engine=args.engine, llm_url=args.llm_url,
+                       api_key=args.api_key, reload_seconds=getattr(args, "reload_seconds", 0))
+    cfg = replace(cfg, **overrides)
+    cfg.check()
+    return cfg
 
 
-def engine_kwargs(args: argparse.Namespace) -> dict:
-    """Answerer's engine arguments from the parsed command line (Answerer checks them)."""
-    return {"engine": args.engine, "llm_url": args.llm_url, "api_key": args.api_key}
-
-
-def add_mode_argument(p: argparse.ArgumentParser) -> None:
-    """--answer-mode, shared by ask, batch and chat."""
-    p.add_argument("--answer-mode", choices=MODES, default=DEFAULT_MODE,
-                   help="verbatim: the model picks the entry, the answer is its catalog description; generate: "
-                        "the model writes the answer; quote: the description's sentence stating the detail asked "
-                        "(no model); read: the fine-tuned model quotes that sentence, checked against the "
-                        "entry; auto (default): verbatim for 'what is X' questions, quote for questions "
-                        "about one detail")
+def uses_server(cfg: AnswerConfig) -> bool:
+    """Whether answers come from a server (which batches them itself): defaults differ (batch size, concurrency)."""
+    return cfg.engine == "vllm" or bool(cfg.llm_url)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -681,8 +627,7 @@ def main(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 1:
         raise UserError("--max-new-tokens must be >= 1")
     q, notice = sanitize_question(args.question)
-    qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True,
-                  mode=args.answer_mode, reload_seconds=0, **engine_kwargs(args))
+    qa = Answerer(answer_config(args), progress=True)
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     ans = None

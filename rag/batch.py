@@ -7,8 +7,9 @@ Questions: JSON lines {"id": ..., "question": ...}, CSV with columns id,question
 question a line; ids are line numbers), told apart by extension (.jsonl/.json, .csv, anything else
 = text). Invalid lines are reported with their line numbers and skipped.
 Output: JSON lines {"id", "question", "answer", "abstained", "origin", "fallback_reason", "kind", "quote",
-"quote_span", "mode", "index_version", "sources": [{"uid", "title", "score"}], "cited_uid", "latency_ms"}
+"quote_span", "mode", "picked_by", "index_version", "sources": [{"uid", "title", "score"}], "cited_uid", "latency_ms"}
 (kind/quote/quote_span: detail answers, rag/detail.py; null otherwise; mode: the answer mode that answered;
+picked_by: for catalog answers, "model" or "retrieval" (search was sure: no model call);
 index_version: the index version the sources come from: a batch that runs while the catalog is updated
 answers from each new version once it is loaded, `--reload-seconds`, 0 = one version), each written and
 flushed as soon as it is known (refusals right after retrieval, answers as their generate finishes), so
@@ -76,7 +77,8 @@ def run_batch(qa, items: list[dict], out: str | Path, k: int = 3, batch_size: in
                 d = a.to_dict()
                 rec = {"id": it["id"], "question": it["question"], "answer": a.text, "abstained": a.abstained,
                        "origin": a.origin, "fallback_reason": a.fallback_reason, "kind": d["kind"], "quote": d["quote"],
-                       "quote_span": d["quote_span"], "mode": d["mode"], "sources": d["sources"],
+                       "quote_span": d["quote_span"], "mode": d["mode"], "picked_by": d["picked_by"],
+                       "index_version": d["index_version"], "sources": d["sources"],
                        "cited_uid": d["cited_uid"], "latency_ms": round(a.latency_ms, 1)}
                 if a.notice:
                     rec["notice"] = a.notice
@@ -88,32 +90,26 @@ def run_batch(qa, items: list[dict], out: str | Path, k: int = 3, batch_size: in
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rag.answer import add_engine_arguments, add_mode_argument, add_reload_argument
+    from rag.answer import add_answer_arguments
 
-    p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
-    p.add_argument("--adapter", metavar="ADAPTER_DIR", help="LoRA adapter (default: the base model)")
-    p.add_argument("--base-model", metavar="PATH", help="base model folder (default: the adapter's, or SmolLM2)")
+    add_answer_arguments(p)
     p.add_argument("--questions", required=True, metavar="FILE", help=".jsonl {id, question} | .csv id,question | text")
     p.add_argument("--out", required=True, metavar="FILE", help="JSON lines answers (appended; re-run resumes)")
     p.add_argument("-k", type=int, default=3, help="retrieved products per question (default 3)")
     p.add_argument("--batch-size", type=int, metavar="N",
                    help="questions per generate call (default 8; 64 per request with vLLM, which batches them)")
     p.add_argument("--max-new-tokens", type=int, metavar="N")
-    add_mode_argument(p)
-    add_engine_arguments(p)
-    add_reload_argument(p)
-    p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
-    from rag.answer import Answerer, engine_kwargs
+    from rag.answer import Answerer, answer_config, uses_server
 
-    engine = engine_kwargs(args)
+    cfg = answer_config(args)
     if args.batch_size is None:
         from rag.remote import BATCH
 
-        args.batch_size = BATCH if engine["engine"] == "vllm" or engine["llm_url"] else 8
+        args.batch_size = BATCH if uses_server(cfg) else 8
     if args.batch_size < 1 or args.k < 1:
         raise UserError("--batch-size and -k must be >= 1")
     items, warnings = read_questions(args.questions)
@@ -121,8 +117,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     if not items:
         raise UserError(f"{args.questions}: no valid questions")
-    qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device,
-                  progress=not args.quiet, mode=args.answer_mode, reload_seconds=args.reload_seconds, **engine)
+    qa = Answerer(cfg, progress=not args.quiet)
     r = run_batch(qa, items, args.out, k=args.k, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                   progress=not args.quiet)
     print(f"answered {r['answered']:,} (already done: {r['already_done']:,}) of {r['total']:,} -> {args.out}")

@@ -265,12 +265,12 @@ def plot(report: dict, path: Path) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rag.answer import add_engine_arguments, add_reload_argument
+    from rag.answer import add_answer_arguments
 
-    p.add_argument("--index", required=True, metavar="INDEX_DIR")
+    # an evaluation run during updates answers from each new version (--reload-seconds 0: one version);
+    # --adapter: the fine-tuned adapter (needed for the fine-tuned systems)
+    add_answer_arguments(p, mode=False)
     p.add_argument("--catalog", required=True, metavar="DIR")
-    p.add_argument("--adapter", metavar="ADAPTER_DIR",
-                   help="the fine-tuned adapter (needed for the fine-tuned systems)")
     p.add_argument("--detail", metavar="FILE",
                    help="instead: detail questions (tests/rag/data/detail_questions.json) answered by retrieval, "
                         "retrieval+sentence (quote mode, no model) and, with --adapter, fine-tuned + RAG (generate) "
@@ -287,17 +287,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", metavar="LIST",
                    help="question phrasings (default: exact,lower,partial,typo,portuguese)")
     p.add_argument("--repetition-penalty", type=float, metavar="X",
-                   help="generation's repetition penalty (default: rag.answer.REPETITION_PENALTY)")
+                   help="generation's repetition penalty (default: rag.local.REPETITION_PENALTY)")
     p.add_argument("--out", metavar="DIR", help="report folder (default: ADAPTER_DIR/eval)")
-    add_engine_arguments(p)
-    add_reload_argument(p)  # an evaluation run during updates answers from each new version (0: one version)
     p.add_argument("--quiet", action="store_true")
 
 
 def main(args: argparse.Namespace) -> int:
     from indexing.catalog import read_catalog
     from indexing.questions import VARIANTS
-    from rag.answer import MODES, REPETITION_PENALTY, Answerer, engine_kwargs
+    from rag.answer import MODES, Answerer, answer_config
+    from rag.local import REPETITION_PENALTY
 
     if args.n < 1:
         raise UserError("--n must be >= 1")
@@ -322,9 +321,8 @@ def main(args: argparse.Namespace) -> int:
     if not args.adapter and not args.out:
         raise UserError("--out DIR is needed without --adapter (the report goes to ADAPTER_DIR/eval by default)")
     needs_base = any(k.startswith("base") for k in keys)  # base systems answer with the adapter off
-    qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, reload_seconds=args.reload_seconds,
-                  repetition_penalty=penalty,
-                  serve_base=needs_base, **engine_kwargs(args))
+    qa = Answerer(answer_config(args, mode=modes[0], repetition_penalty=penalty, serve_base=needs_base),
+                  progress=not args.quiet)
     report = evaluate_answers(qa, read_catalog(args.catalog), n=args.n, n_invented=args.n_invented,
                               batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
                               systems=[SYSTEM_KEYS[k] for k in keys], modes=modes, variants=variants)
@@ -483,13 +481,12 @@ def format_detail_report(report: dict) -> str:
 def main_detail(args: argparse.Namespace) -> int:
     """`eval answers --detail FILE`: the detail questions' report."""
     from indexing.catalog import read_catalog
-    from rag.answer import Answerer, engine_kwargs
+    from rag.answer import Answerer, answer_config
 
     items = read_detail_questions(args.detail)
     if not args.out and not args.adapter:
         raise UserError("--out DIR is needed without --adapter")
-    qa = Answerer(args.index, adapter=args.adapter, progress=not args.quiet, reload_seconds=args.reload_seconds,
-                  **engine_kwargs(args))
+    qa = Answerer(answer_config(args, mode="auto"), progress=not args.quiet)  # each system names its mode
     report = evaluate_detail(qa, items, read_catalog(args.catalog), progress=not args.quiet)
     out = Path(args.out) if args.out else Path(args.adapter) / "eval"
     out.mkdir(parents=True, exist_ok=True)

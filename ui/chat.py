@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from indexing.errors import UserError
-from rag.answer import DEFAULT_MAX_NEW_TOKENS, add_engine_arguments, add_mode_argument, add_reload_argument
+from rag.answer import DEFAULT_MAX_NEW_TOKENS, add_answer_arguments
 from rag.batching import MAX_BATCH
 
 log = logging.getLogger("productqa.chat")
@@ -126,14 +126,7 @@ class ChatSession:
         yield copy.deepcopy(history), last
         try:
             k = max(1, min(int(k), 20))
-            t0 = time.perf_counter()
-            index = self.qa.serving  # one index version for the whole answer, even if a new one goes live
-            hits = self.qa.retrieve([q], k, index)[0]
-            retrieval_ms = (time.perf_counter() - t0) * 1000  # done here, so stream() does not count it
-            prompt_q = q
-            if last is not None and self.qa.should_abstain(hits, index) and is_followup(q):
-                # a follow-up: answer about the product discussed last
-                hits, prompt_q = [last], f"{q} (about '{last.title}')"
+            hits, prompt_q, index, retrieval_ms = self.retrieve(q, k, last)
             if retrieval_only:
                 close = not self.qa.should_abstain(hits, index)
                 answer["content"] = (f"Retrieval only: the {len(hits)} closest products"
@@ -155,31 +148,7 @@ class ChatSession:
             final.latency_ms += retrieval_ms
             if final.first_token_ms is not None:
                 final.first_token_ms += retrieval_ms
-            body = escape_md(final.text)
-            if final.abstained:
-                body = f"**{body}**"
-            elif final.cited_source is not None:  # the model's citation line, shown as a heading
-                body = f"**{escape_md(final.cited_source.title)}** ({final.cited})\n\n{body}"
-            if final.quote_span and final.cited_source is not None:  # the quote, highlighted in its source
-                body += "\n\n" + highlight(final.cited_source.content, final.quote_span)
-                body += "\n\n_the sentence of the catalog's description that says so, highlighted_"
-            elif final.origin == "not_stated":
-                body += "\n\n_the product is in the catalog; its description does not hold this detail_"
-            elif final.origin == "catalog" and final.picked_by == "retrieval":
-                body += "\n\n_the catalog's description of the best match: search was sure, no model call_"
-            elif final.origin == "catalog":
-                body += "\n\n_the catalog's description of the product the model picked_"
-            if final.origin == "fallback" and final.mode == "read":  # answered by the rule reader instead
-                body += (f"\n\n_the model's quote was unusable ({escape_md(final.fallback_reason)}): "
-                         f"this answer was read without it_")
-            elif final.origin == "fallback":  # the model's own words were unusable: say so
-                body += (f"\n\n_the model's answer was {escape_md(final.fallback_reason)}: this is the "
-                         f"catalog's description instead_")
-            timing = f"{final.latency_ms / 1000:.1f} s"
-            if final.first_token_ms:
-                timing = f"first token {final.first_token_ms / 1000:.2f} s · total {timing}"
-            answer["content"] = ((f"_{escape_md(notice)}_\n\n" if notice else "") + body
-                                 + f"\n\n_{escape_md(timing)}_")
+            answer["content"] = answer_markdown(final, notice)
             history += source_messages(final.sources, final.abstained, final.cited)
             yield copy.deepcopy(history), (final.sources[0] if final.sources and not final.abstained else last)
         except Exception as e:  # one failed request must never take the server down
@@ -193,6 +162,46 @@ class ChatSession:
                 answer["content"] = escape_md(ERROR_REPLY)
             yield copy.deepcopy(history), last
 
+    def retrieve(self, q: str, k: int, last=None):
+        """(hits, the question as the model sees it, the index version, retrieval ms): a follow-up that
+        names no product ("and how long is it?") is about `last`, the product discussed last."""
+        t0 = time.perf_counter()
+        index = self.qa.serving  # one index version for the whole answer, even if a new one goes live
+        hits = self.qa.retrieve([q], k, index)[0]
+        retrieval_ms = (time.perf_counter() - t0) * 1000  # measured here, so stream() does not count it
+        if last is not None and self.qa.should_abstain(hits, index) and is_followup(q):
+            return [last], f"{q} (about '{last.title}')", index, retrieval_ms
+        return hits, q, index, retrieval_ms
+
+
+def answer_markdown(final, notice: str | None = None) -> str:
+    """A finished answer as the chat shows it: the cited product as a heading, the text, where it came
+    from (a highlighted quote, the catalog, a fallback and why), and how long it took."""
+    body = escape_md(final.text)
+    if final.abstained:
+        body = f"**{body}**"
+    elif final.cited_source is not None:  # the model's citation line, shown as a heading
+        body = f"**{escape_md(final.cited_source.title)}** ({final.cited})\n\n{body}"
+    if final.quote_span and final.cited_source is not None:  # the quote, highlighted in its source
+        body += "\n\n" + highlight(final.cited_source.content, final.quote_span)
+        body += "\n\n_the sentence of the catalog's description that says so, highlighted_"
+    elif final.origin == "not_stated":
+        body += "\n\n_the product is in the catalog; its description does not hold this detail_"
+    elif final.origin == "catalog" and final.picked_by == "retrieval":
+        body += "\n\n_the catalog's description of the best match: search was sure, no model call_"
+    elif final.origin == "catalog":
+        body += "\n\n_the catalog's description of the product the model picked_"
+    if final.origin == "fallback" and final.mode == "read":  # answered by the rule reader instead
+        body += (f"\n\n_the model's quote was unusable ({escape_md(final.fallback_reason)}): "
+                 f"this answer was read without it_")
+    elif final.origin == "fallback":  # the model's own words were unusable: say so
+        body += (f"\n\n_the model's answer was {escape_md(final.fallback_reason)}: this is the "
+                 f"catalog's description instead_")
+    timing = f"{final.latency_ms / 1000:.1f} s"
+    if final.first_token_ms:
+        timing = f"first token {final.first_token_ms / 1000:.2f} s · total {timing}"
+    return (f"_{escape_md(notice)}_\n\n" if notice else "") + body + f"\n\n_{escape_md(timing)}_"
+
 
 def build_app(qa, max_concurrency: int = 2):
     """The Gradio Blocks app around a loaded Answerer."""
@@ -201,7 +210,7 @@ def build_app(qa, max_concurrency: int = 2):
 
     session = ChatSession(qa)
     adapter = qa.adapter.name if qa.adapter else "none (base model)"
-    llm = getattr(qa, "llm", None)
+    llm = qa.llm if getattr(qa, "engine", None) == "vllm" else None  # a server's client (rag/remote.py)
 
     def header() -> str:  # the index part follows the version serving (index add/remove while the chat runs)
         index = qa.serving
@@ -289,9 +298,7 @@ def serve(qa, host: str = "127.0.0.1", port: int = 7860, auth=None, max_concurre
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
-    p.add_argument("--adapter", metavar="ADAPTER_DIR", help="LoRA adapter (productqa finetune); default: base model")
-    p.add_argument("--base-model", metavar="PATH", help="base model folder (default: the adapter's, or SmolLM2)")
+    add_answer_arguments(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--auth", metavar="USER:PASS", help="require a login (or set PRODUCTQA_AUTH=USER:PASS)")
@@ -299,20 +306,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="requests worked on at once; the rest wait in the queue (default 16 with the transformers "
                         "engine: up to 16 share one generate; 64 with vLLM, which batches them continuously)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
-    add_mode_argument(p)
-    add_engine_arguments(p)
-    add_reload_argument(p)
-    p.add_argument("--device", choices=("cpu", "cuda"))
 
 
 def main(args: argparse.Namespace) -> int:
-    from rag.answer import Answerer, engine_kwargs
+    from rag.answer import Answerer, answer_config, uses_server
 
     auth = parse_auth(args.auth)
-    engine = engine_kwargs(args)
-    remote = engine["engine"] == "vllm" or engine["llm_url"]
+    cfg = answer_config(args)
     if args.max_concurrency is None:
-        args.max_concurrency = 64 if remote else MAX_BATCH
+        args.max_concurrency = 64 if uses_server(cfg) else MAX_BATCH
     if not 0 < args.port < 65536:
         raise UserError("--port must be between 1 and 65535")
     if args.max_concurrency < 1:
@@ -333,8 +335,7 @@ def main(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    qa = Answerer(args.index, adapter=args.adapter, base_model=args.base_model, device=args.device, progress=True,
-                  mode=args.answer_mode, reload_seconds=args.reload_seconds, **engine)
+    qa = Answerer(cfg, progress=True)
     try:
         serve(qa, host=args.host, port=args.port, auth=auth, max_concurrency=args.max_concurrency, share=args.share)
     finally:

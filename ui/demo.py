@@ -23,18 +23,30 @@ def _step(title: str) -> None:
 
 def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool = False,
              host: str = "127.0.0.1", port: int = 7860) -> dict:
-    from finetune.export import export_pairs
-    from indexing.build import BuildConfig, build_index
-    from indexing.catalog import catalog_fingerprint, catalog_stats
-    from indexing.errors import UserError
-    from indexing.index_cli import format_info
-    from indexing.prepare import format_stats, prepare
-    from indexing.search import load_index
-    from rag.model import read_adapter
-
     out = Path(out)
     cat, idx, adapter = out / "catalog", out / "index", out / "adapter"
     t0 = time.time()
+    prepare_catalog(cat)
+    export_pairs(cat, out)
+    build_index(cat, idx)
+    search(idx)
+    if finetune:
+        train_adapter(cat, idx, adapter, steps)
+    qa = ask(idx, adapter if finetune else None)
+    print(f"\ndemo done in {time.time() - t0:.0f} s; artifacts in {out}")
+    if chat:
+        from ui.chat import serve
+
+        _step("chat: the Gradio page on the demo index (Ctrl-C stops)")
+        print(f"same as: productqa chat --index {idx}" + (f" --adapter {adapter}" if finetune else ""))
+        serve(qa, host=host, port=port)
+    return {"catalog": str(cat), "index": str(idx), "adapter": str(adapter) if finetune else None}
+
+
+def prepare_catalog(cat: Path) -> None:
+    from indexing.catalog import catalog_stats
+    from indexing.errors import UserError
+    from indexing.prepare import format_stats, prepare
 
     _step("prepare: clean the demo catalog")
     try:
@@ -46,14 +58,25 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool
     else:
         print(format_stats(prepare([DEMO_RAW], cat, progress=True)))
 
+
+def export_pairs(cat: Path, out: Path) -> None:
+    from finetune.export import export_pairs
+
     _step("export: question -> description training pairs")
     for fmt in ("alpaca", "openai"):
         n = export_pairs(cat, fmt, out / f"pairs.{fmt}.jsonl", per_product=2, progress=False)
         print(f"{n:,} {fmt} pairs -> {out / f'pairs.{fmt}.jsonl'}")
 
-    _step("index: embed titles and description passages, FAISS + BM25")
+
+def build_index(cat: Path, idx: Path) -> None:
+    from indexing.build import BuildConfig
+    from indexing.build import build_index as build
+    from indexing.catalog import catalog_fingerprint
+    from indexing.errors import UserError
+    from indexing.index_cli import format_info
     from indexing.store import FORMAT_VERSION, read_meta
 
+    _step("index: embed titles and description passages, FAISS + BM25")
     fp = catalog_fingerprint(cat)
     try:
         index_meta = read_meta(idx) if idx.exists() else None
@@ -62,7 +85,11 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool
     if index_meta and index_meta["catalog"]["fingerprint"] == fp and index_meta["format_version"] == FORMAT_VERSION:
         print(f"reusing {idx}")
     else:
-        print(format_info(idx, build_index(BuildConfig(catalog=str(cat), out=str(idx)))))
+        print(format_info(idx, build(BuildConfig(catalog=str(cat), out=str(idx)))))
+
+
+def search(idx: Path) -> None:
+    from indexing.search import load_index
 
     _step("search")
     index = load_index(idx)
@@ -70,35 +97,40 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool
     print(q)
     for rank, h in enumerate(index.retrieve(q, k=3), 1):
         print(f"{rank}. {h.title}  (cosine {h.dense_score or 0:.3f}, found by {'+'.join(h.retrievers)})")
-    del index
 
-    if finetune:
-        _step(f"finetune: {steps} steps of 4-bit LoRA on CPU (a taste; see docs/finetune.md for real runs)")
-        index_created = read_meta(idx)["created"]
-        try:
-            trained_on = read_adapter(adapter)["data"]["index_created"]
-        except UserError:  # none yet, or made by another ProductQA
-            trained_on = None
-        if trained_on == index_created:
-            print(f"reusing {adapter}")
-        else:
-            import shutil
 
-            from finetune.train import TrainConfig
-            from finetune.train import finetune as train
+def train_adapter(cat: Path, idx: Path, adapter: Path, steps: int) -> None:
+    from indexing.errors import UserError
+    from indexing.store import read_meta
+    from rag.model import read_adapter
 
-            shutil.rmtree(adapter, ignore_errors=True)
-            meta = train(TrainConfig(catalog=str(cat), index=str(idx), out=str(adapter), max_steps=steps,
-                                     max_products=60, batch_size=2, eval_steps=max(steps // 2, 1),
-                                     save_steps=max(steps // 2, 1),
-                                     max_val_examples=8))
-            print(f"loss {meta['loss_history'][0].get('loss', 0):.3f} -> best validation {meta['best_eval_loss']:.3f}; "
-                  f"{meta['train_tokens_per_second']:.0f} tokens/s")
+    _step(f"finetune: {steps} steps of 4-bit LoRA on CPU (a taste; see docs/finetune.md for real runs)")
+    try:
+        trained_on = read_adapter(adapter)["data"]["index_created"]
+    except UserError:  # none yet, or made by another ProductQA
+        trained_on = None
+    if trained_on == read_meta(idx)["created"]:
+        print(f"reusing {adapter}")
+        return
+    import shutil
+
+    from finetune.train import TrainConfig
+    from finetune.train import finetune as train
+
+    shutil.rmtree(adapter, ignore_errors=True)
+    meta = train(TrainConfig(catalog=str(cat), index=str(idx), out=str(adapter), max_steps=steps,
+                             max_products=60, batch_size=2, eval_steps=max(steps // 2, 1),
+                             save_steps=max(steps // 2, 1), max_val_examples=8))
+    print(f"loss {meta['loss_history'][0].get('loss', 0):.3f} -> best validation {meta['best_eval_loss']:.3f}; "
+          f"{meta['train_tokens_per_second']:.0f} tokens/s")
+
+
+def ask(idx: Path, adapter: Path | None):
+    """Three questions (what a product is, one detail, one not in the catalog), streamed; the Answerer."""
+    from rag.answer import Answer, AnswerConfig, Answerer
 
     _step("ask")
-    from rag.answer import Answer, Answerer
-
-    qa = Answerer(idx, adapter=adapter if finetune else None)
+    qa = Answerer(AnswerConfig(index=idx, adapter=adapter))
     for question in ("What is 'Piano Lullabies for Babies, Vol. 1'?",
                      "How long is 'Piano Lullabies for Babies, Vol. 1'?",
                      "What is 'Zorvex Levitating Sock Robot'?"):
@@ -117,14 +149,7 @@ def run_demo(out: str | Path, steps: int = 20, finetune: bool = True, chat: bool
                   f"{ans.quote_span[0]}-{ans.quote_span[1]})", end="")
         label = "closest products" if ans.abstained else "sources"
         print(f"\n   {label}: " + "; ".join(f"{h.title} ({h.uid})" for h in ans.sources))
-    print(f"\ndemo done in {time.time() - t0:.0f} s; artifacts in {out}")
-    if chat:
-        from ui.chat import serve
-
-        _step("chat: the Gradio page on the demo index (Ctrl-C stops)")
-        print(f"same as: productqa chat --index {idx}" + (f" --adapter {adapter}" if finetune else ""))
-        serve(qa, host=host, port=port)
-    return {"catalog": str(cat), "index": str(idx), "adapter": str(adapter) if finetune else None}
+    return qa
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

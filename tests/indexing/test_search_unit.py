@@ -70,3 +70,36 @@ def test_evidence_adds_word_coverage_to_the_cosine():
 
     assert Hit("u", "t", "c", 0.1, dense_score=0.5, coverage=0.75).evidence == 1.25
     assert Hit("u", "t", "c", 0.1, coverage=0.5).evidence == 0.5  # found by words only
+
+
+def candidates(use=("dense", "bm25", "dense_passage", "bm25_passage", "fuzzy"), cov_p=0.8):
+    """One question's candidates: titles 1 and 2 (1 the best by both title retrievers and by cosine), passages
+    of 3 and 4 (4 the best by BM25), 5 found by the trigrams alone; the passages cover `cov_p` of the words."""
+    from indexing.search import Candidates
+
+    ranks = {"dense": [1, 2], "bm25": [1, 2], "dense_passage": [3], "bm25_passage": [4, 3], "fuzzy": [5]}
+    scores = {"dense": {1: 0.9, 2: 0.5}, "bm25": {1: 5.0, 2: 3.0}, "dense_passage": {3: 0.6},
+              "bm25_passage": {4: 4.0, 3: 2.0}, "fuzzy": {5: 1.0}}
+    keep = lambda d: {n: v for n, v in d.items() if n in use}  # noqa: E731
+    return Candidates("q", "q", use, keep(ranks), keep(scores), {}, {1: 0.5, 2: 0.2}, {4: cov_p, 3: 0.3}, {}, {})
+
+
+def test_the_rule_routes_by_word_coverage_then_by_cosine():
+    from indexing.search import route
+
+    assert route(candidates()) == ([4, 3, 1, 2], True)  # the passages hold more of the words
+    assert route(candidates(cov_p=0.5)) == ([1, 2, 4, 3], False)  # a tie: the titles' cosine is higher
+    assert route(candidates(use=("dense", "bm25"))) == ([1, 2], False)  # titles mode
+    assert route(candidates(use=("dense_passage", "bm25_passage"))) == ([4, 3], True)  # descriptions mode
+    assert route(candidates(use=("fuzzy",))) == ([5], False)
+
+
+def test_the_fusions_the_rule_was_measured_against_live_in_the_benchmark():
+    from benchmarks.retrieval_choices import route_cosine, rrf_all
+    from indexing import search
+
+    assert not hasattr(search, "RRF_WEIGHTS") and not hasattr(search.Index, "_rank")
+    assert route_cosine(candidates()) == [1, 2, 4, 3]  # by cosine alone: titles, though the passages hold more words
+    assert rrf_all()(candidates()) == [1, 2, 3, 4]  # 2:1:1:1, the trigrams left out
+    assert rrf_all({"dense": 0, "bm25": 0})(candidates()) == [3, 4, 1, 2]
+    assert rrf_all()(candidates(use=("dense", "bm25"))) == [1, 2]  # one side only: the rule

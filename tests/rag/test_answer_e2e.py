@@ -83,6 +83,10 @@ def test_cli_ask_json_and_batch_csv(demo_index, smol_adapter, tmp_path):
     assert "q.csv:3" in r.stderr
     rows = [json.loads(x) for x in outf.read_text().splitlines()]
     assert [x["id"] for x in rows] == ["x1", "x3"]
+    from indexing.store import read_meta
+
+    version = read_meta(demo_index).get("version")  # what `batch --help` promises: each line's index version
+    assert version and all(x["index_version"] == version for x in rows)
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert "answered 0 (already done: 2)" in r.stdout
 
@@ -118,15 +122,15 @@ def test_merged_adapter_matches_unmerged_and_switches_off(demo_index, smol_adapt
     plain = Answerer(demo_index, adapter=smol_adapter[0], merge=False, dtype="fp32")
     base = Answerer(demo_index, dtype="fp32")
     row = merged.index.docs.iloc[2]
-    ids = merged.tok(build_prompt(f"What is '{row.title}'?", [(row.title, row.content)]), return_tensors="pt")
+    ids = merged.llm.tok(build_prompt(f"What is '{row.title}'?", [(row.title, row.content)]), return_tensors="pt")
 
     def last_logits(qa, use_adapter=True):
-        with qa.generation_context(use_adapter) as model, torch.inference_mode():
+        with qa.llm.generation_context(use_adapter) as model, torch.inference_mode():
             return model(**ids).logits[0, -1]
 
     tuned = last_logits(plain)
     assert merged.merged and not plain.merged
-    assert not any(isinstance(m, BaseTunerLayer) for m in merged.model.modules())  # plain Linear layers
+    assert not any(isinstance(m, BaseTunerLayer) for m in merged.llm.model.modules())  # plain Linear layers
     assert torch.allclose(last_logits(merged), tuned, atol=1e-3)
     assert torch.allclose(last_logits(merged, use_adapter=False), last_logits(base), atol=1e-4)
     assert torch.allclose(last_logits(plain, use_adapter=False), last_logits(base), atol=1e-4)
