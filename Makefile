@@ -85,9 +85,12 @@ docs: install
 
 # Re-resolve both lock files to the newest releases within pyproject.toml's bounds (pip-compile, from
 # the dev extra); the next `make` installs them, and `make test` says whether they work.
+# torch stays the CPU wheel (requirements/torch.txt; vllm.in pins it too).
 COMPILE := --strip-extras --no-emit-index-url --no-emit-find-links --annotation-style=line
+upgrade: export CUSTOM_COMPILE_COMMAND = make upgrade
 upgrade: install
-	$(BIN)/pip-compile -q --upgrade --extra dev --extra ray $(COMPILE) -o $(LOCK) pyproject.toml
+	$(BIN)/pip-compile -q --upgrade --extra dev --extra ray $(COMPILE) -c requirements/torch.txt -o $(LOCK) \
+	  pyproject.toml
 	$(BIN)/pip-compile -q --upgrade $(COMPILE) --unsafe-package torchvision --unsafe-package torchaudio \
 	  --unsafe-package torchcodec -o $(VLLM_LOCK) requirements/vllm.in
 
