@@ -324,7 +324,9 @@ class Answerer:
         from indexing.follow import Follower
         from rag.model import read_adapter, resolve_base_for
 
-        cfg = config if isinstance(config, AnswerConfig) else AnswerConfig(index=config, **settings)
+        # a config and keywords: the keywords win (Answerer(cfg, mode="generate"))
+        cfg = (replace(config, **settings) if isinstance(config, AnswerConfig)
+               else AnswerConfig(index=config, **settings))
         cfg.check()
         self.cfg, self.mode = cfg, cfg.mode
         # "vllm" or --llm-url: tokens come from an OpenAI-compatible server (rag/remote.py); everything

@@ -356,3 +356,17 @@ def test_auto_mode_answers_from_the_catalog_when_retrieval_is_sure(docs):
     qa = ScriptedAnswerer(docs, {q: "[1]"}, mode="verbatim")
     qa.index = SureIndex(docs, sure=True)
     assert qa.ask(q).picked_by == "model" and qa.generated == [("verbatim", 1)] and qa.index.asked == 0
+
+
+def test_answer_config_is_checked_and_keywords_override_it(docs):
+    from indexing.errors import UserError
+    from rag.answer import AnswerConfig
+
+    llm = ScriptedLLM({})
+    cfg = AnswerConfig(index=FakeIndex(docs), mode="auto")
+    assert Answerer(cfg, llm=llm).mode == "auto"
+    assert Answerer(cfg, llm=llm, mode="generate").mode == "generate" and cfg.mode == "auto"  # cfg untouched
+    with pytest.raises(UserError, match="answer mode 'bogus'"):
+        Answerer(cfg, llm=llm, mode="bogus")
+    with pytest.raises(TypeError):  # a misspelt setting is an error, not ignored
+        Answerer(cfg, llm=llm, modee="generate")
