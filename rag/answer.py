@@ -48,6 +48,7 @@ from pathlib import Path
 from indexing.errors import UserError
 from indexing.follow import RELOAD_SECONDS
 from indexing.questions import sanitize_question
+from rag.batching import drain
 from rag.local import REPETITION_PENALTY
 
 DEFAULT_MAX_NEW_TOKENS = 320  # ~1,200 characters: the longest answer the prompt can support
@@ -143,15 +144,6 @@ def limits(max_new_tokens: int, temperature: float, mode: str) -> tuple[int, flo
     if mode == "read":
         return min(max_new_tokens, READ_TOKENS), max(temperature or 0.0, 0.0), STOP_STRINGS
     return max_new_tokens, max(temperature or 0.0, 0.0), STOP_STRINGS
-
-
-def drain(gen):
-    """Run a generator to its end; its return value."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
 
 
 def answer_mode(mode: str, question: str, title: str | None = None) -> str:

@@ -30,6 +30,15 @@ class Request:
     pieces: queue.Queue = field(default_factory=queue.Queue)  # text pieces, then a final (text | exception)
 
 
+def drain(gen):
+    """Run a generator to its end; its return value (a stream's whole text)."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
 class _Done:
     def __init__(self, text=None, error=None):
         self.text, self.error = text, error

@@ -120,12 +120,9 @@ class LocalLLM:
         """The generated text of each prompt, in order: several prompts are one generate (the caller
         chose the batch); one prompt waits for the batcher, with whoever else is asking."""
         if len(prompts) == 1:
-            pieces = self.stream(prompts[0], max_tokens, stop, temperature, use_adapter)
-            while True:
-                try:
-                    next(pieces)
-                except StopIteration as done:
-                    return [done.value]
+            from rag.batching import drain
+
+            return [drain(self.stream(prompts[0], max_tokens, stop, temperature, use_adapter))]
         return self._generate(prompts, max_tokens, stop, temperature, use_adapter)
 
     def stream(self, prompt: str, max_tokens: int, stop: list[str], temperature: float = 0.0,

@@ -276,8 +276,7 @@ def test_concurrent_streams_share_generates_and_errors_reach_every_waiter():
     import threading
     import time
 
-    from rag.answer import drain
-    from rag.batching import Batcher
+    from rag.batching import Batcher, drain
 
     calls, gate = [], threading.Event()
 
