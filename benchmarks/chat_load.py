@@ -124,7 +124,7 @@ def run_engine(engine: str, args, index: str, questions: list[str], check_q: str
             t0 = time.perf_counter()
             first = None
             try:
-                job = client.submit(q, [], 3, 0.0, args.max_new_tokens, True, False, api_name="/chat")
+                job = client.submit(q, [], 3, 0.0, args.max_new_tokens, True, False, False, api_name="/chat")
                 for out in job:
                     msgs = out[0]
                     if first is None and len(msgs) > 1 and content(msgs[1]) not in ("", "\u2026"):

@@ -28,6 +28,16 @@ by an exact `faiss.IndexFlatIP` (batched search, once). Then, for exact and for 
 recall@10 against exact, latency of one query at a time (p50/p99 over --single queries) and of
 batches of 64 (ms per batch, queries/s), with faiss's default OpenMP threads. Prints Markdown tables
 and the smallest nprobe reaching --target recall, and writes benchmarks/results/search.md.
+
+    python benchmarks/search.py --slice 10000 [--searches 300]    # end to end, with title-only products
+
+`--slice N` instead measures whole searches (`Index.retrieve`, k=3 as answering asks, the learned fusion)
+on N described products of the synthetic catalog (benchmarks/prepare.py's generator, prepared with
+`productqa prepare`), built twice in one run: as the catalog was before title-only products were kept (N
+described products), and with the title-only products added at the real rate (38% of all products: N *
+38/62 more, titles only). The same naming questions about the described products are timed on both,
+alternating one question at a time; the second index is also asked about its title-only products
+(hit@1 and "not in the catalog" reported). Writes benchmarks/results/search_title_only.md.
 """
 
 from __future__ import annotations
@@ -282,6 +292,83 @@ def report(results: list[dict], args, command: str, seconds: float, load: tuple)
     return "\n".join(lines)
 
 
+def title_only_slice(n: int, searches: int, command: str) -> str:
+    """The `--slice` report (see the module docstring)."""
+    import tempfile
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from prepare import generate
+
+    from indexing.build import BuildConfig, build_index
+    from indexing.evaluate import evaluate_retrieval
+    from indexing.prepare import prepare
+    from indexing.questions import VARIANTS, make_chat_questions, make_eval_questions
+    from indexing.search import load_index
+
+    t_start, load0 = time.time(), os.getloadavg()[0]
+    tmp = Path(tempfile.mkdtemp(prefix="pqa-title-only-"))
+    m = round(n * 38 / 62)
+    generate(tmp / "synth.jsonl", int((n + m) * 1.15) + 200)  # ~2% duplicates, ~38% title-only
+    prepare([tmp / "synth.jsonl"], tmp / "synth", progress=False)
+    t = pq.read_table(tmp / "synth" / "catalog.parquet")
+    described = t.filter(t["has_description"]).slice(0, n)
+    title_only = t.filter(pc.invert(t["has_description"])).slice(0, m)
+    if described.num_rows < n or title_only.num_rows < m:
+        raise SystemExit(f"the synthetic catalog holds {described.num_rows} + {title_only.num_rows} products")
+    builds, idx = {}, {}
+    for name, table in (("described", described), ("with title-only", pa_concat(described, title_only))):
+        (tmp / name).mkdir()
+        pq.write_table(table, tmp / name / "catalog.parquet")
+        builds[name] = build_index(BuildConfig(catalog=str(tmp / name), out=str(tmp / f"{name}-index"),
+                                               progress=False))
+        idx[name] = load_index(tmp / f"{name}-index")
+    docs = idx["described"].docs
+    qs = [q["question"] for q in make_eval_questions(docs, searches // 2 + 1, seed=7)
+          + make_chat_questions(docs, searches // 2 + 1, seed=7)][:searches]
+    times = {name: [] for name in idx}
+    for i in idx.values():
+        i.retrieve(qs[0], k=3)
+    for q in qs:
+        for name, i in idx.items():  # alternating: the machine's state is the same for both
+            t0 = time.perf_counter()
+            i.retrieve(q, k=3)
+            times[name].append((time.perf_counter() - t0) * 1000)
+    big = idx["with title-only"]
+    tdocs = big.docs[big.docs["content"] == ""]
+    tq = make_eval_questions(tdocs, min(len(tdocs), 200), seed=3) + make_chat_questions(tdocs, min(len(tdocs), 200),
+                                                                                       seed=3)
+    quality = evaluate_retrieval(big, tq)["hybrid"]
+    templates = evaluate_retrieval(big, [q for q in tq if q["variant"] in VARIANTS])["hybrid"]["all"]
+    lines = [f"Command: `{command}`. Search end to end (`Index.retrieve`, k=3, learned fusion), one question at a "
+             f"time, {len(qs)} naming questions about the described products (templates and held-out "
+             f"conversational frames), the two indexes alternating in one process.", "",
+             "| index | products | of them title-only | passages | search p50 (ms) | p95 (ms) | p50 ratio "
+             "| build (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    base = float(np.percentile(times["described"], 50))
+    for name, i in idx.items():
+        p50, p95 = float(np.percentile(times[name], 50)), float(np.percentile(times[name], 95))
+        lines.append(f"| {name} | {len(i):,} | {int((i.docs['content'] == '').sum()):,} | {len(i.passages):,} | "
+                     f"{p50:.1f} | {p95:.1f} | {p50 / base:.2f}x | {builds[name]['build_seconds']['total']:.0f} |")
+    lines += ["", f"The title-only products of the second index asked about by name ({quality['all']['n']:,} "
+              f"questions about {min(len(tdocs), 200)} of them, the same kinds): hit@1 {quality['all']['hit@1']:.3f}, "
+              f"\"not in the catalog\" {quality['all']['refused']:.1%}; in the fine-tuning templates (exact, lower, "
+              f"partial, typo, Portuguese) hit@1 {templates['hit@1']:.3f}, \"not in the catalog\" "
+              f"{templates['refused']:.1%}.",
+              f"{os.cpu_count()} CPUs, no GPU; load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end; "
+              f"{(time.time() - t_start) / 60:.1f} min."]
+    return "\n".join(lines)
+
+
+def pa_concat(a, b):
+    import pyarrow as pa
+
+    return pa.concat_tables([a, b])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100000,1400000", help="database sizes, comma-separated")
@@ -292,7 +379,17 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.95, help="recall@10 the recommended nprobe must reach")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "search.md"))
+    ap.add_argument("--slice", type=int, metavar="N",
+                    help="instead: whole searches on N described products, with and without title-only ones added")
+    ap.add_argument("--searches", type=int, default=300, help="with --slice: questions timed")
     args = ap.parse_args()
+    if args.slice:
+        text = title_only_slice(args.slice, args.searches, shlex.join(["python", "benchmarks/search.py",
+                                                                      *sys.argv[1:]]))
+        print(text)
+        out = ROOT / "benchmarks" / "results" / "search_title_only.md"
+        out.write_text(text + "\n")
+        return
     if args.queries < BATCH or args.single > args.queries:
         ap.error(f"--queries must be >= {BATCH} and >= --single")
     if set(args.structures.split(",")) - set(STRUCTURES):

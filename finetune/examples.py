@@ -19,6 +19,10 @@ Portuguese phrasings, and a context of k products retrieved by the real index fo
     reader picks it (kind "detail"); in `p_not_stated` of them it asks about a detail the
     description lacks -> "The description does not say." (kind "detail-not-stated"). As a
     distractor-only example a detail question is answered "not in the catalog" like any other.
+  * draft examples (`p_draft` of products, besides their example above): the title alone, no catalog
+    entries (rag.prompt.build_draft_prompt), asked in one of the phrasings -> the description's first
+    sentences (build_draft_response; kind "draft"): what the model writes for a product the catalog holds
+    without a description (`productqa describe`, answers with --draft-missing).
 `hold_out` (a JSON list of questions naming products by "title", e.g. `eval answers --detail`'s
 fixture) keeps those products out of training like validation products: no example, no distractor.
 Products are split 90/10 by uid (hash-based, so stable); a training prompt never shows a validation
@@ -34,6 +38,7 @@ against the whole index), appending to the folder as it goes:
                                counts per kind, held-out uids, fingerprint of both files
 A rerun truncates the files to the last finished chunk and continues; the result is byte-identical
 to an uninterrupted run (tested). Memory holds one chunk, the chosen uids, and the index.
+Only products with a description give examples (a title-only product has no answer to learn).
 Choosing products without reading the catalog into memory: `max_products` takes the first N,
 `sample` draws N stratified by description length (each length band keeps its share of the
 catalog), by a seeded hash of the uid: the same N, seed and catalog give the same products.
@@ -58,6 +63,7 @@ TRAIN, VAL, META = "train.jsonl", "val.jsonl", "examples.json"
 # description length bands (characters) for --sample: short blurbs, paragraphs, long descriptions
 LENGTH_BANDS = (200, 600, 1500)
 FORMAT = 2
+EXAMPLE_KINDS = ("oracle", "oracle-not-first", "distractor", "detail", "detail-not-stated", "draft")
 
 
 @dataclass
@@ -65,7 +71,7 @@ class ExampleConfig:
     """Which products, and how their examples are made. Each field is a flag of `productqa examples` and
     `productqa finetune` (finetune/flags.py: the help and default shown come from here)."""
 
-    max_products: int | None = option(None, "the first N catalog products only", metavar="N",
+    max_products: int | None = option(None, "the first N catalog products with a description only", metavar="N",
                                       group="examples", exclusive="products")
     sample: int | None = option(None, "N products at random (seeded), stratified by description length",
                                 metavar="N", group="examples", exclusive="products")
@@ -88,6 +94,13 @@ class ExampleConfig:
     hold_out: str | None = option(None, "JSON list of questions naming products by \"title\" (e.g. `eval answers "
                                   "--detail`'s fixture): those products get no training example",
                                   metavar="FILE", group="examples")
+    # draft examples: the title alone -> the description's first sentences (for products without one)
+    p_draft: float = option(0.25, "share of products that also get a draft example (their description written "
+                                  "from the title alone)", group="examples")
+    # e.g. "draft": an adapter that only drafts descriptions (productqa describe), trained in a fraction
+    # of the time of one that also answers from retrieved entries
+    kinds: str | None = option(None, "only examples of these kinds, comma-separated (" + ", ".join(EXAMPLE_KINDS)
+                               + ")", metavar="KINDS", group="examples")
 
 
 def is_validation(uid: str, val_fraction: float = 0.1) -> bool:
@@ -134,9 +147,11 @@ def build_examples(docs, index, cfg: ExampleConfig | None = None, progress: bool
         cfg = ExampleConfig()
     from tqdm import tqdm
 
-    from rag.prompt import build_detail_response, build_prompt, build_response
+    from indexing.questions import make_question
+    from rag.prompt import build_detail_response, build_draft_prompt, build_draft_response, build_prompt, build_response
 
     hold = held_out_titles(cfg.hold_out)
+    keep = chosen_kinds(cfg.kinds)
 
     def held_out(uid, title):
         return is_validation(uid, cfg.val_fraction) or title.casefold() in hold
@@ -172,7 +187,27 @@ def build_examples(docs, index, cfg: ExampleConfig | None = None, progress: bool
             ex = {"prompt": build_prompt(q, ctx), "completion": completion, "uid": uid, "kind": kind,
                   "question": q, "detail": detail, "states_detail": states}
             (val if val_side else train).append(ex)
+            if j == 0 and cfg.p_draft > 0 and random.Random(f"{cfg.seed}:{uid}:draft").random() < cfg.p_draft:
+                dq = make_question(title, uid, "any", salt=f"{cfg.seed}:draft")
+                (val if val_side else train).append(
+                    {"prompt": build_draft_prompt(dq, title), "completion": build_draft_response(content), "uid": uid,
+                     "kind": "draft", "question": dq, "detail": None, "states_detail": states})
+    if keep is not None:
+        train = [ex for ex in train if ex["kind"] in keep]
+        val = [ex for ex in val if ex["kind"] in keep]
     return train, val
+
+
+def chosen_kinds(kinds: str | None) -> frozenset | None:
+    """The example kinds `--kinds` keeps (None: all of them)."""
+    if not kinds:
+        return None
+    chosen = frozenset(k.strip() for k in kinds.split(",") if k.strip())
+    unknown = sorted(chosen - set(EXAMPLE_KINDS))
+    if unknown or not chosen:
+        raise UserError(f"--kinds {kinds!r}: unknown kind(s) {', '.join(unknown) or '(none given)'}; "
+                        f"the kinds are {', '.join(EXAMPLE_KINDS)}")
+    return chosen
 
 
 # ---- choosing products from a catalog of any size (streamed, never loaded whole)
@@ -198,7 +233,9 @@ def stratified_sample(catalog, n: int, seed: int = 3407) -> set[str]:
     for b in iter_catalog(catalog, ["uid", "content"]):
         lengths = pc.utf8_length(b.column("content")).to_pylist()
         for uid, length in zip(b.column("uid").to_pylist(), lengths):
-            band = _band(length or 0)
+            if not length:  # a title-only product: nothing to learn from
+                continue
+            band = _band(length)
             counts[band] += 1
             item = (-_sample_key(seed, uid), uid)
             if len(heaps[band]) < n:
@@ -217,14 +254,15 @@ def stratified_sample(catalog, n: int, seed: int = 3407) -> set[str]:
 
 
 def chosen_products(catalog, cfg: ExampleConfig):
-    """Yield (uid, title, content) of the chosen products, in catalog order, streamed."""
+    """Yield (uid, title, content) of the chosen products, in catalog order, streamed: products with a
+    description only (a title-only product has no answer to learn)."""
     from indexing.catalog import iter_catalog
 
     keep = stratified_sample(catalog, cfg.sample, cfg.seed) if cfg.sample is not None else None
     left = cfg.max_products
     for b in iter_catalog(catalog, ["uid", "title", "content"]):
         for uid, title, content in zip(*(b.column(c).to_pylist() for c in ("uid", "title", "content"))):
-            if keep is not None and uid not in keep:
+            if not content or (keep is not None and uid not in keep):
                 continue
             if left is not None:
                 if left <= 0:
@@ -234,9 +272,9 @@ def chosen_products(catalog, cfg: ExampleConfig):
 
 
 def count_chosen(catalog, cfg: ExampleConfig) -> int:
-    from indexing.catalog import catalog_rows
+    from indexing.catalog import described_rows
 
-    rows = catalog_rows(catalog)
+    rows = described_rows(catalog)
     return min(rows, cfg.sample if cfg.sample is not None else cfg.max_products or rows)
 
 

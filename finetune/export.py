@@ -6,7 +6,8 @@
 alpaca: {"instruction": question, "input": "", "output": description} per line
 openai: {"messages": [system, user question, assistant description]} per line (chat fine-tuning format)
 Questions use the project's English and Portuguese phrasings (indexing/questions.py), chosen per
-product deterministically, so re-exporting gives the same file.
+product deterministically, so re-exporting gives the same file. Only products with a description give
+pairs (a title-only product has no answer to learn: `productqa describe` drafts one instead).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from indexing.errors import UserError
 
 def export_pairs(catalog: str | Path, fmt: str, out: str | Path, per_product: int = 1, lang: str = "any",
                  limit: int | None = None, progress: bool = True) -> int:
-    """Write the pairs to `out` (atomically: temp file + rename); return the number of lines."""
+    """Write the pairs to `out` (atomically: temp file + rename) for the products with a description (the
+    first `limit` of them); return the number of lines."""
     import orjson
     from tqdm import tqdm
 
-    from indexing.catalog import read_catalog
+    from indexing.catalog import described, read_catalog
     from indexing.questions import make_questions
     from rag.prompt import INSTRUCTION
 
@@ -32,7 +34,7 @@ def export_pairs(catalog: str | Path, fmt: str, out: str | Path, per_product: in
         raise UserError(f"--format must be alpaca or openai, not {fmt!r}")
     if per_product < 1:
         raise UserError("--per-product must be >= 1")
-    df = read_catalog(catalog)
+    df = described(read_catalog(catalog))
     if limit is not None:
         df = df.head(limit)
     out = Path(out)

@@ -1,8 +1,11 @@
 """Read a catalog written by `productqa prepare` (a folder with catalog.parquet + stats.json).
 
     from indexing.catalog import read_catalog
-    df = read_catalog("data/catalog")        # pandas DataFrame: uid, title, content
+    df = read_catalog("data/catalog")        # pandas DataFrame: uid, title, content, has_description
     for batch in iter_catalog("data/catalog", ["uid", "content"]): ...   # streamed, for catalogs of any size
+
+A product without a description (a title-only product: `has_description` false, content "") is a product
+all the same: search finds it by title. Training pairs and answer metrics need a description: `described`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,18 @@ def iter_catalog(path: str | Path, columns: list[str], batch_size: int = 65_536)
     import pyarrow.parquet as pq
 
     yield from pq.ParquetFile(catalog_file(path)).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def described(docs):
+    """The rows of a catalog or index DataFrame that have a description (content not empty)."""
+    return docs[docs["content"].str.len() > 0]
+
+
+def described_rows(path: str | Path) -> int:
+    """Number of products with a description (stats.json's count; a catalog without one: every row, as
+    `prepare` before title-only products were kept wrote them)."""
+    n = catalog_stats(path).get("with_description")
+    return int(n) if n is not None else catalog_rows(path)
 
 
 def catalog_rows(path: str | Path) -> int:

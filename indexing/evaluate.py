@@ -10,7 +10,11 @@ held-out ones, with typos and partial titles; short titles in held-out frames) a
 quoted span, a "looking for something that..." phrasing, a Portuguese one, a held-out frame; never with
 the title's words). `--extra FILE` adds hand-written questions ([{"title", "question", "kind"?}]: kind
 "name" -> hand_name, "description" -> hand_desc, none -> handwritten).
-Reports hit@1, hit@5 and MRR (over the top 10) per kind of question, for each retriever.
+Reports hit@1, hit@5 and MRR (over the top 10) per kind of question, for each retriever. For hybrid
+search (what answering uses) also the abstention table: how often "not in the catalog" is said (the
+index's calibrated rule over the top 3 hits, as answering applies it) to naming questions about products
+with a description and about title-only products (products without one: found by their title alone),
+and to questions naming invented products (the calibration's made-up products, in the held-out frames).
 
 A hit is the asked-about product, or a product with exactly the same title (two editions of one
 book share a title; the question cannot tell them apart), or, for a question quoting a description,
@@ -49,6 +53,7 @@ NAMING, DESCRIBING = (*VARIANTS, *CHAT_VARIANTS), (*DESCRIPTION_VARIANTS, *CHAT_
 # phrasings the ranker never trained on, about products it never trained on
 HELD_OUT_KINDS = ("chat", "chat_pt", "chat_typo", "chat_partial", "short", "hand_name", "desc_chat", "hand_desc")
 GROUPS = {"names": NAMING, "descriptions": DESCRIBING, "held-out frames": HELD_OUT_KINDS, "all": KINDS}
+ABSTAIN_K = 3  # hits the "not in the catalog" rule looks at: answering retrieves 3 (ask -k 3)
 
 
 def all_questions(docs, n: int = 500, seed: int = 0) -> list[dict]:
@@ -82,28 +87,73 @@ def handwritten_questions(path, docs) -> list[dict]:
 
 
 def evaluate_retrieval(index, questions: list[dict], modes=("hybrid",), batch: int = 256) -> dict:
-    """{mode: {kind | "names" | "descriptions" | "all": {"hit@1", "hit@5", "mrr", "n"}}} for a loaded `Index`."""
+    """{mode: {kind | "names" | "descriptions" | "all": {"hit@1", "hit@5", "mrr", "n"}}} for a loaded `Index`;
+    in hybrid mode each group also has "refused": the share of its questions the index abstains on. A
+    question may carry "title_only" (its product has no description): the names groups are also split by it
+    ("names: described", "names: title-only")."""
     report = {}
     for mode in modes:
-        ranks, strict = [], []  # 1-based rank of the first correct hit, or None
+        ranks, strict, refused = [], [], []  # 1-based rank of the first correct hit, or None
         for s in range(0, len(questions), batch):
             qs = questions[s: s + batch]
             for q, hits in zip(qs, index.retrieve_many([x["question"] for x in qs], k=10, mode=mode)):
                 same, shares = zip(*(found(q, h.uid, h.title, h.content) for h in hits)) if hits else ((), ())
                 strict.append(next((i for i, ok in enumerate(same, 1) if ok), None))
                 ranks.append(next((i for i, ok in enumerate(shares, 1) if ok), None))
+                refused.append(mode == "hybrid" and index.abstains(hits[:ABSTAIN_K]))
         per = {}
         groups = {**{v: (v,) for v in KINDS}, **GROUPS}
-        for g, kinds in groups.items():
-            rs = [r for q, r in zip(questions, ranks) if q["variant"] in kinds]
+        groups = {g: (lambda q, kinds=kinds: q["variant"] in kinds) for g, kinds in groups.items()}
+        groups["names: described"] = lambda q: q["variant"] in (*NAMING, "hand_name") and not q.get("title_only")
+        groups["names: title-only"] = lambda q: q["variant"] in (*NAMING, "hand_name") and bool(q.get("title_only"))
+        for g, member in groups.items():
+            rs = [r for q, r in zip(questions, ranks) if member(q)]
             if not rs:
                 continue
-            st = [r for q, r in zip(questions, strict) if q["variant"] in kinds]
+            st = [r for q, r in zip(questions, strict) if member(q)]
             per[g] = {"hit@1": sum(r == 1 for r in rs) / len(rs), "hit@1_strict": sum(r == 1 for r in st) / len(st),
                       "hit@5": sum(r is not None and r <= 5 for r in rs) / len(rs),
                       "mrr": sum(1 / r for r in rs if r) / len(rs), "n": len(rs)}
+            if mode == "hybrid":
+                per[g]["refused"] = sum(x for q, x in zip(questions, refused) if member(q)) / len(rs)
         report[mode] = per
     return report
+
+
+def invented_questions(docs, n: int = 300, seed: int = 0) -> list[str]:
+    """Questions naming `n` invented products (indexing.calibrate's made-up names, checked absent from
+    `docs`): half in the fine-tuning templates, half in the held-out conversational frames."""
+    import random
+
+    from indexing.calibrate import invented_titles
+    from indexing.questions import HELD_OUT_FRAMES_EN, HELD_OUT_FRAMES_PT, make_question
+
+    rng = random.Random(seed + 11)
+    titles = invented_titles(n, {t.casefold() for t in docs["title"]}, seed + 7)  # not the calibration's own
+    return [make_question(t, t, "any", salt="eval") if i % 2 else
+            rng.choice(HELD_OUT_FRAMES_EN + HELD_OUT_FRAMES_PT).format(title=t) for i, t in enumerate(titles)]
+
+
+def evaluate_abstention(index, report: dict, invented: list[str], batch: int = 256) -> dict:
+    """The abstention table of a hybrid report: {"named, described": {"n", "refused", "hit@1"}, "named,
+    title-only": ..., "invented": {"n", "refused"}}."""
+    refused = []
+    for s in range(0, len(invented), batch):
+        refused += [index.abstains(h[:ABSTAIN_K]) for h in index.retrieve_many(invented[s: s + batch], k=ABSTAIN_K)]
+    per = report.get("hybrid", {})
+    out = {name: {k: per[g][k] for k in ("n", "refused", "hit@1")}
+           for name, g in (("named, described", "names: described"), ("named, title-only", "names: title-only"))
+           if g in per}
+    out["invented"] = {"n": len(invented), "refused": sum(refused) / max(len(invented), 1)}
+    return out
+
+
+def format_abstention(table: dict) -> str:
+    lines = ["| questions | n | hit@1 | \"not in the catalog\" |", "|---|---:|---:|---:|"]
+    for name, row in table.items():
+        hit = f"{row['hit@1']:.3f}" if "hit@1" in row else "-"
+        lines.append(f"| {name} | {row['n']:,} | {hit} | {row['refused']:.1%} |")
+    return "\n".join(lines)
 
 
 def format_report(report: dict) -> str:
@@ -163,14 +213,24 @@ def main(args: argparse.Namespace) -> int:
     questions = all_questions(asked, args.n, args.seed)
     for extra in args.extra or ():
         questions += handwritten_questions(extra, docs)
+    title_only = set(docs["uid"][docs["content"].str.len() == 0])
+    for q in questions:
+        q["title_only"] = q["uid"] in title_only
     if index.passages is None:
         modes = [m for m in modes if m != "descriptions"]
     report = evaluate_retrieval(index, questions, modes)
     print(f"{len(questions):,} questions about {min(args.n, len(asked)):,} {args.products} products; "
           f"index {args.index} (fusion: {index.fusion}; "
-          f"{len(index):,} products; embeds {', '.join(index.meta.get('fields', ['title']))})\n")
+          f"{len(index):,} products, {len(title_only):,} of them title-only; "
+          f"embeds {', '.join(index.meta.get('fields', ['title']))})\n")
     print(format_report(report))
+    abstention = None
+    if "hybrid" in modes:
+        abstention = evaluate_abstention(index, report, invented_questions(docs, min(args.n, 300), args.seed))
+        print("\nAbstention (hybrid search, the index's calibrated rule over the top 3 hits):\n")
+        print(format_abstention(abstention))
     if args.json:
         Path(args.json).write_text(json.dumps({"index": str(args.index), "catalog": str(args.catalog),
-                                               "n_questions": len(questions), "report": report}, indent=2))
+                                               "n_questions": len(questions), "report": report,
+                                               "abstention": abstention}, indent=2))
     return 0

@@ -164,6 +164,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="raw AmazonTitles JSON lines or Alpaca JSON (as for prepare); repeatable")
     a.add_argument("--batch-size", type=int, default=64, metavar="N")
     a.add_argument("--device", choices=("cpu", "cuda"))
+    a.add_argument("--skipped", metavar="FILE",
+                   help="write every record the add did not take (with its reason) to FILE as JSON lines; the "
+                        "first ones are printed either way")
     a.add_argument("--quiet", action="store_true")
     _wait_argument(a)
     _compact_argument(a)
@@ -221,9 +224,36 @@ def _main_add(args) -> int:
 
     r = add_products(args.index, args.input, batch_size=args.batch_size, device=args.device, progress=not args.quiet,
                      wait=args.wait, compact=_compact_mode(args))
-    print(f"added {r['added']:,}, replaced {r['replaced']:,}; index now holds {r['count']:,} products "
-          f"(version {r['version']}{_compacted(r)})")
+    print(f"added {r['added']:,}, replaced {r['replaced']:,} ({r['title_only']:,} of them without a description: "
+          f"title-only products); index now holds {r['count']:,} products (version {r['version']}{_compacted(r)})")
+    print_skipped(r["skipped"], args.skipped)
     return 0
+
+
+SHOWN_SKIPPED = 20  # skipped records printed; --skipped FILE lists them all
+
+
+def print_skipped(skipped: list, out: str | None) -> None:
+    """Every record an add did not take: a count per reason, the first SHOWN_SKIPPED ones, all of them in `out`."""
+    import json
+    from collections import Counter
+
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            for s in skipped:
+                f.write(json.dumps(s, ensure_ascii=False) + "\n")
+    if not skipped:
+        return
+    print(f"skipped {len(skipped):,} records: " + "; ".join(f"{n:,} {why}" for why, n in Counter(
+        s["reason"] for s in skipped).most_common()))
+    for s in skipped[:SHOWN_SKIPPED]:
+        where = f"line {s['line']}" if "line" in s else f"record {s['record']}" if "record" in s else "a record"
+        what = " ".join(x for x in (f"uid {s['uid']}" if s.get("uid") else "",
+                                    repr(s["title"]) if s.get("title") else "") if x)
+        print(f"  {s['file']}: {where}{' (' + what + ')' if what else ''}: {s['reason']}")
+    if len(skipped) > SHOWN_SKIPPED:
+        print(f"  ... {len(skipped) - SHOWN_SKIPPED:,} more" + (f" (all in {out})" if out else
+                                                                " (--skipped FILE lists them all)"))
 
 
 def _main_remove(args) -> int:

@@ -1,19 +1,33 @@
 """Prepare a clean product catalog from raw AmazonTitles JSON lines or Alpaca-style JSON.
 
     productqa prepare --input trn.json --input tst.json --out data/catalog [--sample-size N] [--shard-size N]
+        [--require-description]
 
-Inputs may be plain or gzip-compressed (detected from the bytes, not the name) and in either format,
-detected automatically:
+Inputs may be plain or gzip-compressed (detected from the bytes, not the name) and in any of these
+formats, detected automatically:
   * raw AmazonTitles JSON lines: {"uid", "title", "content", "target_ind", "target_rel"}
   * Alpaca: a JSON array or JSON lines of {"instruction": title, "input": ..., "output": content}
+  * drafts from `productqa describe`: {"uid", "title", "draft", "reviewed", ...}; a draft a person marked
+    "reviewed": true becomes the product's description, the others are skipped (reported by `index add`)
 
 Files are streamed in blocks (never loaded whole). Each block is parsed by Arrow's C++ JSON reader;
 a block that Arrow rejects (a malformed line, a title that is a number...) is re-read line by line
 so that only the bad lines are skipped and counted. Cleaning is vectorised over Arrow arrays; only
 the rows that need a Python-level fix (HTML entities) go through Python.
 
+Every record with a title is a product a shopper may ask about, so a record whose description is
+empty (~38% of trn.json), or becomes empty when cleaning removes an edition footer, is kept as a
+title-only product (`has_description` false): search finds it by its title and answers say the catalog
+holds no description of it. `--require-description` drops them instead (the catalog as it was before
+title-only products were kept).
+Duplicates: the first of several records with the same title and description wins; a title-only
+record whose title a described record also has collapses into the described one (wherever either
+comes), and of several title-only records with one title the first wins.
+
 Writes, into --out:
-  catalog.parquet      uid, title, content (written to a temp file, then renamed: never half-written)
+  catalog.parquet      uid, title, content, has_description (written to a temp file, then renamed: never
+                       half-written): the described products in input order, then the title-only ones
+                       (they wait to the end: a later described record with their title removes them)
   shards/part-NNNNN.parquet   when --shard-size is given
   stats.json           counts after every cleaning step, per input file and in total, + fingerprint
 """
@@ -35,10 +49,20 @@ from pathlib import Path
 from indexing.errors import UserError
 from indexing.runtime import utc_now
 
-# Counts after each step, in order; the last one is what the catalog holds.
+# Counts after each step, in order; "unique" is what the catalog holds. has_fields: records with a title
+# (and a description, with --require-description); non_empty: those fields not empty after cleaning.
 STEPS = ("read", "valid_json", "has_fields", "non_empty", "unique")
-# Counts of records a cleaning rule changed (kept records may have been changed by several).
-CHANGES = ("entities_unescaped", "footers_removed", "whitespace_fixed", "uids_generated")
+# What the kept ("unique") records are: with a description, or title only.
+KINDS = ("with_description", "title_only")
+# Counts of records a cleaning rule changed (kept records may have been changed by several);
+# descriptions_emptied: a non-empty description that cleaning left empty (only an edition footer, spaces).
+CHANGES = ("entities_unescaped", "footers_removed", "whitespace_fixed", "uids_generated", "descriptions_emptied")
+# Why a record is not in the catalog (FileStats.skipped; `index add` reports each one)
+SKIP_NOT_JSON = "not a JSON object"
+SKIP_NO_TITLE = "no title"
+SKIP_EMPTY_TITLE = "title empty after cleaning"
+SKIP_NO_DESCRIPTION = "no description (--require-description)"
+SKIP_UNREVIEWED = "draft not reviewed (a reviewed one has \"reviewed\": true)"
 
 BLOCK_BYTES = 8 << 20  # Arrow parses blocks of ~8 MB: big enough to amortise, small enough for RAM
 BAD_LINES_KEPT = 5  # how many bad line numbers each file reports
@@ -53,6 +77,7 @@ _WS_FIX = rf"[ {_ODD_SPACE}]{{2,}}|[{_ODD_SPACE}]"
 _FOOTER = r"\s*-{1,3}\s*[Tt]his text refers to\b.{0,120}?edition(?: of this title)?\.?"
 
 _RAW_FIELDS = ("uid", "title", "content")
+FIELDS = (*_RAW_FIELDS, "has_description")  # catalog.parquet's columns
 
 
 @dataclass
@@ -61,9 +86,17 @@ class FileStats:
 
     path: str
     format: str = "?"  # "amazontitles-jsonl", "alpaca-jsonl" or "alpaca-json-array"
-    counts: dict = field(default_factory=lambda: dict.fromkeys(STEPS, 0))
+    counts: dict = field(default_factory=lambda: dict.fromkeys(STEPS + KINDS, 0))
     changes: dict = field(default_factory=lambda: dict.fromkeys(CHANGES, 0))
     bad_lines: list = field(default_factory=list)  # first few line numbers that were not JSON objects
+    keep_bad: int = BAD_LINES_KEPT  # how many bad line numbers to keep (None: all, for `index add`)
+    # records dropped by cleaning, when asked for (`skipped` not None): (record number in the file, 1-based,
+    # among its JSON objects; uid or None; title or None; reason)
+    skipped: list | None = None
+
+    def bad(self, line: int) -> None:
+        if self.keep_bad is None or len(self.bad_lines) < self.keep_bad:
+            self.bad_lines.append(line)
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -170,6 +203,8 @@ def _detect_format(head: bytes) -> str:
         except orjson.JSONDecodeError:
             continue
         if isinstance(obj, dict):
+            if "draft" in obj:
+                return "drafts-jsonl"
             if "title" in obj or "content" in obj or "uid" in obj:
                 return "amazontitles-jsonl"
             if "instruction" in obj or "output" in obj:
@@ -209,10 +244,14 @@ def _columns_from_rows(objs, names):
 
 def _parse_block_lines(block: bytes, first_line: int, names, st: FileStats):
     """Slow path: parse line by line, skipping (and counting) lines that are not JSON objects."""
+    return _columns_from_rows([obj for _, obj in _json_objects(block.split(b"\n"), first_line, st)], names)
+
+
+def _json_objects(lines, first_line: int, st: FileStats):
+    """(line number, object) of each line that is a JSON object; the others counted bad (st.bad)."""
     import orjson
 
-    objs = []
-    for i, line in enumerate(block.split(b"\n")):
+    for i, line in enumerate(lines, first_line):
         if not line.strip():
             continue
         st.counts["read"] += 1
@@ -221,11 +260,9 @@ def _parse_block_lines(block: bytes, first_line: int, names, st: FileStats):
         except orjson.JSONDecodeError:
             obj = None
         if not isinstance(obj, dict):
-            if len(st.bad_lines) < BAD_LINES_KEPT:
-                st.bad_lines.append(first_line + i)
+            st.bad(i)
             continue
-        objs.append(obj)
-    return _columns_from_rows(objs, names)
+        yield i, obj
 
 
 def _parse_block(block: bytes, first_line: int, names, st: FileStats):
@@ -259,8 +296,7 @@ def _iter_array_blocks(f, head: bytes, st: FileStats, rows_per_block: int = 50_0
         for i, obj in enumerate(ijson.items(stream, "item", use_float=True)):
             st.counts["read"] += 1
             if not isinstance(obj, dict):
-                if len(st.bad_lines) < BAD_LINES_KEPT:
-                    st.bad_lines.append(i + 1)  # item number, 1-based
+                st.bad(i + 1)  # item number, 1-based
                 continue
             batch.append(obj)
             if len(batch) >= rows_per_block:
@@ -275,6 +311,31 @@ def _iter_array_blocks(f, head: bytes, st: FileStats, rows_per_block: int = 50_0
     if batch:
         yield pa.table([pa.array(c, pa.string()) for c in _columns_from_rows(batch, ("instruction", "output"))],
                        names=_RAW_FIELDS)
+
+
+def _iter_draft_blocks(f, head: bytes, st: FileStats, rows_per_block: int = 50_000):
+    """`productqa describe`'s drafts, line by line: the reviewed ones as records whose description is the
+    draft; the others skipped (st.skipped, when recorded) and counted as valid JSON only."""
+    import pyarrow as pa
+
+    def table(objs):
+        cols = _columns_from_rows(objs, ("title", "draft"))
+        return pa.table([pa.array(c, pa.string()) for c in cols], names=_RAW_FIELDS)
+
+    batch, n_valid = [], 0
+    for _, obj in _json_objects((head + f.read()).split(b"\n"), 1, st):
+        n_valid += 1
+        if obj.get("reviewed") is True:
+            batch.append(obj)
+        else:
+            st.counts["valid_json"] += 1
+            if st.skipped is not None:
+                st.skipped.append((n_valid, obj.get("uid"), obj.get("title"), SKIP_UNREVIEWED))
+        if len(batch) >= rows_per_block:
+            yield table(batch)
+            batch = []
+    if batch:
+        yield table(batch)
 
 
 class _Prepend(io.RawIOBase):
@@ -297,44 +358,78 @@ class _Prepend(io.RawIOBase):
         return len(data)
 
 
-def clean_table(t, st: FileStats):
+def clean_table(t, st: FileStats, require_description: bool = False):
     """Apply every per-record cleaning step to a raw block and update the counts.
 
-    Returns (table of non-empty cleaned rows, dedupe keys). Keys are Python's str hash of title and
-    content, combined to 128 bits so a false "duplicate" (which would lose a record) is practically
-    impossible. Python salts str hashes per interpreter: forked workers inherit the parent's salt,
-    so keys from different workers of one run agree, which is all one `prepare` run needs."""
+    Returns (table of the kept cleaned rows: FIELDS, dedupe keys, title keys). A row is kept when its
+    title is not empty after cleaning (and its description, with `require_description`); an empty or
+    missing description makes it a title-only product. Keys are Python's str hash of title and content
+    (title keys: of the title alone), combined to 128 bits so a false "duplicate" (which would lose a
+    record) is practically impossible. Python salts str hashes per interpreter: forked workers inherit the
+    parent's salt, so keys from different workers of one run agree, which is all one `prepare` run needs.
+    With `st.skipped` a list, every dropped row is recorded there with its reason (its record number is
+    relative to this block: the caller adds the block's offset)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    t = t.filter(pc.and_(pc.is_valid(t["title"]), pc.is_valid(t["content"])))
+    has = pc.is_valid(t["title"])
+    if require_description:
+        has = pc.and_(has, pc.is_valid(t["content"]))
+    if st.skipped is not None:
+        _skip(st, t, pc.invert(has), lambda row: SKIP_NO_TITLE if row["title"] is None else SKIP_NO_DESCRIPTION)
+    positions = pc.indices_nonzero(has) if st.skipped is not None else None
+    t = t.filter(has)
     st.counts["has_fields"] += t.num_rows
     title = clean_array(t["title"].combine_chunks(), st.changes)
-    content = clean_array(t["content"].combine_chunks(), st.changes)
-    keep = pc.and_(pc.greater(pc.utf8_length(title), 0), pc.greater(pc.utf8_length(content), 0))
+    raw_content = pc.fill_null(t["content"].combine_chunks(), "")
+    content = clean_array(raw_content, st.changes)
+    described = pc.greater(pc.utf8_length(content), 0)
+    st.changes["descriptions_emptied"] += pc.sum(pc.and_(pc.greater(pc.utf8_length(raw_content), 0),
+                                                         pc.invert(described))).as_py() or 0
+    keep = pc.greater(pc.utf8_length(title), 0)
+    if require_description:
+        keep = pc.and_(keep, described)
+    if st.skipped is not None:
+        kept_t = t.set_column(t.schema.get_field_index("title"), "title", title)
+        kept_t = kept_t.append_column("_row", positions)
+        _skip(st, kept_t, pc.invert(keep),
+              lambda row: SKIP_EMPTY_TITLE if not row["title"] else SKIP_NO_DESCRIPTION, rows="_row")
     uid = pc.filter(t["uid"].combine_chunks(), keep)
-    title, content = pc.filter(title, keep), pc.filter(content, keep)
+    title, content, described = pc.filter(title, keep), pc.filter(content, keep), pc.filter(described, keep)
     st.counts["non_empty"] += len(title)
 
     titles, contents = title.to_pylist(), content.to_pylist()
-    keys = [(hash(a) << 64) ^ (hash(b) & 0xFFFFFFFFFFFFFFFF) for a, b in zip(titles, contents)]
+    mask = 0xFFFFFFFFFFFFFFFF
+    keys = [(hash(a) << 64) ^ (hash(b) & mask) for a, b in zip(titles, contents)]
+    title_keys = [(hash(a) << 64) ^ (hash(a + "\x1f") & mask) for a in titles]
     missing = pc.or_(pc.is_null(uid), pc.equal(pc.utf8_trim_whitespace(pc.fill_null(uid, "")), ""))
     if pc.any(missing).as_py():
         miss = missing.to_pylist()
         uid = pa.array([stable_uid(a, b) if m else u for u, a, b, m in zip(uid.to_pylist(), titles, contents, miss)],
                        pa.string())
         st.changes["uids_generated"] += sum(miss)
-    return pa.table([uid, title, content], names=_RAW_FIELDS), keys
+    return pa.table([uid, title, content, described], names=FIELDS), keys, title_keys
+
+
+def _skip(st: FileStats, t, dropped, reason, rows: str | None = None) -> None:
+    """Record the rows of `t` where `dropped` is true in st.skipped: (row in the block, uid, title, reason)."""
+    import pyarrow.compute as pc
+
+    if not (pc.sum(dropped).as_py() or 0):
+        return
+    cols = ["uid", "title"] + ([rows] if rows else [])
+    for i, row in zip(pc.indices_nonzero(dropped).to_pylist(), t.filter(dropped).select(cols).to_pylist()):
+        st.skipped.append((row[rows] if rows else i, row["uid"], row["title"], reason(row)))
 
 
 def _work(job):
     """Worker: parse + clean one block of JSON lines (runs in a forked process)."""
-    block, first_line, names, path = job
-    st = FileStats(path)
+    block, first_line, names, path, require, want_skipped = job
+    st = FileStats(path, skipped=[] if want_skipped else None, keep_bad=None if want_skipped else BAD_LINES_KEPT)
     raw = _parse_block(block, first_line, names, st)
     st.counts["valid_json"] += raw.num_rows
-    table, keys = clean_table(raw, st)
-    return table, keys, st, _digest(table)
+    table, keys, title_keys = clean_table(raw, st, require)
+    return table, keys, title_keys, st, _digest(table)
 
 
 def _digest(table) -> bytes:
@@ -348,17 +443,19 @@ def _digest(table) -> bytes:
     return h.digest()
 
 
-def _blocks(path: Path, st: FileStats, progress):
+def _blocks(path: Path, st: FileStats, progress, require: bool = False):
     """Jobs for `_work` (JSON lines) or finished results (JSON arrays, parsed here with ijson)."""
     f, head = _open_bytes(path)
     st.format = _detect_format(head)
+    want_skipped = st.skipped is not None
     with f:
-        if st.format == "alpaca-json-array":
-            for raw in _iter_array_blocks(f, head, st):
-                part = FileStats(str(path))
+        if st.format in ("alpaca-json-array", "drafts-jsonl"):
+            blocks = (_iter_array_blocks if st.format == "alpaca-json-array" else _iter_draft_blocks)(f, head, st)
+            for raw in blocks:
+                part = FileStats(str(path), skipped=[] if want_skipped else None)
                 part.counts["valid_json"] = raw.num_rows
-                table, keys = clean_table(raw, part)
-                yield "done", (table, keys, part, _digest(table))
+                table, keys, title_keys = clean_table(raw, part, require)
+                yield "done", (table, keys, title_keys, part, _digest(table))
             return
         names = ("title", "content") if st.format == "amazontitles-jsonl" else ("instruction", "output")
         raw_f = f.fileobj if isinstance(f, gzip.GzipFile) else f
@@ -367,15 +464,15 @@ def _blocks(path: Path, st: FileStats, progress):
             pos = raw_f.tell()
             progress(pos - last)
             last = pos
-            yield "job", (block, first_line, names, str(path))
+            yield "job", (block, first_line, names, str(path), require, want_skipped)
 
 
-def _results(path: Path, st: FileStats, progress, pool, window: int):
+def _results(path: Path, st: FileStats, progress, pool, window: int, require: bool = False):
     """Results of every block of `path`, in file order; at most `window` blocks in flight."""
     from collections import deque
 
     pending = deque()
-    for kind, item in _blocks(path, st, progress):
+    for kind, item in _blocks(path, st, progress, require):
         if kind == "done":
             while pending:
                 yield pending.popleft().result()
@@ -396,21 +493,29 @@ class _Done:
         return self.value
 
 
-def load_records(path: str | Path):
-    """Yield cleaned pyarrow Tables (uid, title, content) of one input file, in order, without
-    removing duplicates: the building block for other stages (`index add`)."""
-    st = FileStats(str(path))
-    for table, _keys, part, _ in _results(Path(path), st, lambda n: None, None, 1):
+def load_records(path: str | Path, stats: FileStats | None = None):
+    """Yield cleaned pyarrow Tables (FIELDS) of one input file, in order, without removing duplicates: the
+    building block for other stages (`index add`). Title-only records are kept. `stats`, when given, gets
+    the counts, every line that is not a JSON object (bad_lines) and every record cleaning dropped
+    (skipped, with record numbers counted over the file)."""
+    st = stats if stats is not None else FileStats(str(path))
+    if stats is not None:
+        st.skipped, st.keep_bad = [] if st.skipped is None else st.skipped, None
+    for table, _keys, _tkeys, part, _ in _results(Path(path), st, lambda n: None, None, 1):
         _merge(st, part)
         yield table
 
 
 def _merge(st: FileStats, part: FileStats) -> None:
-    for k in STEPS:
+    if st.skipped is not None and part.skipped:  # block-relative record numbers -> the file's, 1-based
+        offset = st.counts["valid_json"]
+        st.skipped.extend((offset + i + 1, uid, title, why) for i, uid, title, why in part.skipped)
+    for k in STEPS + KINDS:
         st.counts[k] += part.counts[k]
     for k in CHANGES:
         st.changes[k] += part.changes[k]
-    st.bad_lines = (st.bad_lines + part.bad_lines)[:BAD_LINES_KEPT]
+    keep = st.keep_bad if st.keep_bad is not None else len(st.bad_lines) + len(part.bad_lines)
+    st.bad_lines = (st.bad_lines + part.bad_lines)[:keep]
 
 
 # --------------------------------------------------------------------------- writing
@@ -427,7 +532,7 @@ class _CatalogWriter:
         self.tmp = out / f".prepare-tmp-{os.getpid()}"
         shutil.rmtree(self.tmp, ignore_errors=True)
         (self.tmp / "shards").mkdir(parents=True)
-        self.schema = pa.schema([(k, pa.string()) for k in _RAW_FIELDS])
+        self.schema = pa.schema([*((k, pa.string()) for k in _RAW_FIELDS), ("has_description", pa.bool_())])
         self.main = self._writer(self.tmp / "catalog.parquet")
         self.shard, self.shard_rows, self.n_shards = None, 0, 0
         self.rows = 0
@@ -484,7 +589,8 @@ class _CatalogWriter:
 
 
 def prepare(inputs: list[str | Path], out: str | Path, sample_size: int | None = None,
-            shard_size: int | None = None, progress: bool = True, workers: int | None = None) -> dict:
+            shard_size: int | None = None, progress: bool = True, workers: int | None = None,
+            require_description: bool = False) -> dict:
     """Clean `inputs` into a catalog under `out`; return the stats dict (also written to stats.json)."""
     from tqdm import tqdm
 
@@ -510,33 +616,39 @@ def prepare(inputs: list[str | Path], out: str | Path, sample_size: int | None =
                mininterval=0.5)
     writer = _CatalogWriter(out, shard_size)
     pool = _pool(workers)
-    seen: set = set()
+    dedupe = _Dedupe()
     per_file: list[FileStats] = []
     stopped_early = False
     try:
         for p in inputs:
             st = FileStats(str(p))
             per_file.append(st)
-            for table, keys, part, digest in _results(p, st, bar.update, pool, window=2 * max(workers, 1)):
+            for table, keys, title_keys, part, digest in _results(p, st, bar.update, pool,
+                                                                  window=2 * max(workers, 1),
+                                                                  require=require_description):
                 _merge(st, part)
                 writer.h.update(digest)  # fingerprint: block contents in order + the final count
-                # Exact duplicates across all inputs: first occurrence wins.
-                unique = [k not in seen and not seen.add(k) for k in keys]
-                table = table.filter(_bool_array(unique))
-                st.counts["unique"] += table.num_rows
-                if sample_size is not None and writer.rows + table.num_rows >= sample_size:
-                    st.counts["unique"] -= writer.rows + table.num_rows - sample_size
-                    writer.write(table.slice(0, sample_size - writer.rows))
+                table, title_keys = dedupe.filter(table, keys, title_keys)
+                if sample_size is not None and writer.rows + dedupe.waiting + table.num_rows >= sample_size:
+                    take = sample_size - writer.rows - dedupe.waiting
+                    table, title_keys = table.slice(0, take), title_keys[:take]
                     stopped_early = True
+                st.counts["unique"] += table.num_rows
+                writer.write(dedupe.hold_title_only(table, title_keys, st))
+                if stopped_early:
                     break
-                writer.write(table)
             if st.counts["valid_json"] == 0 and not stopped_early:
                 raise UserError(f"{p}: no valid JSON records (bad lines: {_fmt_lines(st.bad_lines)})")
             if stopped_early:
                 break
+        for table in dedupe.release():  # title-only products no described one with their title replaced
+            writer.write(table)
+        for st in per_file:
+            st.counts["title_only"] = st.counts["unique"] - st.counts["with_description"]
         writer.close()
         bar.close()
-        stats = _stats_dict(per_file, inputs, writer, sample_size, stopped_early, shard_size, started)
+        stats = _stats_dict(per_file, inputs, writer, sample_size, stopped_early, shard_size, started,
+                            require_description)
         writer.commit(stats)
     except BaseException:
         bar.close()
@@ -546,6 +658,55 @@ def prepare(inputs: list[str | Path], out: str | Path, sample_size: int | None =
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return stats
+
+
+class _Dedupe:
+    """Duplicates across all inputs. Described records: the first with a given title and description wins.
+    Title-only records wait to the end (`hold_title_only`, `release`): the first with a given title is kept
+    unless some described record has that title, before or after it (then it collapses into that one)."""
+
+    def __init__(self):
+        self.seen: set = set()  # (title, description) keys of kept described records
+        self.described_titles: set = set()
+        self.title_only: set = set()  # title keys of held title-only records
+        self.held: list = []  # (FileStats, table, title keys) of title-only records, in input order
+        self.waiting = 0  # rows held
+
+    def filter(self, table, keys, title_keys):
+        """The rows of a block that are not duplicates of rows kept so far (and their title keys)."""
+        described = table.column("has_description").to_pylist()
+        keep = []
+        for d, k, tk in zip(described, keys, title_keys):
+            if d:
+                keep.append(k not in self.seen and not self.seen.add(k))
+            else:
+                keep.append(tk not in self.title_only and tk not in self.described_titles
+                            and not self.title_only.add(tk))
+        return table.filter(_bool_array(keep)), [tk for tk, k in zip(title_keys, keep) if k]
+
+    def hold_title_only(self, table, title_keys, st: FileStats):
+        """The described rows of `table` (written now); its title-only rows are held."""
+        import pyarrow.compute as pc
+
+        described = table.column("has_description")
+        self.described_titles.update(tk for tk, d in zip(title_keys, described.to_pylist()) if d)
+        title_only = pc.invert(described)
+        n = pc.sum(title_only).as_py() or 0
+        if n:
+            self.held.append((st, table.filter(title_only),
+                              [tk for tk, d in zip(title_keys, described.to_pylist()) if not d]))
+            self.waiting += n
+        st.counts["with_description"] += table.num_rows - n
+        return table.filter(described)
+
+    def release(self):
+        """The held title-only rows whose title no described record has; the others are counted out of
+        their file's "unique"."""
+        for st, table, tkeys in self.held:
+            keep = [tk not in self.described_titles for tk in tkeys]
+            st.counts["unique"] -= len(keep) - sum(keep)
+            yield table.filter(_bool_array(keep))
+        self.held, self.waiting = [], 0
 
 
 def _bool_array(values):
@@ -574,12 +735,12 @@ def _fmt_lines(lines):
     return ", ".join(map(str, lines)) or "none"
 
 
-def _stats_dict(per_file, inputs, writer, sample_size, stopped_early, shard_size, started):
+def _stats_dict(per_file, inputs, writer, sample_size, stopped_early, shard_size, started, require_description):
     from indexing import __version__
 
-    total = {"counts": dict.fromkeys(STEPS, 0), "changes": dict.fromkeys(CHANGES, 0)}
+    total = {"counts": dict.fromkeys(STEPS + KINDS, 0), "changes": dict.fromkeys(CHANGES, 0)}
     for st in per_file:
-        for k in STEPS:
+        for k in STEPS + KINDS:
             total["counts"][k] += st.counts[k]
         for k in CHANGES:
             total["changes"][k] += st.changes[k]
@@ -593,6 +754,9 @@ def _stats_dict(per_file, inputs, writer, sample_size, stopped_early, shard_size
             for st in per_file
         ],
         "total": total,
+        "with_description": total["counts"]["with_description"],
+        "title_only": total["counts"]["title_only"],
+        "require_description": require_description,
         "sample_size": sample_size,
         "stopped_early_at_sample_size": stopped_early,
         "shard_size": shard_size,
@@ -606,24 +770,27 @@ def _stats_dict(per_file, inputs, writer, sample_size, stopped_early, shard_size
 
 def format_stats(stats: dict) -> str:
     """The printed report: one row per file and a total, counts after every step."""
-    head = ["file", "format", *STEPS, "bad lines"]
+    cols = STEPS + KINDS
+    head = ["file", "format", *cols, "bad lines"]
     rows = []
     for f in stats["files"]:
-        rows.append([Path(f["path"]).name, f["format"], *(f"{f['counts'][k]:,}" for k in STEPS),
+        rows.append([Path(f["path"]).name, f["format"], *(f"{f['counts'].get(k, 0):,}" for k in cols),
                      _fmt_lines(f["bad_lines"]) if f["bad_lines"] else ""])
     tot = stats["total"]
-    rows.append(["TOTAL", "", *(f"{tot['counts'][k]:,}" for k in STEPS), ""])
+    rows.append(["TOTAL", "", *(f"{tot['counts'].get(k, 0):,}" for k in cols), ""])
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
 
     def line(r):
-        return "  ".join(str(c).rjust(w) if 2 <= i < 2 + len(STEPS) else str(c).ljust(w)
+        return "  ".join(str(c).rjust(w) if 2 <= i < 2 + len(cols) else str(c).ljust(w)
                          for i, (c, w) in enumerate(zip(r, widths))).rstrip()
 
     out = [line(head), line(["-" * w for w in widths]), *map(line, rows), ""]
     c = tot["counts"]
-    out.append(f"{c['read']:,} read → {c['valid_json']:,} valid JSON → {c['has_fields']:,} with title+content → "
+    fields = "title+content" if stats.get("require_description") else "a title"
+    out.append(f"{c['read']:,} read → {c['valid_json']:,} valid JSON → {c['has_fields']:,} with {fields} → "
                f"{c['non_empty']:,} non-empty → {c['unique']:,} kept (duplicates removed: "
-               f"{c['non_empty'] - c['unique']:,})")
+               f"{c['non_empty'] - c['unique']:,}) → {c.get('with_description', c['unique']):,} with a description, "
+               f"{c.get('title_only', 0):,} title only")
     ch = tot["changes"]
     out.append("changed: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in ch.items()))
     if stats["stopped_early_at_sample_size"]:
@@ -639,6 +806,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-size", type=int, metavar="N", help="stop after N clean records (quick trials)")
     p.add_argument("--shard-size", type=int, metavar="N",
                    help="also write shards/part-NNNNN.parquet of N records each (e.g. 100000)")
+    p.add_argument("--require-description", action="store_true",
+                   help="drop products without a description (default: keep them as title-only products, which "
+                        "search finds by title and answers say have no description)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes parsing and cleaning blocks (default: min(2, CPUs)); 1 = no subprocesses")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -646,7 +816,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     stats = prepare(args.input, args.out, sample_size=args.sample_size, shard_size=args.shard_size,
-                    progress=not args.quiet, workers=args.workers)
+                    progress=not args.quiet, workers=args.workers, require_description=args.require_description)
     print(format_stats(stats))
-    print(f"catalog: {Path(args.out) / 'catalog.parquet'} ({stats['records']:,} products, {stats['seconds']} s)")
+    print(f"catalog: {Path(args.out) / 'catalog.parquet'} ({stats['records']:,} products: "
+          f"{stats['with_description']:,} with a description, {stats['title_only']:,} title only; "
+          f"{stats['seconds']} s)")
     return 0

@@ -4,7 +4,10 @@
     productqa index remove  --index data/index --uid 0001360000 0000031895
     productqa index compact --index data/index
 
-New records go through exactly the cleaning of `productqa prepare`. Only new/changed products are
+New records go through exactly the cleaning of `productqa prepare`: a record without a description is
+added as a title-only product (found by its title), and every record an add does not take is reported
+with its reason (a line that is not JSON, no title, an earlier record superseded by a later one with the
+same uid, a draft not marked reviewed). Only new/changed products are
 embedded (their titles and description passages). An add writes them as a delta segment (their docs,
 vectors and BM25 indexes over their own texts); the products it replaces, and those a remove takes
 out, become tombstones; everything else is shared with the previous version as hard links
@@ -219,22 +222,18 @@ def add_products(root, inputs: list, batch_size: int = 64, device: str | None = 
 
 def _add(root, inputs, batch_size, device, progress, compact: str) -> dict:
     import numpy as np
-    import pandas as pd
-    import pyarrow as pa
 
     from indexing.embed import base_model_path, embed, load_index_encoders
     from indexing.lexical import build_bm25, build_char_bm25
-    from indexing.prepare import load_records
     from indexing.store import has_passage_vectors, has_passages, open_version, read_meta, read_tombstones
     from indexing.texts import Splitter, dense_texts, lexical_texts, passage_texts
 
     with open_version(root) as folder:
         meta = read_meta(folder)
-    tables = [t for path in inputs for t in load_records(path)]
-    new = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=["uid", "title", "content"])
-    new = new.drop_duplicates("uid", keep="last")
+    new, skipped = read_updates(inputs)
     if new.empty:
-        raise UserError(f"no usable products in {', '.join(map(str, inputs))}")
+        raise UserError(f"no usable products in {', '.join(map(str, inputs))}"
+                        + (f" ({len(skipped):,} skipped: {skipped[0]['reason']}, ...)" if skipped else ""))
     dead = read_tombstones(folder, meta)
     live, owners = _live(folder, meta, dead)
     replaced = live[live["uid"].isin(new["uid"])]
@@ -262,7 +261,34 @@ def _add(root, inputs, batch_size, device, progress, compact: str) -> dict:
     meta = _commit_delta(root, folder, meta, dead, delta, len(live) - len(replaced) + len(new), live_passages)
     c = _maybe_compact(root, meta, compact, progress)
     return {"added": len(new) - len(replaced), "replaced": len(replaced), "count": meta["count"],
+            "title_only": int((new["content"].str.len() == 0).sum()), "skipped": skipped,
             "version": meta["version"] + c["compacted"], **c}
+
+
+def read_updates(inputs: list) -> tuple:
+    """(the products of `inputs`, cleaned as prepare cleans them, one per uid: the last record of each; the
+    records not taken: [{"file", "line" or "record", "uid", "title", "reason"}], in file order)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from indexing.prepare import SKIP_NOT_JSON, FileStats, load_records
+
+    tables, skipped = [], []
+    for path in inputs:
+        st = FileStats(str(path))
+        for t in load_records(path, st):
+            tables.append(t.append_column("_file", pa.array([str(path)] * t.num_rows, pa.string())))
+        skipped += [{"file": str(path), "line": n, "uid": None, "title": None, "reason": SKIP_NOT_JSON}
+                    for n in st.bad_lines]
+        skipped += [{"file": str(path), "record": n, "uid": uid, "title": title, "reason": why}
+                    for n, uid, title, why in st.skipped]
+    new = (pa.concat_tables(tables).to_pandas() if tables
+           else pd.DataFrame(columns=["uid", "title", "content", "has_description", "_file"]))
+    earlier = new.duplicated("uid", keep="last")
+    skipped += [{"file": f, "uid": u, "title": t, "reason": "the same uid again later in the input: the later "
+                 "record is the one added"} for u, t, f in zip(new["uid"][earlier], new["title"][earlier],
+                                                               new["_file"][earlier])]
+    return new[~earlier].drop(columns=["_file"]).reset_index(drop=True), skipped
 
 
 def remove_products(root, uids: list[str], wait: float = WAIT, progress: bool = True,

@@ -28,6 +28,15 @@ What the answer is (`mode`, measured in docs/results.md "Answer modes and engine
              questions about one detail of it (age, author, pages, ... or any other: then its most similar
              sentence); quote, not read: it scored higher on the detail fixture (docs/results.md "Detail questions")
 
+A product the catalog holds without a description (title-only, ~38% of AmazonTitles) is answered for
+what it is: when the best retrieved product (or the entry the model cites) has no description, the
+answer says the product is in the catalog and its description is empty (origin "no_description", that
+product cited; a detail question: the catalog holds nothing to answer it from), with no model call. With
+`draft_missing` (`--draft-missing`, the chat's checkbox), a question asking what such a product is gets a
+description the model drafts from the title alone, streamed after a lead sentence that says so (origin
+"drafted"; `draft` holds the model's text alone, `drafted_by` which model wrote it): the model's words,
+never shown or cited as the catalog's.
+
 Abstention happens twice: before generating, when the best retrieved product is not close enough
 (cosine below the threshold calibrated at index build time and stored in meta.json), and when the
 fine-tuned model itself answers that the product is not in the catalog. An answer always carries
@@ -61,6 +70,8 @@ PICK_TOKENS = 6
 REFUSAL_START = "This product is not"
 PICK_STOP = ["]", "\n", "###"]
 READ_TOKENS = 128  # read mode: a citation line and one sentence (quotes are cut to ~40 words)
+DRAFT_TOKENS = 160  # a drafted description in an answer: ~600 characters, what drafts are trained to
+DESCRIBING_MODES = ("verbatim", "generate")  # answer modes of questions asking what a product is: drafts answer them
 
 
 @dataclass
@@ -91,6 +102,10 @@ class Answer:
     # ahead of the second by the calibrated margin: Index.sure; no model call)
     picked_by: str | None = None
     index_version: int | None = None  # the index version its sources come from (indexing/store.py)
+    # origin "drafted": the model's draft alone (`text` is a lead saying so, then the draft), and who wrote it:
+    # {"model": base name, "base_hash", "adapter": folder name or None, "adapter_hash"}
+    draft: str | None = None
+    drafted_by: dict | None = None
 
     @property
     def cited_source(self):
@@ -103,6 +118,7 @@ class Answer:
                 "fallback_reason": self.fallback_reason, "kind": self.kind, "quote": self.quote,
                 "quote_span": list(self.quote_span) if self.quote_span else None, "mode": self.mode,
                 "picked_by": self.picked_by, "index_version": self.index_version,
+                "draft": self.draft, "drafted_by": self.drafted_by,
                 "sources": [{"uid": h.uid, "title": h.title, "score": round(h.dense_score or 0.0, 4),
                              "match": h.match, **({"passage": h.passage} if h.match == "description" else {})}
                             for h in self.sources],
@@ -143,6 +159,10 @@ def limits(max_new_tokens: int, temperature: float, mode: str) -> tuple[int, flo
         return min(max_new_tokens, PICK_TOKENS), 0.0, PICK_STOP
     if mode == "read":
         return min(max_new_tokens, READ_TOKENS), max(temperature or 0.0, 0.0), STOP_STRINGS
+    if mode == "draft":
+        from rag.prompt import DRAFT_STOP
+
+        return max_new_tokens, max(temperature or 0.0, 0.0), DRAFT_STOP
     return max_new_tokens, max(temperature or 0.0, 0.0), STOP_STRINGS
 
 
@@ -209,6 +229,113 @@ def _not_stated(ans: Answer, src, kind: str | None) -> None:
     ans.text, ans.origin = not_stated_text(src.title, kind, portuguese), "not_stated"
 
 
+def no_description(ans: Answer, rank: int = 1, kind: str | None = None, detail: bool = False) -> Answer:
+    """Source `rank` is in the catalog without a description: say so, in the question's language, citing
+    it (origin "no_description"; `detail`: the question asks one detail, `kind` which)."""
+    from rag.detail import is_portuguese, no_description_text, without_title
+
+    src = ans.sources[rank - 1]
+    portuguese = is_portuguese(without_title(ans.question, src.title))
+    ans.text, ans.origin, ans.cited, ans.kind = no_description_text(src.title, detail, portuguese), \
+        "no_description", rank, kind
+    return ans
+
+
+def detail_kind_of(ans: Answer) -> str | None:
+    """The detail a question asks about its best source (rag.detail.detail_kind)."""
+    from rag.detail import detail_kind
+
+    return detail_kind(ans.question, ans.sources[0].title) if ans.sources else None
+
+
+def lacks_description(hits) -> bool:
+    """The best hit is a product the catalog holds without a description."""
+    return bool(hits) and not hits[0].content
+
+
+def drafting(draft_missing: bool, mode: str) -> bool:
+    """Whether a question about a title-only product gets a draft: asked for, and the question asks what the
+    product is (a detail question is never answered from a draft: nothing would back it)."""
+    return draft_missing and mode in DESCRIBING_MODES
+
+
+def draft_lead(ans: Answer) -> str:
+    """The first words of a drafted answer (the question's language): no description; a draft follows."""
+    from rag.detail import draft_lead as lead
+    from rag.detail import is_portuguese, without_title
+
+    title = ans.sources[0].title
+    return lead(title, is_portuguese(without_title(ans.question, title)))
+
+
+def trim_loops(text: str) -> str:
+    """A draft up to where it starts repeating itself: its sentences until one repeats an earlier one or
+    loops (a word 3-gram three times)."""
+    from rag.detail import sentences
+
+    kept, seen = [], set()
+    for s, e in sentences(text):
+        sentence = text[s:e]
+        key = " ".join(tokens(sentence))
+        if not key or key in seen or loops(sentence):
+            break
+        seen.add(key)
+        kept.append((s, e))
+    return text[kept[0][0]: kept[-1][1]] if kept else ""
+
+
+def clean_draft(generated: str) -> tuple[str, str | None]:
+    """(the draft in a generation: cut where it ends or starts to loop, why it is unusable or None)."""
+    from rag.prompt import cut_answer
+
+    raw = cut_answer(generated)[0].strip()
+    draft = trim_loops(raw)
+    if not _WORD.search(draft):
+        return "", "draft empty" if not _WORD.search(raw) else "draft looping"
+    return draft, None
+
+
+def stream_cut(pieces, ans: Answer, t0: float):
+    """Yield what is surely answer of an engine's streamed pieces (up to an end marker, holding back a
+    possible partial one); return the whole generated text (the engine's, where it gives it). Sets
+    ans.first_token_ms at the first piece if not set."""
+    from rag.prompt import cut_answer
+
+    raw, shown, whole = "", 0, None
+    while True:
+        try:
+            piece = next(pieces)
+        except StopIteration as done:  # the whole generated text, where the engine gives it
+            whole = done.value
+            break
+        if not piece:
+            continue
+        if ans.first_token_ms is None:
+            ans.first_token_ms = (time.perf_counter() - t0) * 1000
+        raw += piece
+        visible, ended = cut_answer(raw, final=False)
+        if len(visible) > shown:
+            yield visible[shown:]
+            shown = len(visible)
+        if ended:
+            break  # the rest is another entry or section: never shown (generation stops right after)
+    pieces.close()
+    return raw if whole is None else whole
+
+
+def finish_draft(ans: Answer, generated: str, lead: str, drafted_by: dict) -> Answer:
+    """A drafted answer from the model's output (`clean_draft`) after `lead`; a draft with no words left
+    falls back to saying there is no description (origin "no_description", `fallback_reason` why)."""
+    draft, unusable = clean_draft(generated)
+    if unusable:
+        no_description(ans)
+        ans.fallback_reason = unusable
+        return ans
+    ans.text, ans.draft, ans.drafted_by = lead + draft, draft, drafted_by
+    ans.origin, ans.cited = "drafted", 1
+    return ans
+
+
 def finish_read(ans: Answer, body: str) -> Answer:
     """Read mode: the model's answer to a detail question (its citation line already parsed into
     `ans.cited`). NOT_STATED -> "the description doesn't say"; a quote that is word for word the
@@ -222,6 +349,8 @@ def finish_read(ans: Answer, body: str) -> Answer:
     src = ans.sources[rank - 1]
     content = src.content or ""
     kind = detail_kind(ans.question, src.title)
+    if ans.cited and not content:  # the model cited a product without a description
+        return no_description(ans, rank, kind, detail=True)
     quote = body.strip()
     if ans.cited and quote.casefold() == NOT_STATED.casefold():
         ans.kind = kind
@@ -260,6 +389,8 @@ def finish(ans: Answer, generated: str, mode: str = "generate") -> Answer:
         return finish_read(ans, body)
     # the entry the answer is about: the cited one, else the best retrieved one
     source = ans.cited_source or (ans.sources[0] if ans.sources else None)
+    if source is not None and not source.content:  # a product without a description: nothing to show of it
+        return no_description(ans, ans.sources.index(source) + 1)
     if mode == "verbatim" and source is not None:
         ans.text, ans.origin, ans.cited, ans.picked_by = source.content, "catalog", ans.cited or 1, "model"
         return ans
@@ -289,6 +420,7 @@ class AnswerConfig:
     api_key: str | None = None  # that server's key
     reload_seconds: float = RELOAD_SECONDS  # look for a new index version this often (0: keep the first)
     serve_base: bool = False  # vllm engine: also serve the base model, for answers with the adapter off
+    draft_missing: bool = False  # a product without a description: the model drafts one (a call's `draft` overrides)
     # transformers engine only:
     four_bit: bool | None = None  # NF4 weights; None: on GPUs only (on CPUs unquantized is faster)
     dtype: str = "auto"  # weights' dtype (indexing.runtime.DTYPES); auto: rag.local.inference_dtype
@@ -426,17 +558,29 @@ class Answerer:
         tokens, temp, stop = limits(max_new_tokens, temperature, mode)
         return self.llm.complete(prompts, max_tokens=tokens, temperature=temp, stop=stop, use_adapter=use_adapter)
 
+    def drafted_by(self, use_adapter: bool = True) -> dict:
+        """Who writes drafts: the base model's name and hash, and the adapter (None with it off)."""
+        from rag.merge import adapter_fingerprint
+
+        adapter = self.adapter if use_adapter else None
+        if adapter is not None and getattr(self, "_adapter_hash", None) is None:  # read once: it does not change
+            self._adapter_hash = adapter_fingerprint(adapter)
+        return {"model": self.base_identity["name"], "base_hash": self.base_identity["hash"],
+                "adapter": adapter.name if adapter else None,
+                "adapter_hash": self._adapter_hash if adapter else None}
+
     def stream(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                temperature: float = 0.0, use_retrieval: bool = True, hits: list | None = None,
-               use_adapter: bool = True, mode: str | None = None, index=None):
+               use_adapter: bool = True, mode: str | None = None, index=None, draft: bool | None = None):
         """Yield the answer's text pieces as they are generated; the generator's return value (and a
         final `Answer` yielded last) carries the sources and flags. `hits` replaces retrieval (the chat
         passes the last product for follow-ups; `index`: the version they came from, see `serving`);
-        `use_adapter=False` answers with the base model.
+        `use_adapter=False` answers with the base model; `draft` (default: the config's draft_missing):
+        a product without a description gets a drafted one.
         Verbatim answers arrive as one piece (the description) once the model has picked the entry.
         The pieces stop where the answer ends (never into the next entry); a generated answer that
         falls back shows its catalog description only in the final `Answer`."""
-        from rag.prompt import build_prompt, cut_answer
+        from rag.prompt import build_prompt
 
         t0 = time.perf_counter()
         index = index or (self.serving if use_retrieval else None)
@@ -445,6 +589,15 @@ class Answerer:
         mode = answer_mode(requested, ans.question, ans.sources[0].title) if ans.sources else "generate"
         ans.mode = mode
         if ans.abstained:
+            ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
+            yield ans.text
+            yield ans
+            return ans
+        if lacks_description(ans.sources):  # the product is in the catalog without a description
+            if drafting(self.cfg.draft_missing if draft is None else draft, mode):
+                return (yield from self._stream_draft(ans, max_new_tokens, temperature, use_adapter, t0))
+            detail = mode not in DESCRIBING_MODES
+            no_description(ans, 1, detail_kind_of(ans) if detail else None, detail=detail)
             ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
             yield ans.text
             yield ans
@@ -462,45 +615,54 @@ class Answerer:
             yield ans.text
             yield ans
             return ans
-        raw, shown, whole = "", 0, None
-        pieces = self._one(prompt, max_new_tokens, temperature, use_adapter, mode)
-        while True:
-            try:
-                piece = next(pieces)
-            except StopIteration as done:  # the whole generated text, where the engine gives it
-                whole = done.value
-                break
-            if not piece:
-                continue
-            if ans.first_token_ms is None:
-                ans.first_token_ms = (time.perf_counter() - t0) * 1000
-            raw += piece
-            # show only what is surely answer: up to an end marker, holding back a possible partial one
-            visible, ended = cut_answer(raw, final=False)
-            if len(visible) > shown:
-                yield visible[shown:]
-                shown = len(visible)
-            if ended:
-                break  # the rest is another entry or section: never shown (generation stops right after)
-        pieces.close()
-        finish(ans, raw if whole is None else whole, mode)
+        generated = yield from stream_cut(self._one(prompt, max_new_tokens, temperature, use_adapter, mode), ans, t0)
+        finish(ans, generated, mode)
+        ans.latency_ms = (time.perf_counter() - t0) * 1000
+        yield ans
+        return ans
+
+    def _stream_draft(self, ans: Answer, max_new_tokens: int, temperature: float, use_adapter: bool, t0: float):
+        """A drafted answer, streamed: the lead sentence at once, then the model's draft as it is written."""
+        from rag.prompt import build_draft_prompt
+
+        lead = draft_lead(ans)
+        ans.mode = "draft"
+        yield lead
+        ans.first_token_ms = (time.perf_counter() - t0) * 1000
+        prompt = build_draft_prompt(ans.question, ans.sources[0].title)
+        pieces = self._one(prompt, min(max_new_tokens, DRAFT_TOKENS), temperature, use_adapter, "draft")
+        generated = yield from stream_cut(pieces, ans, t0)
+        finish_draft(ans, generated, lead, self.drafted_by(use_adapter))
         ans.latency_ms = (time.perf_counter() - t0) * 1000
         yield ans
         return ans
 
     def ask(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
             temperature: float = 0.0, use_retrieval: bool = True, hits: list | None = None,
-            use_adapter: bool = True, mode: str | None = None) -> Answer:
-        *_, ans = self.stream(question, k, max_new_tokens, temperature, use_retrieval, hits, use_adapter, mode)
+            use_adapter: bool = True, mode: str | None = None, draft: bool | None = None) -> Answer:
+        *_, ans = self.stream(question, k, max_new_tokens, temperature, use_retrieval, hits, use_adapter, mode,
+                              draft=draft)
         return ans
+
+    def draft_many(self, titles: list[str], questions: list[str], max_new_tokens: int = DRAFT_TOKENS,
+                   temperature: float = 0.0, use_adapter: bool = True) -> list[tuple[str, str | None]]:
+        """(the model's draft description of each title, asked `questions[i]`; why it is unusable or None), in
+        one batch, cut as answers cut drafts (`clean_draft`): `productqa describe` and `eval describe`."""
+        from rag.prompt import build_draft_prompt
+
+        prompts = [build_draft_prompt(q, t) for q, t in zip(questions, titles)]
+        texts = self._generate(prompts, max_new_tokens, temperature, use_adapter, "draft")
+        return [clean_draft(text) for text in texts]
 
     def iter_answers(self, questions: list[str], k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                      temperature: float = 0.0, use_retrieval: bool = True, use_adapter: bool = True,
-                     batch_size: int | None = None, mode: str | None = None):
+                     batch_size: int | None = None, mode: str | None = None, draft: bool | None = None):
         """Yield (i, Answer) for questions[i] as each becomes known: one retrieval call, then every
-        refusal (no generation needed), then each batched generate's answers (left-padded prompts,
-        `batch_size` per generate, default all at once)."""
-        from rag.prompt import build_prompt
+        refusal and every answer needing no model, then each batched generate's answers (left-padded
+        prompts, `batch_size` per generate, default all at once; drafts batch together)."""
+        from rag.prompt import build_draft_prompt, build_prompt
+
+        draft = self.cfg.draft_missing if draft is None else draft
 
         t0 = time.perf_counter()
         qs = [sanitize_question(q)[0] for q in questions]
@@ -516,6 +678,15 @@ class Answerer:
             if a.abstained:
                 a.latency_ms = t_ret
                 yield i, a
+            elif lacks_description(a.sources) and drafting(draft, m):
+                a.mode = "draft"
+                todo.append((i, a, "draft"))
+            elif lacks_description(a.sources):
+                t1 = time.perf_counter()
+                detail = m not in DESCRIBING_MODES
+                no_description(a, 1, detail_kind_of(a) if detail else None, detail=detail)
+                a.latency_ms = t_ret + (time.perf_counter() - t1) * 1000
+                yield i, a
             elif m == "quote" or shortcut(mode or self.mode, m, a.sources, index if use_retrieval else None):
                 t1 = time.perf_counter()  # no model
                 answer_detail(a) if m == "quote" else answer_sure(a)
@@ -527,7 +698,8 @@ class Answerer:
         # are a few tokens each, so they batch together; a generated answer copies the top source's
         # description, so sorting by that length groups similar prompt and answer lengths
         # (benchmarks/answer.py: sorted vs arrival order).
-        todo.sort(key=lambda t: (t[2] != "verbatim", len(t[1].sources[0].content) if t[1].sources else 0))
+        todo.sort(key=lambda t: (t[2] != "verbatim", t[2] == "draft",
+                                 len(t[1].sources[0].content) if t[1].sources else 0))
         bs = batch_size or max(len(todo), 1)
         s = 0
         while s < len(todo):
@@ -535,21 +707,28 @@ class Answerer:
             chunk = [t for t in todo[s: s + bs] if t[2] == m]
             s += len(chunk)
             t1 = time.perf_counter()
-            prompts = [build_prompt(a.question, [(h.title, h.content) for h in a.sources]) for _, a, _ in chunk]
-            texts = self._generate(prompts, max_new_tokens, temperature, use_adapter, m)
+            if m == "draft":
+                prompts = [build_draft_prompt(a.question, a.sources[0].title) for _, a, _ in chunk]
+            else:
+                prompts = [build_prompt(a.question, [(h.title, h.content) for h in a.sources]) for _, a, _ in chunk]
+            n_new = min(max_new_tokens, DRAFT_TOKENS) if m == "draft" else max_new_tokens
+            texts = self._generate(prompts, n_new, temperature, use_adapter, m)
             per = (time.perf_counter() - t1) * 1000 / len(chunk)
             for (i, a, _), t in zip(chunk, texts):
-                finish(a, t, m)
+                if m == "draft":
+                    finish_draft(a, t, draft_lead(a), self.drafted_by(use_adapter))
+                else:
+                    finish(a, t, m)
                 a.latency_ms = t_ret + per  # this answer's share of its batch
                 yield i, a
 
     def ask_many(self, questions: list[str], k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                  temperature: float = 0.0, use_retrieval: bool = True, use_adapter: bool = True,
-                 batch_size: int | None = None, mode: str | None = None) -> list[Answer]:
+                 batch_size: int | None = None, mode: str | None = None, draft: bool | None = None) -> list[Answer]:
         """`iter_answers`, collected: the answers in the questions' order."""
         out: list = [None] * len(questions)
         for i, a in self.iter_answers(questions, k, max_new_tokens, temperature, use_retrieval, use_adapter,
-                                      batch_size, mode):
+                                      batch_size, mode, draft):
             out[i] = a
         return out
 
@@ -567,10 +746,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
 
 
-def add_answer_arguments(p: argparse.ArgumentParser, mode: bool = True, reload: bool = True) -> None:
+def add_answer_arguments(p: argparse.ArgumentParser, mode: bool = True, reload: bool = True,
+                         draft: bool = True) -> None:
     """The flags of an AnswerConfig, declared once for ask, batch, chat and eval answers: the index, the
     model (--adapter, --base-model, --device), --answer-mode (unless the command has its own), the
-    engine (--engine, --llm-url, --api-key) and, for long-running commands, --reload-seconds."""
+    engine (--engine, --llm-url, --api-key), --draft-missing and, for long-running commands,
+    --reload-seconds."""
     import os
 
     p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (productqa index build)")
@@ -592,6 +773,11 @@ def add_answer_arguments(p: argparse.ArgumentParser, mode: bool = True, reload: 
                    help="answer through a running server instead (`productqa serve`), e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--api-key", metavar="KEY", default=os.environ.get("PRODUCTQA_API_KEY"),
                    help="the server's API key (default $PRODUCTQA_API_KEY)")
+    if draft:
+        p.add_argument("--draft-missing", action="store_true",
+                       help="a product the catalog holds without a description: the model drafts one from its title "
+                            "(labelled as the model's writing, origin 'drafted'; the base model without --adapter); "
+                            "default: say the catalog has no description of it")
     if reload:  # how fast a running process sees index updates
         p.add_argument("--reload-seconds", type=float, default=RELOAD_SECONDS, metavar="S",
                        help=f"look for a new index version (from `productqa index add/remove/build`) every S "
@@ -604,7 +790,8 @@ def answer_config(args: argparse.Namespace, **overrides) -> AnswerConfig:
     answers from the version it loaded; one with its own --answer-mode list passes `mode`)."""
     cfg = AnswerConfig(index=args.index, adapter=args.adapter, base_model=args.base_model, device=args.device,
                        mode=getattr(args, "answer_mode", DEFAULT_MODE), engine=args.engine, llm_url=args.llm_url,
-                       api_key=args.api_key, reload_seconds=getattr(args, "reload_seconds", 0))
+                       api_key=args.api_key, reload_seconds=getattr(args, "reload_seconds", 0),
+                       draft_missing=getattr(args, "draft_missing", False))
     cfg = replace(cfg, **overrides)
     cfg.check()
     return cfg
@@ -643,11 +830,18 @@ def main(args: argparse.Namespace) -> int:
     if ans.quote_span:
         print(f"\n(quoted from source {ans.cited}, its description's characters "
               f"{ans.quote_span[0]}-{ans.quote_span[1]})")
+    if ans.origin == "drafted":
+        who = ans.drafted_by["model"] + (f" + adapter {ans.drafted_by['adapter']}" if ans.drafted_by["adapter"] else "")
+        print(f"\n(drafted by {who} from the title alone: not the catalog's words)")
+    elif ans.origin == "no_description" and ans.fallback_reason:
+        print(f"\n(the model's draft was unusable: {ans.fallback_reason})")
     label = "closest products (not in the catalog)" if ans.abstained else "sources"
     if ans.sources:
         print(f"\n{label}:")
         for rank, h in enumerate(ans.sources, 1):
             mark = ("" if rank != ans.cited else "  <- cited" if ans.origin in ("generated", "quote", "not_stated")
+                    else "  <- the product (no description in the catalog)" if ans.origin in ("no_description",
+                                                                                           "drafted")
                     else "  <- answer (its catalog description)")
             print(f"{rank:>2}. {h.uid}  {h.title}  (cosine {h.dense_score or 0:.3f}){mark}")
             if h.match == "description":

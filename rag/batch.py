@@ -7,7 +7,11 @@ Questions: JSON lines {"id": ..., "question": ...}, CSV with columns id,question
 question a line; ids are line numbers), told apart by extension (.jsonl/.json, .csv, anything else
 = text). Invalid lines are reported with their line numbers and skipped.
 Output: JSON lines {"id", "question", "answer", "abstained", "origin", "fallback_reason", "kind", "quote",
-"quote_span", "mode", "picked_by", "index_version", "sources": [{"uid", "title", "score"}], "cited_uid", "latency_ms"}
+"quote_span", "mode", "picked_by", "index_version", "sources": [{"uid", "title", "score"}], "cited_uid", "latency_ms",
+"draft", "drafted_by"}
+(origin "no_description": the product is in the catalog without a description; with --draft-missing, origin
+"drafted": `draft` is the model's description written from the title alone, `drafted_by` the model that wrote
+it, and `answer` says so before it)
 (kind/quote/quote_span: detail answers, rag/detail.py; null otherwise; mode: the answer mode that answered;
 picked_by: for catalog answers, "model" or "retrieval" (search was sure: no model call);
 index_version: the index version the sources come from: a batch that runs while the catalog is updated
@@ -79,7 +83,8 @@ def run_batch(qa, items: list[dict], out: str | Path, k: int = 3, batch_size: in
                        "origin": a.origin, "fallback_reason": a.fallback_reason, "kind": d["kind"], "quote": d["quote"],
                        "quote_span": d["quote_span"], "mode": d["mode"], "picked_by": d["picked_by"],
                        "index_version": d["index_version"], "sources": d["sources"],
-                       "cited_uid": d["cited_uid"], "latency_ms": round(a.latency_ms, 1)}
+                       "cited_uid": d["cited_uid"], "latency_ms": round(a.latency_ms, 1), "draft": d["draft"],
+                       "drafted_by": d["drafted_by"]}
                 if a.notice:
                     rec["notice"] = a.notice
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")

@@ -330,6 +330,25 @@ def not_stated_text(title: str, kind: str | None, portuguese: bool) -> str:
     return f"The catalog's description of *{title}* doesn't say {what}."
 
 
+def no_description_text(title: str, detail: bool, portuguese: bool) -> str:
+    """A product the catalog holds without a description: "'Wood Glue, 16 oz' is in the catalog, but ..."
+    (a detail question: "... nothing to answer this from"), in the question's language."""
+    if portuguese:
+        return (f"'{title}' está no catálogo, mas sem descrição: o catálogo não tem de onde responder a isso."
+                if detail else f"'{title}' está no catálogo, mas o catálogo não tem uma descrição dele.")
+    return (f"'{title}' is in the catalog, but its entry has no description: the catalog holds nothing to answer "
+            "this from." if detail else f"'{title}' is in the catalog, but the catalog holds no description of it.")
+
+
+def draft_lead(title: str, portuguese: bool) -> str:
+    """What a drafted answer starts with: the catalog has no description; what follows is the model's."""
+    if portuguese:
+        return (f"O catálogo não tem descrição de '{title}'. Um rascunho escrito pelo modelo só a partir do "
+                "título (não vem do catálogo):\n\n")
+    return (f"The catalog has no description of '{title}'. A draft written by the model from the title alone "
+            "(not from the catalog):\n\n")
+
+
 def detail_text(d: Detail) -> str:
     """The answer's text: the short answer, then the quote (once, where they are the same)."""
     if d.short and d.short != d.quote:

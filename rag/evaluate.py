@@ -153,9 +153,12 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
     from tqdm import tqdm
 
     from indexing.calibrate import invented_titles
+    from indexing.catalog import described
     from indexing.questions import VARIANTS, make_eval_questions, make_question
 
     variants = tuple(variants or VARIANTS)
+    titles = {t.casefold() for t in docs["title"]}  # the invented products must not be any of them
+    docs = described(docs)  # the metrics compare answers with descriptions
     data = (qa.adapter_meta or {}).get("data", {})
     val_uids = set(data.get("held_out_uids", []))  # products training never saw
     held = docs[docs["uid"].isin(val_uids)] if val_uids else docs
@@ -167,7 +170,7 @@ def evaluate_answers(qa, docs, n: int = 40, n_invented: int | None = None, batch
     content = dict(zip(held["uid"], held["content"]))
     refs = [content[r["uid"]] for r in rows]
     fake = [make_question(t, t, "any", salt="eval")
-            for t in invented_titles(n_invented or len(held), {t.casefold() for t in docs["title"]}, seed=1)]
+            for t in invented_titles(n_invented or len(held), titles, seed=1)]
     # what retrieval returns for each question: the grounding reference for every system
     retrieved = qa.retrieve(questions, 3)
     contexts = [[h.content for h in hits] for hits in retrieved]
@@ -269,7 +272,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     # an evaluation run during updates answers from each new version (--reload-seconds 0: one version);
     # --adapter: the fine-tuned adapter (needed for the fine-tuned systems)
-    add_answer_arguments(p, mode=False)
+    add_answer_arguments(p, mode=False, draft=False)
     p.add_argument("--catalog", required=True, metavar="DIR")
     p.add_argument("--detail", metavar="FILE",
                    help="instead: detail questions (tests/rag/data/detail_questions.json) answered by retrieval, "

@@ -20,13 +20,18 @@ Version 3 adds questions about one detail ("what age is it for?"): the response 
 line, then the cited entry's sentence stating it, word for word (`build_detail_response`), or
 NOT_STATED when the entry does not say; rag/answer.py (mode "read") checks the quote against the
 cited entry before showing it.
+
+Version 4 adds drafts: for a product the catalog holds without a description, the model writes one
+from the title alone (`build_draft_prompt`: no catalog entries, only the title; trained on described
+products whose description is the response, cut at a sentence end to DRAFT_CHARS). Answers label a
+draft as the model's writing, never as catalog text (rag/answer.py, origin "drafted").
 """
 
 from __future__ import annotations
 
 import re
 
-PROMPT_VERSION = 3
+PROMPT_VERSION = 4
 
 # The instruction the model is given (and, in OpenAI-style exports, the system message).
 INSTRUCTION = (
@@ -39,6 +44,13 @@ NOT_IN_CATALOG = "This product is not in the catalog."
 NOT_STATED = "The description does not say."  # a detail response: the cited entry holds no answer
 NO_ENTRIES = "(no catalog entries found)"
 MAX_CONTEXT_CHARS = 1200  # per description in the prompt; answers are cut the same way, so the model copies
+# Drafts: what the model is asked when the catalog has no description, and how long a trained draft is
+DRAFT_INSTRUCTION = (
+    "You are a product catalog assistant. The catalog holds no description of this product: write a short "
+    "product description from its title alone."
+)
+DRAFT_CHARS = 600  # a draft target: the description's first sentences, up to ~600 characters
+DRAFT_STOP = ["###", "\n\n"]  # a draft is one paragraph (descriptions hold no newlines)
 
 ALPACA_TEMPLATE = """Below is an instruction that describes a task, paired with an input that provides further \
 context. Write a response that appropriately completes the request.
@@ -91,6 +103,22 @@ def build_detail_response(quote: str | None, title: str, rank: int = 1) -> str:
     """What the model should answer to a question about one detail of entry `rank`: its citation line,
     then `quote` (that entry's sentence stating the detail, word for word) or NOT_STATED."""
     return f"[{rank}] {title}\n{NOT_STATED if quote is None else quote}"
+
+
+def build_draft_prompt(question: str, title: str) -> str:
+    """The Alpaca prompt asking for a description of `title` written from the title alone."""
+    return ALPACA_TEMPLATE.format(instruction=f"{DRAFT_INSTRUCTION}\n\nQuestion: {question.strip()}",
+                                  input=f"Title: {title}")
+
+
+def build_draft_response(description: str, max_chars: int = DRAFT_CHARS) -> str:
+    """What the model should draft for a described product: its description's first sentences, cut after
+    the last sentence end within `max_chars` (at a word boundary when no sentence ends there)."""
+    if len(description) <= max_chars:
+        return description
+    cut = description[:max_chars]
+    end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
+    return cut[: end + 1] if end > max_chars // 3 else truncate(description, max_chars)
 
 
 _CITATION = re.compile(r"\A\s*\[(\d{1,2})\] ?([^\n]*)\n")  # "[2] Title" on the answer's first line

@@ -136,3 +136,39 @@ class FakeIndex:
                             score=float(s), dense_score=float(s) / 10, retrievers=("dense",))
                         for s, i in scored[:k]])
         return out
+
+
+class ScriptedLLM:
+    """A scripted generator with the engines' interface (rag/local.py, rag/remote.py: complete, stream):
+    `outputs` maps a question to the text the model generates for it."""
+
+    def __init__(self, outputs, on_generate=None):
+        self.outputs, self.on_generate, self.generated = outputs, on_generate, []
+
+    def complete(self, prompts, max_tokens, stop, temperature=0.0, use_adapter=True):
+        from rag.answer import PICK_STOP
+        from rag.prompt import DRAFT_STOP
+
+        if self.on_generate:
+            self.on_generate()
+        texts = [next(out for q, out in self.outputs.items() if f"Question: {q}\n" in p) for p in prompts]
+        kind = "verbatim" if stop == PICK_STOP else "draft" if stop == DRAFT_STOP else "text"
+        self.generated.append((kind, len(prompts)))
+        return texts
+
+    def stream(self, prompt, max_tokens, stop, temperature=0.0, use_adapter=True):
+        text = self.complete([prompt], max_tokens, stop, temperature, use_adapter)[0]
+        for i in range(0, len(text), 3):  # a few characters at a time, as tokens arrive
+            yield text[i: i + 3]
+        return text
+
+
+def ScriptedAnswerer(docs, outputs, mode="generate", on_generate=None, **settings):
+    """The real Answerer (retrieval, abstention, prompts, streaming cut, fallbacks, batching) around a
+    scripted model; `.generated`: what the model was asked, (kind, prompts) per call."""
+    from rag.answer import Answerer
+
+    llm = ScriptedLLM(outputs, on_generate)
+    qa = Answerer(FakeIndex(docs, threshold=0.05), llm=llm, mode=mode, **settings)
+    qa.generated = llm.generated
+    return qa

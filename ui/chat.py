@@ -9,7 +9,9 @@ With the embedded engine, questions that arrive while a generate runs go togethe
 (rag/batching.py); with `--engine vllm` or `--llm-url` a vLLM server batches them continuously. Each
 answer is followed by its sources (title, uid, cosine, the description collapsed). A follow-up that
 names no product ("and how long is it?") is answered about the last product discussed. Settings:
-retrieved products, temperature, new tokens, adapter on/off, retrieval only.
+retrieved products, temperature, new tokens, adapter on/off, retrieval only, and drafts: a product the
+catalog holds without a description is answered as such, or (checkbox on) with a description the model
+drafts from its title, labelled as the model's writing.
 
 Safety: binds 127.0.0.1 unless --host says otherwise; no public share link unless --share; Gradio
 analytics off. Every string shown (questions, titles, descriptions, answers) goes through
@@ -90,13 +92,17 @@ def source_messages(hits: list, abstained: bool, cited: int | None = None) -> li
 
 
 def example_questions(index, n: int = 2) -> list[str]:
-    """Questions about products that are in this index (English and Portuguese), a follow-up, and one
-    about a product that is not."""
-    titles, m = index.docs["title"], len(index.docs)
+    """Questions about products that are in this index (English and Portuguese), a follow-up, one about a
+    product without a description (when the index holds one), and one about a product that is not."""
+    docs = index.docs
+    described = docs[docs["content"] != ""]
+    titles, m = (described if len(described) else docs)["title"], len(described if len(described) else docs)
     picks = [titles.iloc[i * m // n] for i in range(n)] if m else ["Mog's Kittens"]
+    title_only = docs["title"][docs["content"] == ""]
     return [f"What is '{picks[0]}'?",
             f"Qual é a descrição deste produto: {picks[-1]}?",
             "And what is it about?",
+            *([f"What is '{title_only.iloc[0]}'?"] if len(title_only) else []),
             "What is 'Zorvex Levitating Sock Robot'?"]
 
 
@@ -107,7 +113,7 @@ class ChatSession:
         self.qa = qa
 
     def respond(self, message, history, k=3, temperature=0.0, max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
-                use_adapter=True, retrieval_only=False, last=None):
+                use_adapter=True, retrieval_only=False, last=None, draft=None):
         """Yield (messages, last product) as the answer streams; `last` is the product follow-ups refer to."""
         from indexing.questions import sanitize_question
         from rag.answer import Answer
@@ -137,7 +143,7 @@ class ChatSession:
             text, final = "", None
             for piece in self.qa.stream(prompt_q, k=k, max_new_tokens=int(max_new_tokens),
                                         temperature=float(temperature), hits=hits, use_adapter=bool(use_adapter),
-                                        index=index):
+                                        index=index, draft=None if draft is None else bool(draft)):
                 if isinstance(piece, Answer):
                     final = piece
                     break
@@ -178,6 +184,9 @@ def answer_markdown(final, notice: str | None = None) -> str:
     """A finished answer as the chat shows it: the cited product as a heading, the text, where it came
     from (a highlighted quote, the catalog, a fallback and why), and how long it took."""
     body = escape_md(final.text)
+    if final.origin == "drafted":  # the lead says what it is; the model's draft set apart as a quote block
+        lead = final.text[: len(final.text) - len(final.draft)].strip()
+        body = f"{escape_md(lead)}\n\n> {escape_md(final.draft)}"
     if final.abstained:
         body = f"**{body}**"
     elif final.cited_source is not None:  # the model's citation line, shown as a heading
@@ -187,6 +196,16 @@ def answer_markdown(final, notice: str | None = None) -> str:
         body += "\n\n_the sentence of the catalog's description that says so, highlighted_"
     elif final.origin == "not_stated":
         body += "\n\n_the product is in the catalog; its description does not hold this detail_"
+    elif final.origin == "no_description" and final.fallback_reason:
+        body += (f"\n\n_the product is in the catalog without a description; the model's draft was unusable "
+                 f"({escape_md(final.fallback_reason)})_")
+    elif final.origin == "no_description":
+        body += "\n\n_the product is in the catalog without a description_"
+    elif final.origin == "drafted":
+        who = final.drafted_by["model"] + (f" + adapter {final.drafted_by['adapter']}" if final.drafted_by["adapter"]
+                                           else " (base model)")
+        body += (f"\n\n_drafted by {escape_md(who)} from the title alone: the model's words, not the "
+                 "catalog's; check them before relying on them_")
     elif final.origin == "catalog" and final.picked_by == "retrieval":
         body += "\n\n_the catalog's description of the best match: search was sure, no model call_"
     elif final.origin == "catalog":
@@ -224,9 +243,9 @@ def build_app(qa, max_concurrency: int = 2):
     # the adapter-off switch: the base model must be at hand (in process, or served as productqa-base)
     can_switch = qa.adapter is not None and (llm is None or llm.base_model is not None)
 
-    def respond(message, history, k, temperature, max_new_tokens, use_adapter, retrieval_only, last):
+    def respond(message, history, k, temperature, max_new_tokens, use_adapter, retrieval_only, draft, last):
         for messages, product in session.respond(message, history, k, temperature, max_new_tokens,
-                                                 use_adapter, retrieval_only, last):
+                                                 use_adapter, retrieval_only, last, draft):
             yield messages, product, ""
 
     with gr.Blocks(analytics_enabled=False, title="ProductQA") as demo:
@@ -248,9 +267,12 @@ def build_app(qa, max_concurrency: int = 2):
             use_adapter = gr.Checkbox(value=qa.adapter is not None or llm is not None, interactive=can_switch,
                                       label="use the fine-tuned adapter (off: base model)")
             retrieval_only = gr.Checkbox(value=False, label="retrieval only (show the products, no answer)")
+            draft = gr.Checkbox(value=qa.cfg.draft_missing, elem_id="draft",
+                                label="no description in the catalog: let the model draft one from the title "
+                                      "(labelled as the model's writing)")
         gr.Examples(example_questions(qa.index), inputs=[box], label="Examples")
         clear = gr.Button("New conversation", size="sm")
-        inputs = [box, chatbot, k, temperature, max_new, use_adapter, retrieval_only, last]
+        inputs = [box, chatbot, k, temperature, max_new, use_adapter, retrieval_only, draft, last]
         outputs = [chatbot, last, box]
         box.submit(respond, inputs, outputs, api_name="chat", concurrency_limit=max_concurrency)
         send.click(respond, inputs, outputs, api_name=False, concurrency_limit=max_concurrency)

@@ -27,6 +27,8 @@ COMMANDS = {
     "serve": ("rag.serve", "serve the (merged fine-tuned) model with vLLM's OpenAI-compatible server"),
     "ask": ("rag.answer", "answer one question from the catalog, streamed, with its sources"),
     "batch": ("rag.batch", "answer a file of questions (JSON lines, CSV or text), resumable"),
+    "describe": ("rag.describe", "draft descriptions for the products without one (the fine-tuned model, from the "
+                                 "title alone), resumable; reviewed drafts go back with `index add`"),
     "chat": ("ui.chat", "serve the Gradio chat: streamed grounded answers with their sources"),
     "demo": ("ui.demo", "run the whole pipeline on the shipped demo catalog (reuses what is built)"),
 }
@@ -35,6 +37,8 @@ GROUPS = {
     "eval": ("measure retrieval / answer quality", {
         "retrieval": ("indexing.evaluate", "hit@1, hit@5, MRR of dense, BM25 and hybrid search on generated questions"),
         "answers": ("rag.evaluate", "ROUGE-L, BLEU, F1, grounding, abstention of base / +RAG / fine-tuned / both"),
+        "describe": ("rag.evaluate_drafts", "drafts from titles alone, base vs fine-tuned, on held-out products: "
+                                            "ROUGE-L, BLEU, length, invented facts"),
     }),
 }
 

@@ -3,7 +3,8 @@
     productqa demo [--out artifacts/demo] [--steps 20] [--no-finetune] [--chat [--port 7860]]
 
 prepare (indexing/demo/demo_trn.jsonl) -> export training pairs -> index build -> a search ->
-a short 4-bit LoRA fine-tune -> a grounded answer and an abstention -> with --chat (what `make demo`
+a short 4-bit LoRA fine-tune -> a grounded answer, a detail, an abstention, a product the catalog holds
+without a description (said so) and the model's labelled draft of one -> with --chat (what `make demo`
 runs), the Gradio chat on the demo index, its URL printed. Each step is skipped when its
 output exists and was made from the current inputs (catalog fingerprint, index creation time).
 """
@@ -126,17 +127,20 @@ def train_adapter(cat: Path, idx: Path, adapter: Path, steps: int) -> None:
 
 
 def ask(idx: Path, adapter: Path | None):
-    """Three questions (what a product is, one detail, one not in the catalog), streamed; the Answerer."""
+    """Five questions (what a product is, one detail, one not in the catalog, one without a description, and
+    its draft), streamed; the Answerer."""
     from rag.answer import Answer, AnswerConfig, Answerer
 
     _step("ask")
     qa = Answerer(AnswerConfig(index=idx, adapter=adapter))
-    for question in ("What is 'Piano Lullabies for Babies, Vol. 1'?",
-                     "How long is 'Piano Lullabies for Babies, Vol. 1'?",
-                     "What is 'Zorvex Levitating Sock Robot'?"):
-        print(f"Q: {question}\nA: ", end="", flush=True)
+    for question, draft in (("What is 'Piano Lullabies for Babies, Vol. 1'?", False),
+                            ("How long is 'Piano Lullabies for Babies, Vol. 1'?", False),
+                            ("What is 'Zorvex Levitating Sock Robot'?", False),
+                            ("What is 'Wood Glue, 16 oz'?", False),  # in the catalog, without a description
+                            ("What is 'Wood Glue, 16 oz'?", True)):  # ... and the model's draft of one
+        print(f"Q: {question}" + (" (--draft-missing)" if draft else "") + "\nA: ", end="", flush=True)
         ans = None
-        for piece in qa.stream(question, max_new_tokens=96):
+        for piece in qa.stream(question, max_new_tokens=96, draft=draft):
             if isinstance(piece, Answer):
                 ans = piece
             else:
@@ -147,6 +151,10 @@ def ask(idx: Path, adapter: Path | None):
         if ans.origin == "quote":  # a detail question: the sentence that says it, word for word
             print(f"\n   (quoted from {ans.cited_source.title}'s description, characters "
                   f"{ans.quote_span[0]}-{ans.quote_span[1]})", end="")
+        if ans.origin == "drafted":  # the model's words, never the catalog's: say whose
+            who = ans.drafted_by["model"] + (f" + adapter {ans.drafted_by['adapter']}" if ans.drafted_by["adapter"]
+                                             else " (base model)")
+            print(f"\n   (drafted by {who} from the title alone: not the catalog's words)", end="")
         label = "closest products" if ans.abstained else "sources"
         print(f"\n   {label}: " + "; ".join(f"{h.title} ({h.uid})" for h in ans.sources))
     return qa

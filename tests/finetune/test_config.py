@@ -21,11 +21,12 @@ FINETUNE_FLAGS = {
     "--gradient-checkpointing", "--loss-chunk-tokens", "--target-modules", "--no-padding-free",
     "--pad-to-multiple-of", "--max-products", "--sample", "--k", "--p-distractor-only", "--p-not-first",
     "--questions-per-product", "--val-fraction", "--chunk-size", "--p-detail", "--p-not-stated", "--hold-out",
+    "--p-draft", "--kinds",
     "--num-processes", "--accelerate-config", "--ddp-timeout"}
 EXAMPLES_FLAGS = {
     "--help", "--catalog", "--index", "--out", "--seed", "--fresh", "--quiet", "--max-products", "--sample", "--k",
     "--p-distractor-only", "--p-not-first", "--questions-per-product", "--val-fraction", "--chunk-size",
-    "--p-detail", "--p-not-stated", "--hold-out"}
+    "--p-detail", "--p-not-stated", "--hold-out", "--p-draft", "--kinds"}
 
 
 def parse(argv):

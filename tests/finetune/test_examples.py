@@ -34,7 +34,8 @@ def test_no_validation_product_in_training_prompts():
 
 def test_mix_of_oracle_distractor_and_not_first():
     docs = catalog()
-    train, _ = build_examples(docs, FakeIndex(docs), ExampleConfig(p_distractor_only=0.2, p_not_first=0.3, p_detail=0))
+    train, _ = build_examples(docs, FakeIndex(docs), ExampleConfig(p_distractor_only=0.2, p_not_first=0.3, p_detail=0,
+                                                                   p_draft=0))
     kinds = pd.Series([e["kind"] for e in train]).value_counts(normalize=True)
     assert 0.1 < kinds["distractor"] < 0.3
     assert 0.15 < kinds["oracle-not-first"] < 0.35
@@ -51,6 +52,35 @@ def test_mix_of_oracle_distractor_and_not_first():
             first_entry = e["prompt"].split("### Input:\n[1] ")[1].split("\n")[0]
             assert (first_entry == title) == (e["kind"] == "oracle") == (rank == 1)
         assert e["prompt"].count("\n[") <= 3  # k = 3 entries
+
+
+def test_draft_examples_write_the_description_from_the_title_alone():
+    from rag.prompt import DRAFT_INSTRUCTION, build_draft_response
+
+    docs = catalog()
+    docs.loc[3, "content"] = "A long description. " * 60
+    train, val = build_examples(docs, FakeIndex(docs), ExampleConfig(p_draft=0.5))
+    drafts = [e for e in train + val if e["kind"] == "draft"]
+    assert 0.3 < len(drafts) / len(docs) < 0.7
+    by_uid = docs.set_index("uid")
+    for e in drafts:
+        title, desc = by_uid.loc[e["uid"], "title"], by_uid.loc[e["uid"], "content"]
+        assert DRAFT_INSTRUCTION in e["prompt"] and e["prompt"].endswith(f"Title: {title}\n\n### Response:\n")
+        assert desc not in e["prompt"] and "[1]" not in e["prompt"]  # the title alone: no catalog entry
+        assert e["completion"] == build_draft_response(desc) and len(e["completion"]) <= 600
+    assert {e["uid"] for e in drafts if e in val} <= {e["uid"] for e in val if e["kind"] != "draft"}
+    again, _ = build_examples(docs, FakeIndex(docs), ExampleConfig(p_draft=0.5))
+    assert [e["uid"] for e in again if e["kind"] == "draft"] == [e["uid"] for e in train if e["kind"] == "draft"]
+
+
+def test_kinds_keeps_only_the_kinds_named():
+
+    docs = catalog()
+    train, val = build_examples(docs, FakeIndex(docs), ExampleConfig(p_draft=1.0, kinds="draft"))
+    assert train and {e["kind"] for e in train + val} == {"draft"}
+    assert len(train) + len(val) == len(docs)  # every product's draft, nothing else
+    with pytest.raises(UserError, match="unknown kind"):
+        build_examples(docs, FakeIndex(docs), ExampleConfig(kinds="draft,drafts"))
 
 
 def test_questions_in_both_languages():
@@ -75,7 +105,7 @@ def test_detail_examples_quote_the_stating_sentence_or_say_not_stated():
     n = 120
     docs = pd.DataFrame({"uid": [f"B{i:03d}" for i in range(n)], "title": [f"Book number {i}" for i in range(n)],
                          "content": [BOOKS[i % 4] for i in range(n)]})
-    train, val = build_examples(docs, FakeIndex(docs), ExampleConfig(p_detail=1.0, p_distractor_only=0.0))
+    train, val = build_examples(docs, FakeIndex(docs), ExampleConfig(p_detail=1.0, p_distractor_only=0.0, p_draft=0))
     kinds = pd.Series([e["kind"] for e in train]).value_counts()
     assert (kinds["detail"] > 30 and kinds["detail-not-stated"] > 10
             and set(kinds.index) <= {"detail", "detail-not-stated"})

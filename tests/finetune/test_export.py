@@ -16,7 +16,9 @@ def test_alpaca_pairs(demo_catalog, tmp_path):
     df = read_catalog(demo_catalog)
     n = export_pairs(demo_catalog, "alpaca", tmp_path / "a.jsonl", per_product=2, progress=False)
     rows = lines(tmp_path / "a.jsonl")
-    assert n == len(rows) == 2 * len(df)
+    df = df[df["has_description"]].reset_index(drop=True)  # title-only products give no pairs
+    assert n == len(rows) == 2 * len(df) and len(df) < len(read_catalog(demo_catalog))
+    assert all(r["output"] for r in rows)
     assert set(rows[0]) == {"instruction", "input", "output"}
     assert rows[0]["output"] == df["content"][0] and rows[0]["input"] == ""
     assert df["title"][0] in rows[0]["instruction"] and df["title"][0] in rows[1]["instruction"]

@@ -27,7 +27,7 @@ from indexing.store import (
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-SHARD = 16  # products per shard: the demo catalog's 230 products make 15 shards
+SHARD = 26  # products per shard: the demo catalog's 376 products make 15 shards
 
 
 def files(folder: Path) -> dict[str, bytes]:

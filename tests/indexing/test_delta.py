@@ -65,16 +65,17 @@ def updated(minilm_index, tmp_path_factory):
 
 def test_an_update_writes_a_delta_not_the_index(updated):
     root, _, r, r2, written, _, _ = updated
-    assert r == {"added": 5, "replaced": 2, "count": 235, "version": 2, "compacted": False, "compacting": None}
-    assert r2["removed"] == 3 and r2["version"] == 3 and r2["count"] == 232 and not r2["compacted"]
+    assert r == {"added": 5, "replaced": 2, "count": 381, "version": 2, "compacted": False, "compacting": None,
+                 "title_only": 0, "skipped": []}
+    assert r2["removed"] == 3 and r2["version"] == 3 and r2["count"] == 378 and not r2["compacted"]
     meta = read_meta(root)
     assert len(meta["deltas"]) == 1 and meta["deltas"][0]["count"] == 7 and meta["tombstones"] == 5
-    assert meta["base"]["products"] == 230 and meta["count"] == 232
+    assert meta["base"]["products"] == 376 and meta["count"] == 378
     total = sum(p.stat().st_size for p in live_folder(root).rglob("*") if p.is_file())
     assert written < 0.1 * total, (written, total)  # the rest is shared with version 1 as hard links
     out = subprocess.run([sys.executable, "-m", "ui.cli", "index", "info", "--index", str(root)], cwd=ROOT,
                          capture_output=True, text=True, timeout=120).stdout
-    assert "updates:    1 delta (7 products), 5 tombstones over a 230-product base" in out
+    assert "updates:    1 delta (7 products), 5 tombstones over a 376-product base" in out
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +144,9 @@ def test_compact_gives_one_base_and_the_same_answers(updated, tmp_path):
     qs = [f"What is '{n['title']}'?" for n in NEW] + ["a whistling kettle", "salt marsh birds"]
     before = [[h.uid for h in hits] for hits in load_index(root).retrieve_many(qs, k=3)]
     r = compact(root)
-    assert r["compacted"] and r["count"] == 232 and r["deltas"] == 1 and r["tombstones"] == 5
+    assert r["compacted"] and r["count"] == 378 and r["deltas"] == 1 and r["tombstones"] == 5
     meta = read_meta(root)
-    assert "deltas" not in meta and "base" not in meta and meta["count"] == 232
+    assert "deltas" not in meta and "base" not in meta and meta["count"] == 378
     assert not (live_folder(root) / "deltas").exists() and not (live_folder(root) / "tombstones.npy").exists()
     after = [[h.uid for h in hits] for hits in load_index(root).retrieve_many(qs, k=3)]
     assert [b[0] for b in before] == [a[0] for a in after]
@@ -157,7 +158,7 @@ def _past_the_threshold(demo_index, tmp_path):
 
     root = tmp_path / "index"
     shutil.copytree(demo_index, root)
-    n = int(COMPACT_FRACTION * 230) + 1
+    n = int(COMPACT_FRACTION * 376) + 1
     many = [{"uid": f"MANY{i:04d}", "title": f"Threshold Widget Model {i}", "content": f"Widget {i}."}
             for i in range(n)]
     return root, n, write_jsonl(tmp_path / "many.jsonl", many)
@@ -180,7 +181,7 @@ def test_updates_past_the_threshold_compact_in_the_background(demo_index, tmp_pa
 
     root, n, many = _past_the_threshold(demo_index, tmp_path)
     r = add_products(root, [many], progress=False)
-    assert r["version"] == 2 and not r["compacted"] and r["count"] == 230 + n
+    assert r["version"] == 2 and not r["compacted"] and r["count"] == 376 + n
     pid = r["compacting"]
     assert isinstance(pid, int) and pid != os.getpid()
     seen = set()
@@ -191,7 +192,7 @@ def test_updates_past_the_threshold_compact_in_the_background(demo_index, tmp_pa
     log = (root / COMPACT_LOG).read_text()
     assert current_version(root) == 3, log
     assert seen <= {2, 3} and f"pid {pid}: compaction started" in log and "compacted 1 deltas" in log, log
-    _compacted_to_one_base(root, 230 + n)
+    _compacted_to_one_base(root, 376 + n)
     os.waitpid(pid, 0)  # our child: reap it (a CLI's would be adopted by init)
 
 
@@ -206,6 +207,6 @@ def test_compact_now_and_never(demo_index, tmp_path):
     root2, _, _ = _past_the_threshold(demo_index, tmp_path / "now")
     r = add_products(root2, [many], progress=False, compact="now")
     assert r["compacted"] and r["compacting"] is None and r["version"] == 3
-    _compacted_to_one_base(root2, 230 + n)
+    _compacted_to_one_base(root2, 376 + n)
     with pytest.raises(ValueError):
         add_products(root2, [many], progress=False, compact="sometimes")

@@ -260,7 +260,7 @@ def test_a_remove_past_the_threshold_compacts_in_the_background(live):
     from indexing.store import COMPACT_LOG
     from indexing.update import COMPACT_FRACTION
 
-    gone = sorted(uids(live))[: int(COMPACT_FRACTION * 230) + 1]
+    gone = sorted(uids(live))[: int(COMPACT_FRACTION * 376) + 1]
     r = subprocess.run(CLI + ["remove", "--index", str(live), "--uid", *gone], cwd=ROOT, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and "(version 2; compacting in the background, pid " in r.stdout, r.stdout + r.stderr

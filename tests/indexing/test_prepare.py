@@ -39,9 +39,11 @@ def raw_file(tmp_path):
 
 
 def test_counts_after_every_step(raw_file, tmp_path):
-    stats = prepare([raw_file], tmp_path / "out", progress=False, workers=1)
+    """--require-description: the catalog before title-only products were kept."""
+    stats = prepare([raw_file], tmp_path / "out", progress=False, workers=1, require_description=True)
     c = stats["total"]["counts"]
-    assert c == {"read": 12, "valid_json": 9, "has_fields": 6, "non_empty": 4, "unique": 3}
+    assert c == {"read": 12, "valid_json": 9, "has_fields": 6, "non_empty": 4, "unique": 3, "with_description": 3,
+                 "title_only": 0}
     f = stats["files"][0]
     assert f["format"] == "amazontitles-jsonl"
     assert f["bad_lines"] == [10, 11, 12]
@@ -58,6 +60,50 @@ def test_counts_after_every_step(raw_file, tmp_path):
     assert saved["total"] == stats["total"] and len(saved["fingerprint"]) == 32
     table = format_stats(stats)
     assert "12 read → 9 valid JSON → 6 with title+content → 4 non-empty → 3 kept" in table
+    assert all(r["has_description"] for r in rows)
+
+
+def test_title_only_records_are_kept_marked_and_counted(raw_file, tmp_path):
+    """Every record with a title is a product: an empty, blank, missing or footer-only description makes
+    it title-only (has_description false), counted in the report; only records without a title go."""
+    stats = prepare([raw_file], tmp_path / "out", progress=False, workers=1)
+    c = stats["total"]["counts"]
+    assert c == {"read": 12, "valid_json": 9, "has_fields": 7, "non_empty": 7, "unique": 6, "with_description": 3,
+                 "title_only": 3}
+    assert (stats["with_description"], stats["title_only"], stats["records"]) == (3, 3, 6)
+    assert stats["total"]["changes"]["descriptions_emptied"] == 1  # "   \t " (blank)
+    rows = read(tmp_path / "out")
+    # described products first (input order), then the title-only ones (input order)
+    assert [(r["title"], r["content"], r["has_description"]) for r in rows] == [
+        ("Girls Tutu", "High quality 3 layer tutu’s.", True), ("No Uid", "Gets a generated id.", True),
+        ("Book", "Nice.", True), ("Empty One", "", False), ("Blank", "", False), ("no content key", "", False)]
+    assert "→ 6 kept (duplicates removed: 1) → 3 with a description, 3 title only" in format_stats(stats)
+
+
+def test_footer_only_description_is_a_title_only_product(tmp_path):
+    f = write_jsonl(tmp_path / "trn.json", [rec("R1", "Rightly Dividing the Word",
+                                                "--This text refers to thePaperbackedition."),
+                                            rec("R2", "Mog&#8217;s Kittens", "Board book.")])
+    stats = prepare([f], tmp_path / "out", progress=False, workers=1)
+    assert stats["total"]["changes"]["footers_removed"] == 1 and stats["total"]["changes"]["descriptions_emptied"] == 1
+    assert {r["uid"]: r["has_description"] for r in read(tmp_path / "out")} == {"R1": False, "R2": True}
+    strict = prepare([f], tmp_path / "strict", progress=False, workers=1, require_description=True)
+    assert [r["uid"] for r in read(tmp_path / "strict")] == ["R2"] and strict["title_only"] == 0
+
+
+def test_title_only_duplicates_collapse_into_the_described_product(tmp_path):
+    """A title-only record with the title of a described one collapses into it, whichever comes first and
+    in whichever file; of two title-only records with one title the first stays."""
+    a = write_jsonl(tmp_path / "trn.json", [rec("T1", "Wood Glue", ""), rec("T2", "Hose", ""),
+                                            rec("T3", "Hose", "  "), rec("D1", "Tutu", "A tutu.")])
+    b = write_jsonl(tmp_path / "tst.json", [rec("T4", "Tutu", ""), rec("D2", "Wood Glue", "Glue for wood.")])
+    for workers in (1, 2):
+        stats = prepare([a, b], tmp_path / f"out{workers}", progress=False, workers=workers)
+        rows = read(tmp_path / f"out{workers}")
+        assert [(r["uid"], r["has_description"]) for r in rows] == [("D1", True), ("D2", True), ("T2", False)]
+        assert [f["counts"]["unique"] for f in stats["files"]] == [2, 1]  # T1 counted out of trn.json
+        assert [f["counts"]["title_only"] for f in stats["files"]] == [1, 0]
+        assert stats["total"]["counts"]["non_empty"] - stats["total"]["counts"]["unique"] == 3
 
 
 def test_workers_give_identical_catalog(raw_file, tmp_path):
@@ -71,7 +117,7 @@ def test_gzip_input_detected_from_bytes(raw_file, tmp_path):
     gz = tmp_path / "trn.json.data"  # no .gz extension on purpose
     gz.write_bytes(gzip.compress(raw_file.read_bytes()))
     stats = prepare([gz], tmp_path / "out", progress=False, workers=1)
-    assert stats["total"]["counts"]["unique"] == 3
+    assert stats["total"]["counts"]["unique"] == 6
 
 
 def test_alpaca_array_and_jsonl(tmp_path):
@@ -86,7 +132,8 @@ def test_alpaca_array_and_jsonl(tmp_path):
     assert s1["files"][0]["format"] == "alpaca-json-array"
     assert s2["files"][0]["format"] == "alpaca-jsonl"
     for s, out in ((s1, "o1"), (s2, "o2")):
-        assert s["total"]["counts"] == {"read": 3, "valid_json": 3, "has_fields": 3, "non_empty": 2, "unique": 2}
+        assert s["total"]["counts"] == {"read": 3, "valid_json": 3, "has_fields": 3, "non_empty": 3, "unique": 3,
+                                        "with_description": 2, "title_only": 1}
         rows = read(tmp_path / out)
         assert rows[0]["title"] == "Mog\u2019s Kittens" and rows[0]["uid"].startswith("gen-")
 
@@ -152,11 +199,13 @@ def test_demo_catalog_counts(demo_catalog):
     lines = DEMO_RAW.read_text().splitlines()
     assert c["read"] == len(lines)
     assert c["read"] - c["valid_json"] == 2  # one truncated object, one JSON array
-    assert c["has_fields"] == c["valid_json"] - 2  # content null, title a number
-    assert 0.3 < 1 - c["non_empty"] / c["read"] < 0.45  # ~38% empty, as in the real data
+    assert c["has_fields"] == c["valid_json"] - 1  # a title that is a number (a null content is title-only)
+    assert 0.3 < c["title_only"] / c["unique"] < 0.45  # ~38% without a description, as in the real data
     assert c["non_empty"] - c["unique"] >= 6  # exact and normalization duplicates
     assert stats["total"]["changes"]["footers_removed"] >= 10
     rows = pq.read_table(demo_catalog / "catalog.parquet").to_pylist()
+    glue = next(r for r in rows if r["uid"] == "B00UX401AU")  # the README tour's title-only product
+    assert (glue["title"], glue["content"], glue["has_description"]) == ("Wood Glue, 16 oz", "", False)
     assert not any("&#" in r["content"] or "This text refers to" in r["content"] for r in rows)
     assert len({r["uid"] for r in rows}) == len(rows)
 
@@ -168,11 +217,14 @@ def test_real_records_from_shared(shared_data, tmp_path):
     assert alpaca["format"] == "alpaca-json-array" and raw["format"] == "amazontitles-jsonl"
     # 500 records, all with content, but "Rightly Dividing the Word" has nothing but an edition
     # footer; two editions of "Somebody Else's Kids" differ only by a double space, so they are one
-    # product after cleaning.
-    assert alpaca["counts"] == {"read": 500, "valid_json": 500, "has_fields": 500, "non_empty": 499, "unique": 498}
+    # product after cleaning. "Rightly Dividing the Word" stays, as a title-only product.
+    assert alpaca["counts"] == {"read": 500, "valid_json": 500, "has_fields": 500, "non_empty": 500, "unique": 499,
+                                "with_description": 498, "title_only": 1}
     # The two raw lines are Mog's Kittens and Girls Ballet Tutu Neon Blue, both already in the 500.
-    assert raw["counts"] == {"read": 2, "valid_json": 2, "has_fields": 2, "non_empty": 2, "unique": 0}
+    assert raw["counts"] == {"read": 2, "valid_json": 2, "has_fields": 2, "non_empty": 2, "unique": 0,
+                             "with_description": 0, "title_only": 0}
     rows = read(tmp_path / "out")
+    assert [r["title"] for r in rows if not r["has_description"]] == ["Rightly Dividing the Word"]
     mog = next(r for r in rows if r["title"] == "Mog's Kittens")
     assert mog["content"].startswith("Judith Kerr\u2019s best\u2013selling adventures")
     assert sum("This text refers to" in r["content"] for r in rows) == 0

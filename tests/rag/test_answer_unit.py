@@ -8,7 +8,7 @@ from indexing.search import Hit
 from rag.answer import Answer, Answerer, clean_generation, finish
 from rag.batch import run_batch
 from rag.prompt import NOT_IN_CATALOG, cut_answer
-from tests.conftest import FakeIndex
+from tests.conftest import FakeIndex, ScriptedAnswerer, ScriptedLLM
 
 
 def test_generation_stops_at_next_section_or_entry():
@@ -135,36 +135,6 @@ def test_answer_mode_follows_the_question():
     assert answer_mode("generate", "What is 'Mog's Kittens'?") == "generate"
 
 
-class ScriptedLLM:
-    """A scripted generator with the engines' interface (rag/local.py, rag/remote.py: complete, stream):
-    `outputs` maps a question to the text the model generates for it."""
-
-    def __init__(self, outputs, on_generate=None):
-        self.outputs, self.on_generate, self.generated = outputs, on_generate, []
-
-    def complete(self, prompts, max_tokens, stop, temperature=0.0, use_adapter=True):
-        from rag.answer import PICK_STOP
-
-        if self.on_generate:
-            self.on_generate()
-        texts = [next(out for q, out in self.outputs.items() if f"Question: {q}\n" in p) for p in prompts]
-        self.generated.append(("verbatim" if stop == PICK_STOP else "text", len(prompts)))
-        return texts
-
-    def stream(self, prompt, max_tokens, stop, temperature=0.0, use_adapter=True):
-        text = self.complete([prompt], max_tokens, stop, temperature, use_adapter)[0]
-        for i in range(0, len(text), 3):  # a few characters at a time, as tokens arrive
-            yield text[i: i + 3]
-        return text
-
-
-def ScriptedAnswerer(docs, outputs, mode="generate", on_generate=None):
-    """The real Answerer (retrieval, abstention, prompts, streaming cut, fallbacks, batching) around a
-    scripted model; `.generated`: what the model was asked, (kind, prompts) per call."""
-    llm = ScriptedLLM(outputs, on_generate)
-    qa = Answerer(FakeIndex(docs, threshold=0.05), llm=llm, mode=mode)
-    qa.generated = llm.generated
-    return qa
 
 
 @pytest.fixture
@@ -220,7 +190,7 @@ def test_batch_writes_refusals_before_generating_and_resumes(docs, tmp_path):
     assert sorted(x["id"] for x in rows) == list(range(9))
     assert set(rows[-1]) == {"id", "question", "answer", "abstained", "origin", "fallback_reason", "sources",
                              "cited_uid", "latency_ms", "kind", "quote", "quote_span", "mode", "picked_by",
-                             "index_version"}
+                             "index_version", "draft", "drafted_by"}
     by_id = {r["id"]: r for r in rows}
     assert by_id[1]["answer"] == docs.content[1] and by_id[1]["cited_uid"] == "u2"
     assert by_id[7]["answer"] == NOT_IN_CATALOG and by_id[7]["origin"] == "refused"

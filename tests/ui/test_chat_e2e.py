@@ -64,7 +64,8 @@ def test_gradio_client_gets_answer_and_sources(server):
     url, qa = server
     row = qa.index.docs.iloc[3]
     client = Client(url, verbose=False)
-    messages, box = client.predict(f"What is '{row.title}'?", [], 3, 0.0, 24, False, False, api_name="/chat")
+    messages, box = client.predict(f"What is '{row.title}'?", [], 3, 0.0, 24, False, False, False,
+                                   api_name="/chat")
     assert box == ""
     assert [m["role"] for m in messages[:2]] == ["user", "assistant"]
     answer, sources = messages[1], messages[2:]
@@ -72,12 +73,13 @@ def test_gradio_client_gets_answer_and_sources(server):
     assert len(sources) == 3 and f"uid {row.uid}" in sources[0]["metadata"]["title"]
     assert text(sources[0])  # the description travels with the source
     # a follow-up in the same session (the client keeps it) is about the product discussed last
-    messages, _ = client.predict("And what is it about?", messages, 3, 0.0, 16, False, False, api_name="/chat")
+    messages, _ = client.predict("And what is it about?", messages, 3, 0.0, 16, False, False, False,
+                                 api_name="/chat")
     assert len(messages) == 8 and f"uid {row.uid}" in messages[7]["metadata"]["title"]
     # an empty message gets a polite reply, and the server keeps answering afterwards
-    messages, _ = client.predict("   ", [], 3, 0.0, 24, False, False, api_name="/chat")
+    messages, _ = client.predict("   ", [], 3, 0.0, 24, False, False, False, api_name="/chat")
     assert "Please type a question" in text(messages[-1])
-    messages, _ = client.predict("What is 'Zorvex Levitating Sock Robot 9000'?", [], 3, 0.0, 24, False, False,
+    messages, _ = client.predict("What is 'Zorvex Levitating Sock Robot 9000'?", [], 3, 0.0, 24, False, False, False,
                                  api_name="/chat")
     assert "not in the catalog" in text(messages[1])
 
@@ -178,6 +180,30 @@ def test_browser_highlights_the_quoted_sentence_escaped(server, browser):
     page.close()
 
 
+def test_browser_title_only_product_and_its_labelled_draft(server, browser):
+    """A product the catalog holds without a description: said so (not "not in the catalog"); with the
+    draft setting on, the model's draft, labelled as the model's, under the lead that says so."""
+    url, _ = server
+    page = open_page(browser, url)
+    ask(page, "What is 'Wood Glue, 16 oz'?")
+    page.wait_for_function("document.querySelector('#chatbot').innerText.includes('uid B00UX401AU')", timeout=120_000)
+    text = page.inner_text("#chatbot")
+    assert "'Wood Glue, 16 oz' is in the catalog, but the catalog holds no description of it." in text
+    assert "not in the catalog" not in text and "in the catalog without a description" in text
+    page.get_by_text("Settings").first.click()
+    page.locator("#draft input[type=checkbox]").check()
+    ask(page, "What is 'Wood Glue, 16 oz'?")
+    page.wait_for_function("document.querySelector('#chatbot').innerText.includes('from the title alone: the "
+                           "model')", timeout=180_000)
+    text = page.inner_text("#chatbot")
+    assert "The catalog has no description of 'Wood Glue, 16 oz'. A draft written by the model" in text
+    assert "drafted by SmolLM2-135M-Instruct (base model) from the title alone" in text
+    assert page.evaluate("document.querySelectorAll('#chatbot blockquote').length") >= 1  # the draft, set apart
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "chat_draft.png"), full_page=True)
+    page.close()
+
+
 def test_the_chat_keeps_serving_while_the_catalog_changes(server, browser):
     """`productqa index add` / `remove` while the chat is up: every question meanwhile is answered, the
     new product is found within seconds of the commit, the page's header follows, the removed one is gone.
@@ -203,7 +229,8 @@ def test_the_chat_keeps_serving_while_the_catalog_changes(server, browser):
         client = Client(url, verbose=False)
         while not stop.is_set():
             try:
-                messages, _ = client.predict(f"What is '{row.title}'?", [], 3, 0.0, 16, False, True, api_name="/chat")
+                messages, _ = client.predict(f"What is '{row.title}'?", [], 3, 0.0, 16, False, True, False,
+                                             api_name="/chat")
                 if f"uid {row.uid}" not in messages[2]["metadata"]["title"]:
                     failures.append(messages[2]["metadata"]["title"])
                 answered.append(time.time())
@@ -217,7 +244,8 @@ def test_the_chat_keeps_serving_while_the_catalog_changes(server, browser):
         assert qa.serving.version == v
 
     def first_source(question):
-        messages, _ = Client(url, verbose=False).predict(question, [], 3, 0.0, 16, False, True, api_name="/chat")
+        messages, _ = Client(url, verbose=False).predict(question, [], 3, 0.0, 16, False, True, False,
+                                                         api_name="/chat")
         return messages[1], messages[2]["metadata"]["title"]
 
     askers = [threading.Thread(target=keep_asking) for _ in range(2)]  # two shoppers at once

@@ -34,8 +34,8 @@ class FakeQA:
         return abstains(hits, self.threshold, score=lambda h: h.dense_score or 0)
 
     def stream(self, question, k=3, max_new_tokens=320, temperature=0.0, use_retrieval=True, hits=None,
-               use_adapter=True, index=None):
-        self.calls.append({"question": question, "hits": hits, "use_adapter": use_adapter})
+               use_adapter=True, index=None, draft=None):
+        self.calls.append({"question": question, "hits": hits, "use_adapter": use_adapter, "draft": draft})
         if self.fail:
             raise RuntimeError("boom")
         if self.should_abstain(hits):
@@ -181,3 +181,31 @@ def test_chat_command_refuses_a_taken_port_before_loading_models(tmp_path):
         r = subprocess.run([sys.executable, "-m", "ui.cli", "chat", "--index", str(tmp_path / "index"), "--port",
                             str(port)], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_title_only_products_in_the_chat_said_so_or_drafted_and_labelled():
+    """The real Answerer (fake index, scripted model) behind a chat turn: a product without a description is
+    said to have none; with the draft setting on, the draft is set apart and labelled as the model's."""
+    from tests.conftest import ScriptedAnswerer
+    from ui.chat import example_questions
+
+    docs = pd.DataFrame({"uid": ["g1", "t1"], "title": ["Wood Glue, 16 oz", "Girls Ballet Tutu Neon Pink"],
+                         "content": ["", "A pink tutu for girls, 30 cm long."]})
+    q = "What is 'Wood Glue, 16 oz'?"
+    qa = ScriptedAnswerer(docs, {q: "Glue for <b>wood</b>. Dries clear."}, mode="auto")
+    session = ChatSession(qa)
+    _, (messages, last) = run(session, q, [])
+    answer = messages[1]["content"]
+    assert "is in the catalog, but the catalog holds no description of it" in answer
+    assert "_the product is in the catalog without a description_" in answer and last.uid == "g1"
+    assert "uid g1" in messages[2]["metadata"]["title"] and messages[2]["content"] == "(no description)"
+    steps, (messages, _) = run(session, q, [], draft=True)
+    answer = messages[1]["content"]
+    assert len(steps) > 3  # the lead at once, then the draft as it is written
+    assert "The catalog has no description of 'Wood Glue, 16 oz'. A draft written by the model" in answer
+    assert "\n\n> Glue for &#60;b&#62;wood&#60;/b&#62;. Dries clear." in answer  # set apart, escaped
+    assert "drafted by ScriptedLLM (base model) from the title alone" in answer
+    # a follow-up about it: a detail, never answered from the draft
+    _, (messages, _) = run(session, "and does it work on metal?", messages, last=last)
+    assert "holds nothing to answer this from" in messages[-2]["content"]
+    assert example_questions(qa.index)[3] == "What is 'Wood Glue, 16 oz'?"

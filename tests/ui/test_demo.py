@@ -16,6 +16,10 @@ def test_demo_runs_and_reuses_artifacts(tmp_path):
     assert "kept" in r.stdout and "Piano Lullabies for Babies, Vol. 1" in r.stdout
     assert "closest products" in r.stdout  # the invented product is not answered
     assert '62 minutes: "' in r.stdout and "(quoted from Piano Lullabies for Babies, Vol. 1's description" in r.stdout
+    # the README tour's title-only product: in the catalog, without a description; then the labelled draft
+    assert "A: 'Wood Glue, 16 oz' is in the catalog, but the catalog holds no description of it." in r.stdout
+    assert "The catalog has no description of 'Wood Glue, 16 oz'. A draft written by the model" in r.stdout
+    assert "(drafted by SmolLM2-135M-Instruct (base model) from the title alone: not the catalog's words)" in r.stdout
     for f in ("catalog/catalog.parquet", "index/CURRENT", "index/versions/1/meta.json", "pairs.alpaca.jsonl",
               "pairs.openai.jsonl"):
         assert (tmp_path / "demo" / f).exists()
