@@ -86,7 +86,8 @@ def test_add_upserts_and_remove(index_copy, tmp_path):
 
     assert idx0.version == 0  # the layout before versions
     r = add_products(index_copy, [new], progress=False)
-    assert r == {"added": 1, "replaced": 1, "count": n0 + 1, "version": 1, "compacted": False, "compacting": None}
+    assert r == {"added": 1, "replaced": 1, "count": n0 + 1, "version": 1, "compacted": False, "compacting": None,
+                 "title_only": 0, "skipped": []}
     # migrated: version 1 is live, the old top-level files are gone
     assert (index_copy / "CURRENT").read_text() == "1\n" and not (index_copy / "docs.parquet").exists()
     idx = load_index(index_copy)
