@@ -102,6 +102,9 @@ class ExampleConfig:
     kinds: str | None = option(None, "only examples of these kinds, comma-separated (" + ", ".join(EXAMPLE_KINDS)
                                + ")", metavar="KINDS", group="examples")
 
+    def __post_init__(self):
+        chosen_kinds(self.kinds)  # a misspelt kind is an error before any work, not after the index loads
+
 
 def is_validation(uid: str, val_fraction: float = 0.1) -> bool:
     """Stable 90/10 split by product: the same uid is always on the same side."""

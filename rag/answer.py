@@ -323,6 +323,12 @@ def stream_cut(pieces, ans: Answer, t0: float):
     return raw if whole is None else whole
 
 
+def drafter(drafted_by: dict) -> str:
+    """Who wrote a draft, as labels print it: "SmolLM2-135M-Instruct + adapter drafter" or "... (base model)"."""
+    adapter = drafted_by.get("adapter")
+    return drafted_by["model"] + (f" + adapter {adapter}" if adapter else " (base model)")
+
+
 def finish_draft(ans: Answer, generated: str, lead: str, drafted_by: dict) -> Answer:
     """A drafted answer from the model's output (`clean_draft`) after `lead`; a draft with no words left
     falls back to saying there is no description (origin "no_description", `fallback_reason` why)."""
@@ -831,8 +837,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"\n(quoted from source {ans.cited}, its description's characters "
               f"{ans.quote_span[0]}-{ans.quote_span[1]})")
     if ans.origin == "drafted":
-        who = ans.drafted_by["model"] + (f" + adapter {ans.drafted_by['adapter']}" if ans.drafted_by["adapter"] else "")
-        print(f"\n(drafted by {who} from the title alone: not the catalog's words)")
+        print(f"\n(drafted by {drafter(ans.drafted_by)} from the title alone: not the catalog's words)")
     elif ans.origin == "no_description" and ans.fallback_reason:
         print(f"\n(the model's draft was unusable: {ans.fallback_reason})")
     label = "closest products (not in the catalog)" if ans.abstained else "sources"

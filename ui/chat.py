@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from indexing.errors import UserError
-from rag.answer import DEFAULT_MAX_NEW_TOKENS, add_answer_arguments
+from rag.answer import DEFAULT_MAX_NEW_TOKENS, add_answer_arguments, drafter
 from rag.batching import MAX_BATCH
 
 log = logging.getLogger("productqa.chat")
@@ -202,10 +202,8 @@ def answer_markdown(final, notice: str | None = None) -> str:
     elif final.origin == "no_description":
         body += "\n\n_the product is in the catalog without a description_"
     elif final.origin == "drafted":
-        who = final.drafted_by["model"] + (f" + adapter {final.drafted_by['adapter']}" if final.drafted_by["adapter"]
-                                           else " (base model)")
-        body += (f"\n\n_drafted by {escape_md(who)} from the title alone: the model's words, not the "
-                 "catalog's; check them before relying on them_")
+        body += (f"\n\n_drafted by {escape_md(drafter(final.drafted_by))} from the title alone: the model's words, "
+                 "not the catalog's; check them before relying on them_")
     elif final.origin == "catalog" and final.picked_by == "retrieval":
         body += "\n\n_the catalog's description of the best match: search was sure, no model call_"
     elif final.origin == "catalog":

@@ -129,7 +129,7 @@ def train_adapter(cat: Path, idx: Path, adapter: Path, steps: int) -> None:
 def ask(idx: Path, adapter: Path | None):
     """Five questions (what a product is, one detail, one not in the catalog, one without a description, and
     its draft), streamed; the Answerer."""
-    from rag.answer import Answer, AnswerConfig, Answerer
+    from rag.answer import Answer, AnswerConfig, Answerer, drafter
 
     _step("ask")
     qa = Answerer(AnswerConfig(index=idx, adapter=adapter))
@@ -152,9 +152,7 @@ def ask(idx: Path, adapter: Path | None):
             print(f"\n   (quoted from {ans.cited_source.title}'s description, characters "
                   f"{ans.quote_span[0]}-{ans.quote_span[1]})", end="")
         if ans.origin == "drafted":  # the model's words, never the catalog's: say whose
-            who = ans.drafted_by["model"] + (f" + adapter {ans.drafted_by['adapter']}" if ans.drafted_by["adapter"]
-                                             else " (base model)")
-            print(f"\n   (drafted by {who} from the title alone: not the catalog's words)", end="")
+            print(f"\n   (drafted by {drafter(ans.drafted_by)} from the title alone: not the catalog's words)", end="")
         label = "closest products" if ans.abstained else "sources"
         print(f"\n   {label}: " + "; ".join(f"{h.title} ({h.uid})" for h in ans.sources))
     return qa
