@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -80,6 +81,8 @@ def main() -> None:
     ap.add_argument("--engines", default="transformers,vllm")
     ap.add_argument("--max-new-tokens", type=int, default=160)
     args = ap.parse_args()
+    # stopped from outside (SIGTERM): exit through `finally`, which stops the vLLM server this run started
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     t_start, load0 = time.time(), os.getloadavg()[0]
     work = Path("/tmp/productqa-bench/describe")
     work.mkdir(parents=True, exist_ok=True)
@@ -108,6 +111,10 @@ def main() -> None:
             qa.close()
         rows.append((engine, load, batch, single, batched))
         print(engine, f"single {single['per_s']:.3f}/s, batched {batched['per_s']:.3f}/s", flush=True)
+        write_report(args, rows, t_start, load0)  # after each engine: a run stopped later keeps what it measured
+
+
+def write_report(args, rows, t_start: float, load0: float) -> None:
     model = "SmolLM2-135M-Instruct" + (f" + adapter {args.adapter}" if args.adapter else " (base)")
     lines = [f"{model}, drafts of at most {args.max_new_tokens} new tokens, greedy, CPU (2 cores). Products: "
              "title-only products of the synthetic catalog. Command: "

@@ -62,6 +62,28 @@ def build_bm25(texts: list[str], progress: bool = False):
     return _index(ids, words, progress)
 
 
+def edits_allowed(word: str) -> int:
+    """Typos forgiven in a word of this length: none up to 3 characters, one up to 8, then two (as Lucene's
+    fuzzy AUTO, one step stricter: "Flxu" is "Flux", "cat" is not "car")."""
+    return 0 if len(word) <= 3 else 1 if len(word) <= 8 else 2
+
+
+def fuzzy_coverage(question: str, title: str) -> float:
+    """Share of the question's distinct words (tokenized as searched) that are in the title or within
+    `edits_allowed` edits (adjacent swaps count once) of one of its words. The "not in the catalog" evidence
+    reads it (indexing/search.py `Hit.coverage`): "Tell me about eGmini." names *Gemini* though no word of it
+    is in any title, and an invented product's words are rarely one typo away from a title's."""
+    from rapidfuzz.distance import OSA
+
+    q, t = tokenize([question, title])
+    words, found = set(q), set(t)
+    if not words:
+        return 0.0
+    near = sum(w in found or any(OSA.distance(w, x, score_cutoff=edits_allowed(w)) <= edits_allowed(w)
+                                 for x in found) for w in words)
+    return near / len(words)
+
+
 GRAM = 3  # characters per gram of the typo-tolerant title index
 
 

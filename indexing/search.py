@@ -54,7 +54,8 @@ class Hit:
     retrievers: tuple = field(default_factory=tuple)  # which retrievers found it: "dense", "bm25", "dense_passage", ...
     passage: str | None = None  # the description passage that matched best, when a passage retriever found it
     match: str = "title"  # "description" when the search went by descriptions and a passage matched
-    coverage: float = 0.0  # share of the question's words in the title or in the best passage (the higher)
+    coverage: float = 0.0  # share of the question's words in the title (a typo away counts) or in the best
+    # passage, the higher
     fused: float | None = None  # the learned fusion's score (None: fused by the rule); margins calibrate "sure"
 
     @property
@@ -432,6 +433,8 @@ class Index:
         """Hit for product `row` at rank `pos`. `described`: whether the rule ranked by descriptions; None
         (learned fusion): the hit matched by description when its passage covers more of the question than
         its title does (on a tie: the higher cosine), or only passage retrievers found it."""
+        from indexing.lexical import fuzzy_coverage
+
         d = self.docs.iloc[row]
         found = tuple(name for name in c.use if row in c.scores.get(name, ()))
         prow = c.best_passage.get("bm25_passage", {}).get(row, c.best_passage.get("dense_passage", {}).get(row))
@@ -440,6 +443,8 @@ class Index:
             p = self.passages.iloc[prow]
             passage = d["content"][int(p["start"]): int(p["end"])]
         cov_t, cov_p = c.cov_t.get(row, 0.0), c.cov_p.get(row, 0.0)
+        if cov_t < 1.0:  # a typo'd name covers its title too (only the hits returned: a few ms a question)
+            cov_t = max(cov_t, fuzzy_coverage(c.focused, d["title"]))
         by_title = any(name in found for name in ("dense", "bm25", "fuzzy"))
         if described is None:
             cos_t, cos_p = c.scores.get("dense", {}).get(row, -1.0), c.scores.get("dense_passage", {}).get(row, -1.0)

@@ -284,12 +284,7 @@ def main(args: argparse.Namespace) -> int:
     cfg.host, cfg.port, cfg.api_key, cfg.max_model_len, cfg.log = args.host, args.port, args.api_key, \
         args.max_model_len, args.log
     cfg.extra = shlex.split(args.vllm_args)
-    server = Server(cfg)
-
-    def on_term(signum, frame):  # SIGTERM: the same clean stop as Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    server = Server(cfg)  # SIGTERM stops it as Ctrl-C does (ui/cli.py)
     try:
         server.start()
         names = [MODEL_NAME] + ([BASE_NAME] if cfg.lora else [])

@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args._argv = list(sys.argv[1:] if argv is None else argv)  # what a launcher re-runs in each process
+    previous = _exit_on_sigterm()
     try:
         return int(args._main(args) or 0)
     except UserError as e:
@@ -84,6 +85,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(f"productqa {args.command}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm():
+    """SIGTERM (a scheduler, `kill`, a container stop) exits as Ctrl-C does: `finally` blocks and atexit
+    run, so a vLLM server this process started is stopped (Python's default exit leaves it running) and
+    open output files are flushed and closed. Returns the handler it replaced (None: not the main thread,
+    where Python allows no handler; tests call main() from threads too)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    return signal.signal(signal.SIGTERM, on_term)
 
 
 if __name__ == "__main__":

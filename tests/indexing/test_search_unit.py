@@ -103,3 +103,18 @@ def test_the_fusions_the_rule_was_measured_against_live_in_the_benchmark():
     assert rrf_all()(candidates()) == [1, 2, 3, 4]  # 2:1:1:1, the trigrams left out
     assert rrf_all({"dense": 0, "bm25": 0})(candidates()) == [3, 4, 1, 2]
     assert rrf_all()(candidates(use=("dense", "bm25"))) == [1, 2]  # one side only: the rule
+
+
+@pytest.mark.parametrize("question, title, expected", [
+    ("eGmini", "Gemini", 1.0),  # an adjacent swap is one edit
+    ("Thirts", "Thirst", 1.0),
+    ("Flxu", "Flux", 1.0),
+    ("mog's kitetns", "Mog's Kittens (Picture Puffin)", 1.0),
+    ("cat", "Car Mat", 0.0),  # three letters: no typo forgiven
+    ("Zorvex Quantum Hover Skates", "Quantum Physics for Beginners", 0.25),  # only the word it shares
+    ("Gmeinix", "Gemini", 0.0),  # two edits in seven letters: not the same word
+])
+def test_fuzzy_coverage_forgives_a_typo_per_word(question, title, expected):
+    from indexing.lexical import fuzzy_coverage
+
+    assert fuzzy_coverage(question, title) == expected

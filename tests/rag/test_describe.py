@@ -68,6 +68,23 @@ def test_describe_resumes_after_a_kill_without_duplicates(demo_index, tiny_llama
                for x in recs)
 
 
+def test_sigterm_stops_describe_cleanly(demo_index, tiny_llama, tmp_path):
+    """A scheduler's SIGTERM exits like Ctrl-C (ui/cli.py): no traceback, whole lines written, and atexit runs
+    (where a vLLM server this process started is stopped)."""
+    out = tmp_path / "drafts.jsonl"
+    cmd = [sys.executable, "-m", "ui.cli", "describe", "--index", str(demo_index), "--base-model", str(tiny_llama),
+           "--out", str(out), "--limit", "40", "--batch-size", "2", "--max-new-tokens", "48", "--quiet"]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and not (out.exists() and out.read_bytes().count(b"\n") >= 2):
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stdout + stderr
+    assert "productqa describe: interrupted: terminated (SIGTERM)" in stderr and "Traceback" not in stderr
+    assert out.read_bytes().endswith(b"\n") and all(x["uid"] for x in lines(out))
+
+
 def demo_index_docs(folder):
     from indexing.search import load_index
 
