@@ -37,6 +37,12 @@ description the model drafts from the title alone, streamed after a lead sentenc
 "drafted"; `draft` holds the model's text alone, `drafted_by` which model wrote it): the model's words,
 never shown or cited as the catalog's.
 
+A question naming two products ("Mog's Kittens or Mog in the Dark: which is for younger children?", "X vs Y",
+"difference between X and Y"; rag/compare.py: the catalog decides where the names split) is answered side by
+side, in any mode and with no model: each product's sentence stating what is asked, word for word from its
+own description, or that its description doesn't say (origin "compare", both products the sources, each
+one's evidence in `compared`).
+
 Abstention happens twice: before generating, when the best retrieved product is not close enough
 (cosine below the threshold calibrated at index build time and stored in meta.json), and when the
 fine-tuned model itself answers that the product is not in the catalog. An answer always carries
@@ -106,6 +112,15 @@ class Answer:
     # {"model": base name, "base_hash", "adapter": folder name or None, "adapter_hash"}
     draft: str | None = None
     drafted_by: dict | None = None
+    # origin "compare": the question names two products (rag/compare.py); each one's evidence, its own
+    # description's words (rag.compare.Side), in the order of `sources`
+    compared: list | None = None
+    # a yes/no question: "yes" or "no" where the quoted evidence settles it (rag.detail.yes_no), else None
+    verdict: str | None = None
+    # a detail answer's short form where the quote has one ("Ages 0-3", "by Judith Kerr", "1951"), and its
+    # [start, end) in the cited entry's description
+    short: str | None = None
+    short_span: tuple[int, int] | None = None
 
     @property
     def cited_source(self):
@@ -119,6 +134,9 @@ class Answer:
                 "quote_span": list(self.quote_span) if self.quote_span else None, "mode": self.mode,
                 "picked_by": self.picked_by, "index_version": self.index_version,
                 "draft": self.draft, "drafted_by": self.drafted_by,
+                "compared": [side.to_dict() for side in self.compared] if self.compared else None,
+                "verdict": self.verdict, "short": self.short,
+                "short_span": list(self.short_span) if self.short_span else None,
                 "sources": [{"uid": h.uid, "title": h.title, "score": round(h.dense_score or 0.0, 4),
                              "match": h.match, **({"passage": h.passage} if h.match == "description" else {})}
                             for h in self.sources],
@@ -170,12 +188,14 @@ def answer_mode(mode: str, question: str, title: str | None = None) -> str:
     """"verbatim", "quote" or "generate" for this question; "auto" decides by what the question asks:
     what a product is -> verbatim; one detail (of a kind rag.detail.KINDS knows, or any other) -> quote."""
     from indexing.questions import asks_for_description
-    from rag.detail import detail_kind
+    from rag.detail import detail_kind, is_yes_no, without_title
 
     if mode != "auto":
         return mode
     if _ASKS_DESCRIPTION.search(question):
         return "verbatim"
+    if is_yes_no(without_title(question, title)):  # "é para bebês?": the evidence, not the whole description
+        return "quote"
     if not asks_for_description(question):  # "how long is it?", "who wrote ...?": any detail
         return "quote"
     # "what is the age range of X?" asks a detail; "What is 'The Age of Innocence'?" does not
@@ -204,12 +224,46 @@ def shortcut(requested: str, mode: str, hits, index) -> bool:
     return requested == "auto" and mode == "verbatim" and bool(hits) and index is not None and index.sure(hits)
 
 
-def answer_detail(ans: Answer, rank: int = 1) -> Answer:
-    """Quote mode: entry `rank`'s (the best retrieved one's) sentence stating what the question asks,
-    checked to be word for word that entry's text (rag.detail.check_quote), or "the description
-    doesn't say", in the question's language."""
-    from rag.detail import check_quote, detail_text, read_detail
+def answer_compare(ans: Answer, pair) -> Answer:
+    """Two products named in one question (rag.compare.pick_pair): both are the sources, and the answer puts
+    what each one's description says side by side, no model (origin "compare")."""
+    from rag.compare import compare_sides, compare_text
+    from rag.detail import is_portuguese, without_title
 
+    a, b = pair.hits[0][0], pair.hits[1][0]
+    sides = compare_sides(ans.question, pair)
+    ans.sources, ans.compared, ans.cited, ans.origin, ans.mode = [a, b], sides, 1, "compare", "compare"
+    ans.kind = next((side.kind for side in sides if side.kind), None)
+    ans.text = compare_text(sides, is_portuguese(without_title(without_title(ans.question, a.title), b.title)))
+    return ans
+
+
+def named_rank(question: str, hits) -> int:
+    """The 1-based rank of the hit whose whole title the question holds word for word (case and spacing
+    aside), the longest such title; 1 when none does. "Is Piano Lullabies for Babies, Vol. 1 suitable for a
+    newborn?" names Vol. 1 even where search ranks Vol. 2 first (its description mentions "Vol. 1")."""
+    q = " " + " ".join(re.findall(r"[^\W_]+", question.lower())) + " "
+    named = [(len(h.title), -r, r) for r, h in enumerate(hits, 1)
+             if (t := " ".join(re.findall(r"[^\W_]+", h.title.lower()))) and f" {t} " in q]
+    return max(named)[2] if named else 1
+
+
+def answer_detail(ans: Answer, rank: int | None = None) -> Answer:
+    """Quote mode: entry `rank`'s (default: the one the question names, `named_rank`, else the best
+    retrieved one's) sentence stating what the question asks, checked to be word for word that entry's text
+    (rag.detail.check_quote), or "the description doesn't say", in the question's language."""
+    from rag.detail import (
+        check_quote,
+        detail_text,
+        is_portuguese,
+        is_yes_no,
+        read_detail,
+        without_title,
+        yes_no,
+        yes_no_text,
+    )
+
+    rank = rank or named_rank(ans.question, ans.sources)
     src = ans.sources[rank - 1]
     content = src.content or ""
     d = read_detail(ans.question, src.title, content)
@@ -217,6 +271,12 @@ def answer_detail(ans: Answer, rank: int = 1) -> Answer:
     span = check_quote(d.quote, content) if d.stated else None
     if span is not None:
         ans.text, ans.quote, ans.quote_span, ans.origin = detail_text(d), d.quote, span, "quote"
+        at = d.quote.find(d.short) if d.short and d.short != d.quote else -1
+        if at >= 0:
+            ans.short, ans.short_span = d.short, (span[0] + at, span[0] + at + len(d.short))
+        if is_yes_no(without_title(ans.question, src.title)):  # the evidence first; yes or no where yes_no settles it
+            ans.verdict = yes_no(ans.question, src.title, d.quote)
+            ans.text = yes_no_text(ans.verdict, d, is_portuguese(without_title(ans.question, src.title)))
     else:
         _not_stated(ans, src, d.kind)
     return ans
@@ -542,8 +602,10 @@ class Answerer:
         return (yield from self.llm.stream(prompt, **kw))
 
     def _prepare(self, question: str, k: int, use_retrieval: bool, hits: list | None, t0: float,
-                 index=None) -> Answer:
-        """Sanitise, retrieve (unless `hits` are given, from `index`) and abstain below the threshold."""
+                 index=None, compare: bool = True) -> Answer:
+        """Sanitise, retrieve (unless `hits` are given, from `index`), answer a question naming two products
+        side by side (`compare`: look for them; rag/compare.py), else abstain below the threshold."""
+        from rag.compare import compare_splits, pick_pair
         from rag.prompt import NOT_IN_CATALOG
 
         index = index or self.serving
@@ -552,7 +614,11 @@ class Answerer:
             hits = self.retrieve([q], k, index)[0] if use_retrieval else []
         ans = Answer(question=q, text="", sources=hits, notice=notice, retrieval_ms=(time.perf_counter() - t0) * 1000,
                      index_version=getattr(index, "version", None) if use_retrieval else None)
-        if use_retrieval and self.should_abstain(hits, index):
+        pair = pick_pair(q, compare_splits(q), index, hits, k) if use_retrieval and compare else None
+        if pair is not None:
+            answer_compare(ans, pair)
+            ans.retrieval_ms = (time.perf_counter() - t0) * 1000
+        elif use_retrieval and self.should_abstain(hits, index):
             ans.text, ans.abstained, ans.origin = NOT_IN_CATALOG, True, "refused"
         return ans
 
@@ -577,12 +643,14 @@ class Answerer:
 
     def stream(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                temperature: float = 0.0, use_retrieval: bool = True, hits: list | None = None,
-               use_adapter: bool = True, mode: str | None = None, index=None, draft: bool | None = None):
+               use_adapter: bool = True, mode: str | None = None, index=None, draft: bool | None = None,
+               compare: bool | None = None):
         """Yield the answer's text pieces as they are generated; the generator's return value (and a
         final `Answer` yielded last) carries the sources and flags. `hits` replaces retrieval (the chat
         passes the last product for follow-ups; `index`: the version they came from, see `serving`);
         `use_adapter=False` answers with the base model; `draft` (default: the config's draft_missing):
-        a product without a description gets a drafted one.
+        a product without a description gets a drafted one; `compare` (default: when it retrieves, not given
+        `hits`): a question naming two products is answered side by side (rag/compare.py).
         Verbatim answers arrive as one piece (the description) once the model has picked the entry.
         The pieces stop where the answer ends (never into the next entry); a generated answer that
         falls back shows its catalog description only in the final `Answer`."""
@@ -590,11 +658,12 @@ class Answerer:
 
         t0 = time.perf_counter()
         index = index or (self.serving if use_retrieval else None)
-        ans = self._prepare(question, k, use_retrieval, hits, t0, index)
+        ans = self._prepare(question, k, use_retrieval, hits, t0, index, compare=hits is None if compare is None
+                            else compare)
         requested = mode or self.mode
         mode = answer_mode(requested, ans.question, ans.sources[0].title) if ans.sources else "generate"
-        ans.mode = mode
-        if ans.abstained:
+        ans.mode = ans.mode or mode
+        if ans.abstained or ans.origin == "compare":  # no model
             ans.latency_ms = ans.first_token_ms = (time.perf_counter() - t0) * 1000
             yield ans.text
             yield ans
@@ -677,12 +746,13 @@ class Answerer:
         t_ret = (time.perf_counter() - t0) * 1000 / max(len(qs), 1)
         todo = []
         for i, (q, hits) in enumerate(zip(questions, all_hits)):
+            t1 = time.perf_counter()
             a = self._prepare(q, k, use_retrieval, hits, t0, index)
             a.retrieval_ms = t_ret
             m = answer_mode(mode or self.mode, a.question, a.sources[0].title) if a.sources else "generate"
-            a.mode = m
-            if a.abstained:
-                a.latency_ms = t_ret
+            a.mode = a.mode or m
+            if a.abstained or a.origin == "compare":  # no model
+                a.latency_ms = t_ret + (time.perf_counter() - t1) * 1000
                 yield i, a
             elif lacks_description(a.sources) and drafting(draft, m):
                 a.mode = "draft"

@@ -34,6 +34,13 @@ from indexing.lexical import _stopwords
 
 # kind -> (question words, evidence in a sentence, what is missing "doesn't say ...": (en, pt))
 _NUM = r"\d+(?:[,.]\d+)*"
+_NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+                 "fifteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety", "hundreds?",
+                 "dozens?", "thousands?")
+_MONTHS = r"(?:january|february|march|april|may|june|july|august|september|october|november|december)"
+# a date, a year, a decade or a century ("April 15, 1989", "1951", "the 1920s", "16th-century")
+_DATE = (rf"\b{_MONTHS}\s+\d{{1,2}},?\s+(?:1[5-9]|20)\d\d\b|\b(?:1[5-9]|20)\d0s\b|\b(?:1[5-9]|20)\d\d\b|"
+         r"\b\d{1,2}(?:st|nd|rd|th)[\s-]+century\b")
 KINDS: dict[str, tuple[str, str, tuple[str, str]]] = {
     "illustrator": (r"illustrat\w*|pictures|drawings|ilustr\w*|desenh\w*",
                     r"illustrat\w*|pictures by|drawings|ilustra\w*", ("who illustrated it", "quem o ilustrou")),
@@ -46,12 +53,14 @@ KINDS: dict[str, tuple[str, str, tuple[str, str]]] = {
                ("who wrote it", "quem o escreveu")),
     "pages": (r"pages?\b|p[áa]ginas?", rf"{_NUM}\s*(?:-\s*)?(?:pages?|pp\b|p[áa]ginas)",
               ("how many pages it has", "quantas páginas tem")),
-    "age": (r"\bage[sd]?\b|how\s+old|years?\s+old|reading\s+level|grade|idade|faixa\s+et[áa]ria|anos",
+    "age": (r"\bage[sd]?\b|how\s+old|years?\s+old|reading\s+level|grade|idade|faixa\s+et[áa]ria|anos|"
+            r"(?:young|old)(?:er|est)\s+(?:kids|children|readers|child)|mais\s+(?:novos?|velhos?)",
             rf"\bages?\s*{_NUM}|aged\s*{_NUM}|{_NUM}\s*(?:-|to|–|and\s+up|\+)\s*(?:{_NUM}\s*)?(?:years?|yrs)|"
             r"years?\s+old|grades?\s*\d|pre-?school|toddlers?|bab(?:y|ies)|young\s+(?:readers|children)|"
             r"\bteens?\b|young\s+adult|beginning\s+readers|first\s+readers|idade",
             ("what age it is for", "para que idade é")),
-    "length": (r"how\s+long|running\s+time|how\s+many\s+(?:cds?|discs?|cassettes?|tapes?|hours|minutes)|"
+    "length": (r"how\s+long|running\s+time|\blonger\b|\bshorter\b|mais\s+(?:longo|curto)|"
+               r"how\s+many\s+(?:cds?|discs?|cassettes?|tapes?|hours|minutes)|"
                r"\b(?:cds?|discs?|cassettes?|tapes?)\b|minutes|hours|dura[çc][ãa]o|quant[oa]s\s+(?:cds?|fitas|discos|horas)",
                rf"{_NUM}\s*(?:-\s*)?(?:cds?|discs?|cassettes?|tapes?|hours?|hrs?|minutes?|mins?)\b|"
                r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve)\s+(?:cds?|discs?|cassettes?|tapes?|hours?)\b|"
@@ -101,18 +110,25 @@ KINDS: dict[str, tuple[str, str, tuple[str, str]]] = {
     "battery": (r"batter\w*|charge|bateria|pilhas?", r"batter\w*|rechargeable|charg\w*|pilhas?",
                 ("anything about batteries", "nada sobre baterias")),
     "year": (r"what\s+year|when\s+was\s+(?:it|this|\S+(?:\s+\S+){0,6})\s+(?:published|released|written|made)|"
+             r"(?:came|come|comes)\s+out\s+first|published\s+first|first\s+published|saiu\s+primeiro|"
              r"publication\s+(?:date|year)|release\s+date|em\s+que\s+ano|quando\s+(?:foi\s+)?(?:publicad|lan[çc]ad)\w*",
              r"\b(?:1[5-9]|20)\d\d\b", ("when it was published", "quando foi publicado")),
     "isbn": (r"\bisbn\b", r"\bisbn\b", ("its ISBN", "o ISBN")),
+    # the generic ones, read after every specific kind: "how many photographers ...?", "when did it come out?"
+    "count": (r"how\s+many|number\s+of|quant[oa]s\b", rf"\b(?:{_NUM}|{'|'.join(_NUMBER_WORDS)})\b",
+              ("how many", "quantos")),
+    "when": (r"^\W*when\b|\bwhen\s+(?:was|were|did|does|is|do)\b|em\s+que\s+(?:ano|dia|data|época)|\bquando\b",
+             rf"{_DATE}", ("when", "quando")),
 }
 # first match wins: the specific kinds (illustrator before author, weight before size, ...)
 ORDER = ("isbn", "warranty", "battery", "weight", "price", "colour", "illustrator", "narrator", "author", "pages",
-         "length", "age", "format", "includes", "material", "size", "award", "series", "year", "setting", "character")
+         "length", "age", "format", "includes", "material", "size", "award", "series", "year", "setting", "character",
+         "count", "when")
 _Q = {k: re.compile(KINDS[k][0], re.I) for k in ORDER}
 _EVIDENCE = {k: re.compile(KINDS[k][1], re.I if k not in ("author", "setting", "character") else 0) for k in ORDER}
 # where the evidence itself is a good short answer ("352 pages", "Ages 3-5", "3 CDs"); others quote the clause
 SHORT_KINDS = ("pages", "length", "weight", "price", "size")
-_SHORT_FORM = SHORT_KINDS + ("age", "author")
+_SHORT_FORM = SHORT_KINDS + ("age", "author", "count", "when", "year")
 _AUTHOR_NAME = re.compile(r"\bby\s+((?:[A-Z][\w.'-]*\.?\s*){1,4})")
 # a sentence ends at . ! ? before a capital, but not after an initial ("James R. Gaines") or a title
 _NOT_END = "".join(f"(?<!{a})" for a in (r"\b[A-Z]\.", "Mr.", "Ms.", "Dr.", "St.", "Jr.", "Sr.", "Mrs.", "vs.",
@@ -250,7 +266,18 @@ def _overlap(question_words: set[str], sentence_words: list[set[str]]) -> list[f
     return [sum(idf[w] for w in question_words & s) / total for s in sentence_words]
 
 
-def _short(kind: str | None, quote: str) -> str:
+def _short(kind: str | None, quote: str, question: str = "") -> str:
+    if kind == "count":  # the number and the thing counted: "Ninety photographers"
+        nouns = [w for w in _WORDS.findall(question.lower()) if len(w) > 3]
+        for m in re.finditer(rf"\b(?:{_NUM}|{'|'.join(_NUMBER_WORDS)})\b(?:\s+[\w-]+){{0,3}}", quote, re.I):
+            words = m.group(0).split()
+            for n, w in enumerate(words[1:], 1):
+                if any(w.lower().startswith(x[:5]) for x in nouns):
+                    return " ".join(words[: n + 1])
+        return quote
+    if kind in ("when", "year"):
+        m = re.search(_DATE if kind == "when" else r"\b(?:1[5-9]|20)\d\d\b", quote, re.I)
+        return m.group(0) if m else quote
     if kind == "author":
         m = _AUTHOR_NAME.search(quote)
         return f"by {m.group(1).strip()}" if m else quote
@@ -307,13 +334,13 @@ def read_detail(question: str, title: str, content: str) -> Detail:
     # a sentence a short answer can be read from ("Ages 3-5", "by Judith Kerr") beats one that only
     # mentions the kind ("for young children")
     overlap = dict(zip(spans, _overlap(qwords, [_stems(content[s:e]) for s, e in spans])))
-    scores = [overlap[s, e] + (0.5 if kind in _SHORT_FORM and _short(kind, content[s:e]) != content[s:e] else 0.0)
-              for s, e, _ in cands]
+    scores = [overlap[s, e] + (0.5 if kind in _SHORT_FORM and _short(kind, content[s:e], asked) != content[s:e]
+                               else 0.0) for s, e, _ in cands]
     best = max(range(len(cands)), key=lambda i: (scores[i], -i))  # ties: the earlier sentence
     s, e, at = cands[best]
     s, e = _narrow(content, s, e, at)
     quote = content[s:e]
-    return Detail(kind, True, _short(kind, quote), quote, (s, e))
+    return Detail(kind, True, _short(kind, quote, asked), quote, (s, e))
 
 
 def quoted(kind: str | None, content: str, span: tuple[int, int]) -> Detail:
@@ -430,7 +457,8 @@ def detail_example(title: str, content: str, rng, p_not_stated: float = 0.25, p_
     description states no known kind: a kind it states, with `read_detail`'s quote (the sentence the
     answer must copy), or in `p_not_stated` of them a kind it lacks, with quote None ("not stated").
     `stated`: `stated_kinds(content)`, where the caller has it already."""
-    stated = stated_kinds(content) if stated is None else stated
+    stated = [k for k in (stated_kinds(content) if stated is None else stated) if k in QUESTIONS]  # not the
+    # generic "count" / "when": the training examples keep the kinds they had (prompt version 4)
     missing = [k for k in NOT_STATED_KINDS if k not in stated]
     portuguese = rng.random() < p_portuguese
     if missing and (not stated or rng.random() < p_not_stated):
@@ -444,3 +472,78 @@ def detail_example(title: str, content: str, rng, p_not_stated: float = 0.25, p_
     if d.kind != kind or not d.stated:  # the title's words changed what the question asks: skip it
         return None
     return q, kind, d.quote
+
+
+# ---- yes/no questions ("is it unabridged?", "does it have photographs?", "serve para iniciantes?"): the answer
+# leads with the evidence; "Yes" or "No" only where `yes_no` settles it (docs/answering.md: its precision on
+# held-out questions, and how often it speaks)
+# a Portuguese yes/no question holds a verb like these and no question word
+_YES_NO_PT_VERB = re.compile(r"\b(?:é|e|são|tem|têm|possui|serve|servem|pode|podem|vem|vêm|funciona|traz|inclui|há|"
+                             r"está|ensina|fala|conta|mostra|ganhou|usa|precisa|cabe|fica|foi|era|tinha|vale|"
+                             r"recomenda\w*|indicad[oa]s?|adequad[oa]s?|apropriad[oa]s?)\b", re.I)
+# an auxiliary opening the question or one of its clauses ("im a total beginner, is it ok for me?")
+_YES_NO_AUX = re.compile(r"(?:^|[,;:.!?]\s*)\W*(?:is|are|was|were|does|do|did|can|could|will|would|should|has|have|"
+                         r"had|isn't|doesn't)\b", re.I)
+# a negation governing the next few words ("omits desserts", "not recommended", "no index", "sem fotos")
+_NEGATION = {"not", "no", "never", "without", "omit", "omits", "omitted", "lacks", "lack", "lacking", "nor", "none",
+             "neither", "n't", "cannot", "não", "sem", "nunca", "nem", "nenhum", "nenhuma"}
+_NEGATION_REACH = 3  # words after a negation that it negates
+
+
+def is_yes_no(question: str) -> bool:
+    """Does the question ask for a yes or a no ("Is it unabridged?", "does X have photos?", "O X tem
+    bibliografia?")? English: an auxiliary verb opens it or one of its clauses, and
+    it is not a wh-question; Portuguese: a question holding a verb
+    ("é", "tem", "serve", ...) and no question word ("quem", "quanto", "onde", "que", ...)."""
+    q = question.strip()
+    if _YES_NO_AUX.search(q) and not re.match(r"^\W*(?:what|who|which|where|when|how|why)\b", q, re.I):
+        return True
+    if not q.endswith("?") or not is_portuguese(q):
+        return False
+    return _YES_NO_PT_VERB.search(q) is not None and not re.search(
+        r"\b(?:qu[ea]m|quant[oa]s?|onde|quando|como|qual|quais|por\s*que|o\s+que|que)\b", q, re.I)
+
+
+def _tokens(text: str) -> list[str]:
+    return [w.lower() for w in re.findall(r"[^\W_]+(?:'t)?", text, re.U)]
+
+
+def yes_no(question: str, title: str, quote: str) -> str | None:
+    """"yes" when every word the question asks about (its stemmed content words, the title's taken out) is
+    in the quoted sentence and none of them is negated there; "no" when one of them is negated there ("does it
+    have dessert recipes?" / "... omits desserts"); None (say no verdict) otherwise: a missing word, a question
+    itself negated, or English words asked of a Portuguese question (the description is English). Measured,
+    not assumed: docs/results.md "Shopper questions"."""
+    from indexing.lexical import _stemmer
+
+    stem = _stemmer().stemWord
+    asked = _tokens(without_title(question, title))
+    if any(w in _NEGATION or w.endswith("n't") for w in asked):  # "isn't it ...?": a yes would be ambiguous
+        return None
+    words = {stem(w) for w in asked} - _stop() - {stem(w) for w in _YES_NO_AUX_WORDS}
+    words = {w for w in words if len(w) > 2}
+    if not words:
+        return None
+    sent = _tokens(quote)
+    stems = [stem(w) for w in sent]
+    negated = set()
+    for i, w in enumerate(sent):
+        if w in _NEGATION or w.endswith("n't"):
+            negated |= set(stems[i + 1: i + 1 + _NEGATION_REACH])
+    if words & negated:
+        return "no"
+    if words <= set(stems):
+        return "yes"
+    return None
+
+
+_YES_NO_AUX_WORDS = ("is", "are", "was", "were", "does", "do", "did", "can", "could", "will", "would", "should", "has",
+                     "have", "had", "any", "good", "ok", "okay", "it", "this", "book", "one", "tem", "serve", "pode")
+
+
+def yes_no_text(verdict: str | None, d: Detail, portuguese: bool) -> str:
+    """The answer to a yes/no question: the verdict where `yes_no` gave one, then the evidence, quoted."""
+    lead = {("yes", False): "Yes. ", ("no", False): "No. ", ("yes", True): "Sim. ", ("no", True): "Não. "}.get(
+        (verdict, portuguese), "")
+    says = "A descrição diz" if portuguese else "The description says"
+    return f"{lead}{says}: \"{d.quote}\""

@@ -36,6 +36,7 @@ import json
 import re
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 from indexing.errors import UserError
@@ -390,7 +391,39 @@ def read_detail_questions(path) -> list[dict]:
     if bad:
         raise UserError(f"--detail {path}: every item needs a title, a question and answers (a list of the gold "
                         f"strings, [] for none); items {bad[:5]} do not")
+    bad = [i for i, it in enumerate(items) if it.get("kind") == "compare" and not (
+        isinstance(it.get("titles"), list) and len(it["titles"]) == 2
+        and isinstance(it.get("answers_by_title"), dict) and set(it["answers_by_title"]) == set(it["titles"]))]
+    bad += [i for i, it in enumerate(items) if it.get("kind") == "yesno" and it.get("yesno") not in ("yes", "no", None)]
+    if bad:
+        raise UserError(f"--detail {path}: a compare item needs \"titles\" (two) and \"answers_by_title\" (gold "
+                        f"strings for each), a yes/no item \"yesno\": \"yes\", \"no\" or null; items {bad[:5]} do not")
     return items
+
+
+# what a fixture item measures (its "kind"): one detail of one product, another shopper question (who,
+# where, when, how many, why), a yes/no question, two products compared, or (answers []) a question the
+# description does not answer
+OTHER_KINDS = ("who", "where", "when", "how_many", "why")
+GROUPS = ("detail", "other", "yesno", "compare", "unanswerable")
+
+
+def question_group(item: dict) -> str:
+    kind = item.get("kind")
+    if kind in ("yesno", "compare"):
+        return kind
+    if not item["answers"]:
+        return "unanswerable"
+    return "other" if kind in OTHER_KINDS else "detail"
+
+
+_VERDICT = re.compile(r"^\W*(yes|no|sim|não|nao)\b", re.I)
+
+
+def verdict(text: str) -> str | None:
+    """The yes/no an answer leads with ("Yes, ...", "Não: ..."), or None."""
+    m = _VERDICT.match(text or "")
+    return None if m is None else ("yes" if m.group(1).lower() in ("yes", "sim") else "no")
 
 
 def evidence_sentence(content: str, gold: list[str]) -> str:
@@ -427,8 +460,15 @@ def evaluate_detail(qa, items: list[dict], docs, systems=DETAIL_SYSTEMS, progres
             ms = (time.perf_counter() - t0) * 1000
             gold, text = it["answers"], a.text
             src = a.cited_source
+            group = question_group(it)
+            cited = {h.title for h in a.sources} if a.sources and not a.abstained else set()
             rows.append({
                 "question": it["question"], "lang": it.get("lang", "en"), "part": tuning_part(it["title"]),
+                "kind": it.get("kind"), "group": group,
+                "verdict": verdict(text), "verdict_gold": it.get("yesno") if group == "yesno" else None,
+                "compare_right": group == "compare" and all(
+                    t in cited and any(g.lower() in text.lower() for g in it["answers_by_title"][t])
+                    for t in it["titles"]),
                 "answerable": bool(gold), "answer": text, "origin": a.origin, "quote_span": a.quote_span,
                 "fallback_reason": a.fallback_reason,
                 "right_product": bool(src) and not a.abstained and src.title == it["title"],
@@ -437,6 +477,9 @@ def evaluate_detail(qa, items: list[dict], docs, systems=DETAIL_SYSTEMS, progres
                 "f1": token_f1(text, evidence_sentence(content.get(it["title"], ""), gold)) if gold else None,
                 "latency_ms": ms})
         report["answers"][name] = rows
+        report["kinds"] = report.get("kinds", {})
+        report["kinds"][name] = {part: kind_metrics([r for r in rows if part == "all" or r["part"] == part])
+                                 for part in ("dev", "held-out", "all")}
         report["systems"][name] = {g: _detail_metrics([r for r in rows if sel(r)])
                                    for g, sel in (("en", lambda r: r["lang"] == "en"),
                                                   ("pt", lambda r: r["lang"] == "pt"),
@@ -463,6 +506,61 @@ def _detail_metrics(rows: list[dict]) -> dict:
             "refused": sum(r["refused"] for r in rows) / max(len(rows), 1),
             "fallbacks": sum(r["origin"] == "fallback" for r in rows) / max(len(rows), 1),
             "latency_p50_ms": statistics.median([r["latency_ms"] for r in rows]) if rows else 0.0}
+
+
+def kind_metrics(rows: list[dict]) -> dict:
+    """Per question group (GROUPS) and language: detail / other questions: concise-correct (gold in ≤ 50
+    words), false "doesn't say"; yes/no: how often a yes or no is said (coverage), how often it is wrong (of
+    all yes/no questions: a verdict against the gold, or one where the description settles nothing) and its
+    precision; compare: both products cited with a fact of each; unanswerable: "doesn't say"."""
+    out = {}
+    for group in GROUPS:
+        for lang in ("en", "pt", "all"):
+            rs = [r for r in rows if r["group"] == group and (lang == "all" or r["lang"] == lang)]
+            if not rs:
+                continue
+            n = len(rs)
+            m = {"n": n}
+            if group in ("detail", "other"):
+                m["concise_correct"] = sum(r["contains"] and r["words"] <= 50 for r in rs) / n
+                m["false_not_stated"] = sum(r["not_stated"] for r in rs) / n
+            elif group == "yesno":
+                said = [r for r in rs if r["verdict"] is not None]
+                wrong = [r for r in said if r["verdict"] != r["verdict_gold"]]
+                m.update(said=len(said) / n, wrong=len(wrong) / n,
+                         precision=(len(said) - len(wrong)) / len(said) if said else None,
+                         settled=sum(r["verdict_gold"] is not None for r in rs) / n)
+            elif group == "compare":
+                m["right"] = sum(r["compare_right"] for r in rs) / n
+            else:
+                m["not_stated"] = sum(r["not_stated"] for r in rs) / n
+            m["latency_p50_ms"] = statistics.median(r["latency_ms"] for r in rs)
+            out[f"{group} {lang}"] = m
+    return out
+
+
+def format_kind_report(report: dict) -> str:
+    """The per-kind table: one row per system, part (dev / held-out) and group."""
+    lines = ["| system | part | questions | n | result | p50 (ms) |", "|---|---|---|---:|---|---:|"]
+    for system, parts in report.get("kinds", {}).items():
+        for part, groups in parts.items():
+            if part == "all":
+                continue
+            for key, m in groups.items():
+                group = key.split()[0]
+                if group in ("detail", "other"):
+                    res = (f"concise-correct {m['concise_correct']:.2f}, "
+                           f"false \"doesn't say\" {m['false_not_stated']:.0%}")
+                elif group == "yesno":
+                    prec = "-" if m["precision"] is None else f"{m['precision']:.2f}"
+                    res = (f"says yes/no {m['said']:.0%}, wrong {m['wrong']:.0%} (precision {prec}); "
+                           f"{m['settled']:.0%} settled by the description")
+                elif group == "compare":
+                    res = f"right (both products, a fact of each) {m['right']:.2f}"
+                else:
+                    res = f"\"doesn't say\" {m['not_stated']:.2f}"
+                lines.append(f"| {system} | {part} | {key} | {m['n']} | {res} | {m['latency_p50_ms']:,.0f} |")
+    return "\n".join(lines)
 
 
 def format_detail_report(report: dict) -> str:
@@ -495,7 +593,9 @@ def main_detail(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cmd = (f"productqa eval answers --index {args.index} --catalog {args.catalog} --detail {args.detail}"
            + (f" --adapter {args.adapter}" if args.adapter else "") + f" --out {out}")
-    table = format_detail_report(report)
+    table = format_detail_report(report) + "\n\nPer kind (" + "; ".join(
+        f"{g}: {n}" for g, n in sorted(Counter(question_group(it) for it in items).items())) + \
+        "):\n\n" + format_kind_report(report)
     (out / "detail.md").write_text(f"Command: `{cmd}`\n\n{table}\n")
     (out / "detail.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(table)

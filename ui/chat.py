@@ -75,11 +75,13 @@ def is_followup(question: str) -> bool:
     return bool(_FOLLOWUP_WORDS.search(question)) and "'" not in question and '"' not in question
 
 
-def source_messages(hits: list, abstained: bool, cited: int | None = None) -> list[dict]:
-    """One collapsed chat message per source: title, uid and cosine in its header, the description inside."""
+def source_messages(hits: list, abstained: bool, cited: int | tuple | None = None) -> list[dict]:
+    """One collapsed chat message per source: title, uid and cosine in its header, the description inside.
+    `cited`: the rank the answer cites, or the ranks (a comparison cites both products)."""
     out = []
+    cited = set(cited) if isinstance(cited, tuple) else {cited}
     for rank, h in enumerate(hits, 1):
-        label = "closest, not a match" if abstained else ("source (cited)" if rank == cited else "source")
+        label = "closest, not a match" if abstained else ("source (cited)" if rank in cited else "source")
         score = f"cosine {h.dense_score:.3f}" if h.dense_score is not None else "found by keywords"
         matched = " · matched its description" if h.match == "description" else ""
         title = f"{label} {rank}: {escape_md(h.title)} · uid {escape_md(h.uid)} · {score}{matched}"
@@ -143,7 +145,8 @@ class ChatSession:
             text, final = "", None
             for piece in self.qa.stream(prompt_q, k=k, max_new_tokens=int(max_new_tokens),
                                         temperature=float(temperature), hits=hits, use_adapter=bool(use_adapter),
-                                        index=index, draft=None if draft is None else bool(draft)):
+                                        index=index, draft=None if draft is None else bool(draft),
+                                        compare=prompt_q == q):  # a follow-up is about the last product
                 if isinstance(piece, Answer):
                     final = piece
                     break
@@ -155,7 +158,8 @@ class ChatSession:
             if final.first_token_ms is not None:
                 final.first_token_ms += retrieval_ms
             answer["content"] = answer_markdown(final, notice)
-            history += source_messages(final.sources, final.abstained, final.cited)
+            history += source_messages(final.sources, final.abstained,
+                                       (1, 2) if final.origin == "compare" else final.cited)
             yield copy.deepcopy(history), (final.sources[0] if final.sources and not final.abstained else last)
         except Exception as e:  # one failed request must never take the server down
             from rag.remote import RemoteError
@@ -187,11 +191,21 @@ def answer_markdown(final, notice: str | None = None) -> str:
     if final.origin == "drafted":  # the lead says what it is; the model's draft set apart as a quote block
         lead = final.text[: len(final.text) - len(final.draft)].strip()
         body = f"{escape_md(lead)}\n\n> {escape_md(final.draft)}"
-    if final.abstained:
+    if final.origin == "compare":  # each product as a heading, what its own description says, highlighted
+        parts = []
+        for side, src in zip(final.compared, final.sources):
+            part = f"**{escape_md(side.title)}**\n\n{escape_md(side.text)}"
+            if side.quote_span:
+                part += "\n\n" + highlight(src.content, side.quote_span)
+            parts.append(part)
+        body = "\n\n".join(parts) + "\n\n_two products, each answered from its own catalog description_"
+    elif final.abstained:
         body = f"**{body}**"
     elif final.cited_source is not None:  # the model's citation line, shown as a heading
         body = f"**{escape_md(final.cited_source.title)}** ({final.cited})\n\n{body}"
-    if final.quote_span and final.cited_source is not None:  # the quote, highlighted in its source
+    if final.origin == "compare":
+        pass
+    elif final.quote_span and final.cited_source is not None:  # the quote, highlighted in its source
         body += "\n\n" + highlight(final.cited_source.content, final.quote_span)
         body += "\n\n_the sentence of the catalog's description that says so, highlighted_"
     elif final.origin == "not_stated":

@@ -201,3 +201,94 @@ def test_all_phrasings_are_read_as_their_kind():
     for kind, (en, pt) in QUESTIONS.items():
         for t in en + pt:
             assert detail_kind(t.format(t="Wolf Hall"), "Wolf Hall") == kind, t
+
+
+def test_kind_metrics_score_yes_no_compare_and_unanswerable_apart():
+    from rag.evaluate import kind_metrics, question_group, verdict
+
+    assert [verdict(t) for t in ("Yes: it is unabridged.", "Não, ...", "The description says: 'x'", "sim")] == [
+        "yes", "no", None, "yes"]
+    assert [question_group(it) for it in ({"kind": "age", "answers": ["0-3"]}, {"kind": "who", "answers": ["x"]},
+                                          {"kind": "price", "answers": []}, {"kind": "yesno", "answers": []},
+                                          {"kind": "compare", "answers": []})] == [
+        "detail", "other", "unanswerable", "yesno", "compare"]
+
+    def row(group, **kw):
+        return {"group": group, "lang": "en", "contains": False, "words": 10, "not_stated": False,
+                "verdict": None, "verdict_gold": None, "compare_right": False, "latency_ms": 5.0, **kw}
+
+    rows = [row("detail", contains=True), row("detail", contains=True, words=80), row("detail", not_stated=True),
+            row("yesno", verdict="yes", verdict_gold="yes"), row("yesno", verdict="no", verdict_gold="yes"),
+            row("yesno", verdict_gold="no"), row("yesno", verdict="yes"),  # a verdict the description can't back
+            row("compare", compare_right=True), row("compare"), row("unanswerable", not_stated=True)]
+    m = kind_metrics(rows)
+    assert m["detail en"]["concise_correct"] == 1 / 3 and m["detail en"]["false_not_stated"] == 1 / 3
+    assert (m["yesno en"]["said"], m["yesno en"]["wrong"], m["yesno en"]["precision"]) == (0.75, 0.5, 1 / 3)
+    assert m["compare all"]["right"] == 0.5 and m["unanswerable en"]["not_stated"] == 1.0
+    assert "pt" not in " ".join(m)  # no Portuguese rows: no Portuguese groups
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("Is it unabridged?", True), ("does Mog's Kittens come with a CD?", True), ("Can a toddler use it?", True),
+    ("O Mog's Kittens tem fotos?", True), ("É para bebês?", True),
+    ("What is 'Mog's Kittens'?", False), ("O que é Mog's Kittens?", False), ("Quem escreveu Mog's Kittens?", False),
+    ("how many pages does it have?", False)])
+def test_is_yes_no(question, expected):
+    from rag.detail import is_yes_no
+
+    assert is_yes_no(question) is expected
+
+
+@pytest.mark.parametrize("question, quote, verdict", [
+    ("Is it unabridged?", "Unabridged on 2 cassettes.", "yes"),
+    ("does the cookbook have any dessert recipes?", "It omits dessert recipes entirely.", "no"),
+    ("do reviewers recommend it?", "Not recommended.", "no"),
+    ("Is it abridged?", "Unabridged on 2 cassettes.", None),  # another word: no verdict, the evidence speaks
+    ("Does it have photographs of the house?", "With 16 pages of photographs.", None),  # "house" not said
+    ("Isn't it unabridged?", "Unabridged on 2 cassettes.", None),  # a negated question: never a bare yes
+])
+def test_yes_no_says_a_verdict_only_when_the_sentence_settles_it(question, quote, verdict):
+    from rag.detail import yes_no
+
+    assert yes_no(question, "Mog's Kittens", quote) == verdict
+
+
+def test_yes_no_answers_lead_with_the_evidence(qa):
+    a = qa.ask("Is Mog's Kittens a board book for the very young?")
+    assert (a.origin, a.verdict) == ("quote", "yes") and a.to_dict()["verdict"] == "yes"
+    assert a.text == 'Yes. The description says: "These sturdy little board books are just the thing to delight ' \
+                     'the very young."'
+    a = qa.ask("Does Mog's Kittens have a sound button?")  # the evidence, and no verdict it cannot back
+    assert a.verdict is None and a.text.startswith('The description says: "'), a.text
+    a = qa.ask("O Mog's Kittens é um livro cartonado para os muito pequenos?")  # English evidence: no verdict
+    assert a.verdict is None and a.text.startswith('A descrição diz: "'), a.text
+
+
+def test_the_product_the_question_names_word_for_word_is_read():
+    from indexing.search import Hit
+    from rag.answer import named_rank
+
+    hits = [Hit(uid=f"v{i}", title=f"Piano Lullabies for Babies, Vol. {i}", content="", score=0.0) for i in (2, 1, 3)]
+    assert named_rank("Is Piano Lullabies for Babies, Vol. 1 suitable for a newborn?", hits) == 2
+    assert named_rank("is piano lullabies for babies vol 3 calm?", hits) == 3
+    assert named_rank("Are the piano lullabies calm?", hits) == 1  # no whole title: the best hit
+    assert named_rank("Is Piano Lullabies for Babies, Vol. 10 calm?", hits) == 1  # "Vol. 1" is not "Vol. 10"
+
+
+@pytest.mark.parametrize("question, short", [
+    ("how many photographers worked on A Day in the Life of China?", "Ninety photographers"),
+    ("When were the photos for A Day in the Life of China taken?", "April 15, 1989"),
+    ("em que ano saiu A Day in the Life of China?", "1989"),  # "year" reads it: the year alone
+])
+def test_short_answers_lead_with_the_span(question, short):
+    title = "A Day in the Life of China"
+    content = ("A portrait of one country. Ninety photographers from around the world took pictures on April 15, "
+               "1989. The result is a stunning book.")
+    d = read_detail(question, title, content)
+    assert d.stated and d.short == short and short in d.quote and content[d.span[0]:d.span[1]] == d.quote
+
+
+def test_the_short_answer_and_its_span_travel_in_the_json(qa):
+    d = qa.ask("What age is 'Mog's Kittens' for?").to_dict()
+    s, e = d["short_span"]
+    assert d["short"] == "Ages 0-3" == MOG[s:e] and d["quote"] == "Ages 0-3."

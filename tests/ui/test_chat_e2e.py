@@ -204,6 +204,25 @@ def test_browser_title_only_product_and_its_labelled_draft(server, browser):
     page.close()
 
 
+def test_browser_shows_both_sources_of_a_comparison(server, browser):
+    """A question naming two products: each one's own sentence, highlighted, and both products as cited
+    sources (rag/compare.py)."""
+    url, _ = server
+    page = open_page(browser, url)
+    ask(page, "Piano Lullabies for Babies, Vol. 1 or Vol. 2: which one is longer?")
+    page.wait_for_function("document.querySelector('#chatbot').innerText.includes('each answered from its own')",
+                           timeout=120_000)
+    text = page.inner_text("#chatbot")
+    assert "The two products, side by side:" not in text  # the chat shows them as headings instead
+    assert text.count("source (cited)") == 2, text
+    assert "Piano Lullabies for Babies, Vol. 1" in text and "Piano Lullabies for Babies, Vol. 2" in text
+    marks = page.evaluate("[...document.querySelectorAll('#chatbot mark')].map(m => m.innerText)")
+    assert any("62 minutes" in m for m in marks) and any("58 minutes" in m for m in marks), marks
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "chat_compare.png"), full_page=True)
+    page.close()
+
+
 def test_the_chat_keeps_serving_while_the_catalog_changes(server, browser):
     """`productqa index add` / `remove` while the chat is up: every question meanwhile is answered, the
     new product is found within seconds of the commit, the page's header follows, the removed one is gone.

@@ -34,8 +34,9 @@ class FakeQA:
         return abstains(hits, self.threshold, score=lambda h: h.dense_score or 0)
 
     def stream(self, question, k=3, max_new_tokens=320, temperature=0.0, use_retrieval=True, hits=None,
-               use_adapter=True, index=None, draft=None):
-        self.calls.append({"question": question, "hits": hits, "use_adapter": use_adapter, "draft": draft})
+               use_adapter=True, index=None, draft=None, compare=None):
+        self.calls.append({"question": question, "hits": hits, "use_adapter": use_adapter, "draft": draft,
+                           "compare": compare})
         if self.fail:
             raise RuntimeError("boom")
         if self.should_abstain(hits):
@@ -209,3 +210,28 @@ def test_title_only_products_in_the_chat_said_so_or_drafted_and_labelled():
     _, (messages, _) = run(session, "and does it work on metal?", messages, last=last)
     assert "holds nothing to answer this from" in messages[-2]["content"]
     assert example_questions(qa.index)[3] == "What is 'Wood Glue, 16 oz'?"
+
+
+def test_a_comparison_shows_each_product_and_its_own_highlighted_sentence(docs):
+    from rag.compare import Side
+    from ui.chat import answer_markdown
+
+    hits = FakeIndex(docs).retrieve_many(["Girls Ballet Tutu Neon Pink Mog's Kittens"], k=2)[0]
+    tutu, mog = sorted(hits, key=lambda h: h.uid)
+    sides = [Side(tutu.uid, tutu.title, "quote", '30 cm: "A pink tutu for girls, 30 cm long."', "size",
+                  "A pink tutu for girls, 30 cm long.", (0, 34)),
+             Side(mog.uid, mog.title, "not_stated", "The catalog's description of *Mog's Kittens* doesn't say ...")]
+    a = Answer("tutu or mog's kittens, which is bigger?", "side by side", [tutu, mog], cited=1, origin="compare",
+               compared=sides, latency_ms=3.0)
+    md = answer_markdown(a)
+    assert md.index(f"**{escape_md(tutu.title)}**") < md.index(f"**{escape_md(mog.title)}**")
+    assert "<mark>" + escape_md("A pink tutu for girls, 30 cm long.") + "</mark>" in md
+    assert "each answered from its own catalog description" in md and "side by side" not in md
+
+
+def test_a_followup_is_never_read_as_a_comparison(docs):
+    qa = FakeQA(docs)
+    session = ChatSession(qa)
+    _, (_, last) = run(session, "What is 'Mog's Kittens'?", [])
+    run(session, "and is it for toddlers or babies?", [], last=last)
+    assert [c["compare"] for c in qa.calls] == [True, False]
