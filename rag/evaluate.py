@@ -35,6 +35,7 @@ import argparse
 import json
 import re
 import statistics
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -587,8 +588,14 @@ def main_detail(args: argparse.Namespace) -> int:
     items = read_detail_questions(args.detail)
     if not args.out and not args.adapter:
         raise UserError("--out DIR is needed without --adapter")
+    docs = read_catalog(args.catalog)
+    titles = set(docs["title"])
+    unknown = sorted({t for it in items for t in [it["title"], *it.get("titles", [])] if t not in titles})
+    if unknown:  # their answers can never count as the right product: say so, don't score them silently
+        print(f"warning: {len(unknown)} title(s) of {args.detail} are not in {args.catalog} (titles are compared "
+              f"as the catalog holds them, entities decoded): {', '.join(unknown[:3])}", file=sys.stderr)
     qa = Answerer(answer_config(args, mode="auto"), progress=not args.quiet)  # each system names its mode
-    report = evaluate_detail(qa, items, read_catalog(args.catalog), progress=not args.quiet)
+    report = evaluate_detail(qa, items, docs, progress=not args.quiet)
     out = Path(args.out) if args.out else Path(args.adapter) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     cmd = (f"productqa eval answers --index {args.index} --catalog {args.catalog} --detail {args.detail}"

@@ -166,6 +166,9 @@ def test_eval_answers_detail_reports_the_sentence_baseline(demo_catalog, demo_in
     fixture.write_text('[{"title": "x", "question": "how long is x?", "answers": "62 minutes"}]')  # not a list
     r = subprocess.run(base + ["--detail", str(fixture)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode != 0 and "items [0] do not" in r.stderr and "Traceback" not in r.stderr
+    fixture.write_text('[{"title": "Not In The Catalog", "question": "how long is it?", "answers": []}]')
+    r = subprocess.run(base + ["--detail", str(fixture)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0 and "warning: 1 title(s) of" in r.stderr and "Not In The Catalog" in r.stderr
 
 
 DESCRIPTION = ("Mog has four kittens. Illustrated by Judith Kerr. For ages 0-3. A board book of 24 pages. "
