@@ -602,9 +602,10 @@ class Answerer:
         return (yield from self.llm.stream(prompt, **kw))
 
     def _prepare(self, question: str, k: int, use_retrieval: bool, hits: list | None, t0: float,
-                 index=None, compare: bool = True) -> Answer:
+                 index=None, compare: bool = True, pair=None) -> Answer:
         """Sanitise, retrieve (unless `hits` are given, from `index`), answer a question naming two products
-        side by side (`compare`: look for them; rag/compare.py), else abstain below the threshold."""
+        side by side (`compare`: look for them; rag/compare.py; `pair`: the two to compare when the question
+        does not name two itself, the chat's follow-up), else abstain below the threshold."""
         from rag.compare import compare_splits, pick_pair
         from rag.prompt import NOT_IN_CATALOG
 
@@ -614,7 +615,8 @@ class Answerer:
             hits = self.retrieve([q], k, index)[0] if use_retrieval else []
         ans = Answer(question=q, text="", sources=hits, notice=notice, retrieval_ms=(time.perf_counter() - t0) * 1000,
                      index_version=getattr(index, "version", None) if use_retrieval else None)
-        pair = pick_pair(q, compare_splits(q), index, hits, k) if use_retrieval and compare else None
+        named = pick_pair(q, compare_splits(q), index, hits, k) if use_retrieval and compare else None
+        pair = named or pair  # two products the question names itself come first
         if pair is not None:
             answer_compare(ans, pair)
             ans.retrieval_ms = (time.perf_counter() - t0) * 1000
@@ -644,13 +646,14 @@ class Answerer:
     def stream(self, question: str, k: int = 3, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                temperature: float = 0.0, use_retrieval: bool = True, hits: list | None = None,
                use_adapter: bool = True, mode: str | None = None, index=None, draft: bool | None = None,
-               compare: bool | None = None):
+               compare: bool | None = None, pair=None):
         """Yield the answer's text pieces as they are generated; the generator's return value (and a
         final `Answer` yielded last) carries the sources and flags. `hits` replaces retrieval (the chat
         passes the last product for follow-ups; `index`: the version they came from, see `serving`);
         `use_adapter=False` answers with the base model; `draft` (default: the config's draft_missing):
         a product without a description gets a drafted one; `compare` (default: when it retrieves, not given
-        `hits`): a question naming two products is answered side by side (rag/compare.py).
+        `hits`): a question naming two products is answered side by side (rag/compare.py); `pair` (a
+        rag.compare.Pair): compare these two (the chat's follow-up about the last product and another).
         Verbatim answers arrive as one piece (the description) once the model has picked the entry.
         The pieces stop where the answer ends (never into the next entry); a generated answer that
         falls back shows its catalog description only in the final `Answer`."""
@@ -659,7 +662,7 @@ class Answerer:
         t0 = time.perf_counter()
         index = index or (self.serving if use_retrieval else None)
         ans = self._prepare(question, k, use_retrieval, hits, t0, index, compare=hits is None if compare is None
-                            else compare)
+                            else compare, pair=pair)
         requested = mode or self.mode
         mode = answer_mode(requested, ans.question, ans.sources[0].title) if ans.sources else "generate"
         ans.mode = ans.mode or mode

@@ -3,6 +3,7 @@
 
     splits = compare_splits(question)          # every way the words could name two products
     pair = pick_pair(question, splits, index)  # the split whose two halves find two products, or None
+    pair = followup_pair(question, hits, last, index)  # the chat: "how does it compare with X?"
 
 A question is only a comparison when the catalog says so: the parse proposes a split at each "or", "vs",
 "ou" (and at "and", "e", "&", "with" after "between" / "compare" / "entre", or in a question about "both",
@@ -169,3 +170,21 @@ def compare_text(sides: list[Side], portuguese: bool) -> str:
     """Side by side: each product's title, then what its description says."""
     head = "Os dois produtos, lado a lado:" if portuguese else "The two products, side by side:"
     return head + "\n\n" + "\n\n".join(f"**{s.title}**: {s.text}" for s in sides)
+
+
+# a follow-up that compares: "how does it compare with X?", "is it longer than X?", "e comparado com X?"
+_COMPARE_CUE = re.compile(r"\b(?:compare[sd]?|comparing|comparison|versus|vs\.?|than|differ\w*|difference|"
+                          r"compara\w*|diferen[çc]a|do\s+que|ou\s+o|ou\s+a)\b", re.I)
+
+
+def followup_pair(question: str, hits: list, last, index) -> Pair | None:
+    """A chat follow-up comparing the product discussed last (`last`, a Hit) with the one it names: the
+    question holds a comparing word, its best hit is another product of the catalog (not "not in the
+    catalog", holding MIN_TITLE_NAMED of that title's words). None otherwise."""
+    from indexing.lexical import fuzzy_coverage
+
+    if last is None or not hits or not _COMPARE_CUE.search(question) or hits[0].uid == last.uid:
+        return None
+    if index.abstains(hits) or fuzzy_coverage(hits[0].title, question) < MIN_TITLE_NAMED:
+        return None
+    return Pair((last.title, hits[0].title), ([last], hits))

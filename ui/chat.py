@@ -142,11 +142,14 @@ class ChatSession:
                 history += source_messages(hits, abstained=not close)
                 yield copy.deepcopy(history), (hits[0] if close and hits else last)
                 return
+            from rag.compare import followup_pair
+
             text, final = "", None
+            pair = followup_pair(q, hits, last, index) if prompt_q == q else None  # "how does it compare with X?"
             for piece in self.qa.stream(prompt_q, k=k, max_new_tokens=int(max_new_tokens),
                                         temperature=float(temperature), hits=hits, use_adapter=bool(use_adapter),
                                         index=index, draft=None if draft is None else bool(draft),
-                                        compare=prompt_q == q):  # a follow-up is about the last product
+                                        compare=prompt_q == q, pair=pair):  # a follow-up: the last product
                 if isinstance(piece, Answer):
                     final = piece
                     break

@@ -84,3 +84,26 @@ def test_a_comparison_is_answered_side_by_side_from_each_description(demo_index)
         assert any(side["origin"] == "quote" and side["kind"] == "length" for side in d["compared"])
     one = qa.ask("How long is Piano Lullabies for Babies, Vol. 1?")
     assert one.origin == "quote" and one.compared is None and len({h.uid for h in one.sources[:1]}) == 1
+
+
+def test_a_chat_followup_compares_the_last_product_with_the_one_it_names(demo_index):
+    from rag.answer import Answerer
+    from tests.conftest import ScriptedLLM
+    from ui.chat import ChatSession
+
+    qa = Answerer(str(demo_index), llm=ScriptedLLM({}), reload_seconds=0)
+    session = ChatSession(qa)
+    *_, (messages, last) = session.respond("How long is Piano Lullabies for Babies, Vol. 1?", [])
+    assert last.title == "Piano Lullabies for Babies, Vol. 1"
+    *_, (messages, last) = session.respond("how does it compare with Piano Lullabies for Babies, Vol. 2?",
+                                           messages, last=last)
+    answer = messages[-3]["content"]  # the answer, then its two sources
+    assert [m["metadata"]["title"].split(":")[0] for m in messages[-2:]] == ["source (cited) 1", "source (cited) 2"]
+    assert "Vol. 1" in messages[-2]["metadata"]["title"] and "Vol. 2" in messages[-1]["metadata"]["title"]
+    from ui.chat import escape_md
+
+    assert answer.count("<mark>") == 2
+    assert escape_md("20 gentle solo piano arrangements") in answer  # each one's own sentence
+    assert escape_md("The follow-up to Vol. 1 with 18 more soft piano lullabies") in answer
+    *_, (messages, _) = session.respond("is it unabridged?", messages, last=last)  # no product named: no pair
+    assert "source (cited) 2" not in " ".join(m.get("metadata", {}).get("title", "") for m in messages[-3:])
