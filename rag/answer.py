@@ -266,6 +266,8 @@ def answer_detail(ans: Answer, rank: int | None = None) -> Answer:
     rank = rank or named_rank(ans.question, ans.sources)
     src = ans.sources[rank - 1]
     content = src.content or ""
+    if not content:  # the product named is in the catalog without a description
+        return no_description(ans, rank, detail_kind_of(ans), detail=True)
     d = read_detail(ans.question, src.title, content)
     ans.cited, ans.kind = rank, d.kind
     span = check_quote(d.quote, content) if d.stated else None
