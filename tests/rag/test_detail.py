@@ -295,3 +295,14 @@ def test_the_short_answer_and_its_span_travel_in_the_json(qa):
     d = qa.ask("What age is 'Mog's Kittens' for?").to_dict()
     s, e = d["short_span"]
     assert d["short"] == "Ages 0-3" == MOG[s:e] and d["quote"] == "Ages 0-3."
+
+
+def test_a_named_product_without_a_description_says_so():
+    from indexing.search import Hit
+    from rag.answer import Answer, answer_detail
+
+    hits = [Hit(uid="g2", title="Wood Glue, 32 oz", content="Strong glue for wood, 32 oz bottle.", score=0.0),
+            Hit(uid="g1", title="Wood Glue, 16 oz", content="", score=0.0)]
+    a = answer_detail(Answer("does Wood Glue, 16 oz work on metal?", "", hits))
+    assert (a.origin, a.cited, a.cited_source.uid) == ("no_description", 2, "g1")
+    assert "'Wood Glue, 16 oz' is in the catalog, but its entry has no description" in a.text
