@@ -27,6 +27,7 @@ Run `productqa eval answers --detail FILE` to measure it (rag/evaluate.py).
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -130,6 +131,13 @@ _EVIDENCE = {k: re.compile(KINDS[k][1], re.I if k not in ("author", "setting", "
 SHORT_KINDS = ("pages", "length", "weight", "price", "size")
 _SHORT_FORM = SHORT_KINDS + ("age", "author", "count", "when", "year")
 _AUTHOR_NAME = re.compile(r"\bby\s+((?:[A-Z][\w.'-]*\.?\s*){1,4})")
+_PERSON = r"((?:[A-Z][\w.'’-]*\.?\s?){1,4})"  # "Jim Dale", "Elinor M. Brent-Dyer"
+_WRITER_NAME = re.compile(rf"\b(?:author|writer|novelist|writing\s+as)\s+{_PERSON}")  # "Indian author Roy"
+_BY_NAME = {"narrator": re.compile(rf"\b(?i:read|narrated|performed|voiced)\s+by\s+{_PERSON}"),
+            "illustrator": re.compile(rf"\b(?i:illustrated|illustrations|pictures|drawings|art)\s+by\s+{_PERSON}")}
+# a place or a period: "in Wyoming", "on Folly Island", "in 16th-century England", "in Potsdam in 1747"
+_PLACE_SPAN = re.compile(r"\b(?:in|on|at|near|off)\s+(?:the\s+)?(?:(?:\d{1,2}(?:st|nd|rd|th)-century|\d{4}s?|"
+                         r"[A-Z][\w'’-]+)(?:\s+(?:of\s+|de\s+)?[A-Z][\w'’-]*|\s+in\s+\d{4}s?\b)*)")
 # a sentence ends at . ! ? before a capital, but not after an initial ("James R. Gaines") or a title
 _NOT_END = "".join(f"(?<!{a})" for a in (r"\b[A-Z]\.", "Mr.", "Ms.", "Dr.", "St.", "Jr.", "Sr.", "Mrs.", "vs.",
                                          "Vol.", "No."))
@@ -149,6 +157,7 @@ class Detail:
     short: str = ""  # the short answer ("Ages 3-5"; the quote where there is no shorter form)
     quote: str = ""  # the sentence (or clause) stating it, word for word from the description
     span: tuple[int, int] | None = None  # the quote's [start, end) in the description
+    sentence: tuple[int, int] | None = None  # the whole sentence's, where the quote is a part of it
 
 
 def without_title(question: str, title: str | None) -> str:
@@ -209,7 +218,8 @@ def sentences(text: str) -> list[tuple[int, int]]:
 
 
 def _narrow(text: str, s: int, e: int, at: int) -> tuple[int, int]:
-    """The clause of text[s:e] holding position `at`, when the sentence is longer than MAX_QUOTE_WORDS."""
+    """The clause of text[s:e] holding position `at`, when the sentence is longer than MAX_QUOTE_WORDS;
+    a clause still longer: MAX_QUOTE_WORDS of its words around `at` (the quote stays word for word)."""
     if len(text[s:e].split()) <= MAX_QUOTE_WORDS:
         return s, e
     cuts = [s] + [s + m.end() for m in _CLAUSE_END.finditer(text[s:e])] + [e]
@@ -218,8 +228,26 @@ def _narrow(text: str, s: int, e: int, at: int) -> tuple[int, int]:
             b2 = b
             while b2 > a and (text[b2 - 1].isspace() or text[b2 - 1] in ";:,-–—"):
                 b2 -= 1
-            return a, b2
-    return s, e
+            s, e = a, b2
+            break
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[s:e])]
+    if len(words) <= MAX_QUOTE_WORDS:
+        return s, e
+    i = next((j for j, (a, b) in enumerate(words) if s + b > at), 0)
+    first = max(0, min(i - MAX_QUOTE_WORDS // 4, len(words) - MAX_QUOTE_WORDS))
+    return s + words[first][0], s + words[first + MAX_QUOTE_WORDS - 1][1]
+
+
+def _focus(asked: str, text: str, s: int, e: int) -> int:
+    """Where in text[s:e] the question's rarest word (longest, as a proxy) first occurs: what a quote of a
+    long sentence is narrowed around when the question names no kind."""
+    words = sorted(_stems(asked), key=len, reverse=True)
+    low = text[s:e].lower()
+    for w in words:
+        at = low.find(w)
+        if at >= 0:
+            return s + at
+    return s
 
 
 def normalise(text: str) -> str:
@@ -279,8 +307,16 @@ def _short(kind: str | None, quote: str, question: str = "") -> str:
         m = re.search(_DATE if kind == "when" else r"\b(?:1[5-9]|20)\d\d\b", quote, re.I)
         return m.group(0) if m else quote
     if kind == "author":
-        m = _AUTHOR_NAME.search(quote)
-        return f"by {m.group(1).strip()}" if m else quote
+        if m := _AUTHOR_NAME.search(quote):
+            return f"by {m.group(1).strip()}"
+        m = _WRITER_NAME.search(quote)  # "author Reginald Hill": word for word, so that its span is known
+        return m.group(0).strip().rstrip(".,") if m else quote
+    if kind in ("narrator", "illustrator"):
+        m = _BY_NAME[kind].search(quote)
+        return m.group(0).strip().rstrip(".,") if m else quote
+    if kind == "setting":
+        m = _PLACE_SPAN.search(quote)
+        return m.group(0).strip() if m else quote
     if kind in SHORT_KINDS:
         m = _EVIDENCE[kind].search(quote)
         return m.group(0) if m else quote
@@ -314,7 +350,8 @@ def _main_name(texts: list[str], title: str) -> str | None:
 
 
 def read_detail(question: str, title: str, content: str) -> Detail:
-    """The sentence of `content` answering `question` about the product `title` (module docstring)."""
+    """The sentence of `content` answering `question` about the product `title` (module docstring; the learned
+    alternative, measured against it and not the default: rag.evidence.read_ranked)."""
     asked = without_title(question, title)
     kind = detail_kind(asked)
     spans = sentences(content)
@@ -330,17 +367,22 @@ def read_detail(question: str, title: str, content: str) -> Detail:
         if not cands:
             return Detail(kind, False)
     else:
-        cands = [(s, e, s) for s, e in spans]
+        cands = [(s, e, _focus(asked, content, s, e)) for s, e in spans]
     # a sentence a short answer can be read from ("Ages 3-5", "by Judith Kerr") beats one that only
     # mentions the kind ("for young children")
-    overlap = dict(zip(spans, _overlap(qwords, [_stems(content[s:e]) for s, e in spans])))
+    if is_portuguese(asked):  # Portuguese words meet the English description's as cognates ("bibliografia")
+        qwords = {cognate(w) for w in _WORDS.findall(asked) if len(w) > 3} - set(_language_words()[0])
+        overlap = dict(zip(spans, _overlap(qwords, [{cognate(w) for w in _WORDS.findall(content[s:e])}
+                                                    for s, e in spans])))
+    else:
+        overlap = dict(zip(spans, _overlap(qwords, [_stems(content[s:e]) for s, e in spans])))
     scores = [overlap[s, e] + (0.5 if kind in _SHORT_FORM and _short(kind, content[s:e], asked) != content[s:e]
                                else 0.0) for s, e, _ in cands]
     best = max(range(len(cands)), key=lambda i: (scores[i], -i))  # ties: the earlier sentence
-    s, e, at = cands[best]
-    s, e = _narrow(content, s, e, at)
+    s0, e0, at = cands[best]
+    s, e = _narrow(content, s0, e0, at)
     quote = content[s:e]
-    return Detail(kind, True, _short(kind, quote, asked), quote, (s, e))
+    return Detail(kind, True, _short(kind, quote, asked), quote, (s, e), (s0, e0))
 
 
 def quoted(kind: str | None, content: str, span: tuple[int, int]) -> Detail:
@@ -377,10 +419,14 @@ def draft_lead(title: str, portuguese: bool) -> str:
 
 
 def detail_text(d: Detail) -> str:
-    """The answer's text: the short answer, then the quote (once, where they are the same)."""
+    """The answer's text: the short answer, then the quote (once, where they are the same); "…" marks a
+    quote that is part of its sentence."""
+    cut = d.sentence and d.span and d.sentence != d.span
+    quote = (f"{'…' if cut and d.span[0] > d.sentence[0] else ''}\"{d.quote}\""
+             f"{'…' if cut and d.span[1] < d.sentence[1] else ''}")
     if d.short and d.short != d.quote:
-        return f"{d.short}: \"{d.quote}\""
-    return f"\"{d.quote}\""
+        return f"{d.short}: {quote}"
+    return quote
 
 
 # ---- questions about one detail, for training examples (finetune/examples.py) and evaluation.
@@ -504,6 +550,16 @@ def is_yes_no(question: str) -> bool:
         r"\b(?:qu[ea]m|quant[oa]s?|onde|quando|como|qual|quais|por\s*que|o\s+que|que)\b", q, re.I)
 
 
+def cognate(word: str) -> str:
+    """A word's first 5 letters, accents taken off and spelled alike ("bibliografia" ~ "bibliography",
+    "fotografias" ~ "photographs", "protagonista" ~ "protagonist"): how a Portuguese (or a differently inflected)
+    question word still meets the English description's."""
+    w = unicodedata.normalize("NFKD", word.lower()).encode("ascii", "ignore").decode()
+    for a, b in (("ph", "f"), ("th", "t"), ("y", "i"), ("k", "c"), ("qu", "c")):
+        w = w.replace(a, b)
+    return w[:5]
+
+
 def _tokens(text: str) -> list[str]:
     return [w.lower() for w in re.findall(r"[^\W_]+(?:'t)?", text, re.U)]
 
@@ -512,14 +568,20 @@ def yes_no(question: str, title: str, quote: str) -> str | None:
     """"yes" when every word the question asks about (its stemmed content words, the title's taken out) is
     in the quoted sentence and none of them is negated there; "no" when one of them is negated there ("does it
     have dessert recipes?" / "... omits desserts"); None (say no verdict) otherwise: a missing word, a question
-    itself negated, or English words asked of a Portuguese question (the description is English). Measured,
+    itself negated. A Portuguese question's words (4+ letters, not function words) meet the English sentence's
+    as cognates (`cognate`: "bibliografia" ~ "bibliography"). Measured,
     not assumed: docs/results.md "Shopper questions"."""
     from indexing.lexical import _stemmer
 
-    stem = _stemmer().stemWord
     asked = _tokens(without_title(question, title))
     if any(w in _NEGATION or w.endswith("n't") for w in asked):  # "isn't it ...?": a yes would be ambiguous
         return None
+    if is_portuguese(" ".join(asked)):  # its words meet the English description's as cognates ("bibliografia")
+        stem = cognate
+        pt, en = _language_words()
+        asked = [w for w in asked if len(w) > 3 and w not in pt and w not in en]
+    else:
+        stem = _stemmer().stemWord
     words = {stem(w) for w in asked} - _stop() - {stem(w) for w in _YES_NO_AUX_WORDS}
     words = {w for w in words if len(w) > 2}
     if not words:

@@ -306,3 +306,32 @@ def test_a_named_product_without_a_description_says_so():
     a = answer_detail(Answer("does Wood Glue, 16 oz work on metal?", "", hits))
     assert (a.origin, a.cited, a.cited_source.uid) == ("no_description", 2, "g1")
     assert "'Wood Glue, 16 oz' is in the catalog, but its entry has no description" in a.text
+
+
+@pytest.mark.parametrize("question, content, short", [
+    ("Who narrates it?", "A gripping tale. Read by Jim Dale, it runs eight hours.", "Read by Jim Dale"),
+    ("who did the pictures?", "A bear arrives in London. With line drawings by Peggy Fortnum and maps.",
+     "drawings by Peggy Fortnum"),
+    ("Where is it set?", "A memoir of building a house. She bought land by the North Platte River in Wyoming and "
+     "built.", "in Wyoming"),
+    ("What pen name did the author use?", "A thriller. Eminent British author Reginald Hill, writing as Patrick "
+     "Ruell, tells a story.", "author Reginald Hill"),
+    ("Quem narra?", "A gripping tale. Narrated by Jim Dale.", "Narrated by Jim Dale"),
+])
+def test_short_span_leads_for_who_and_where(question, content, short):
+    d = read_detail(question, "Some Book", content)
+    assert d.stated and d.short == short
+    assert d.short in d.quote and content[d.span[0]:d.span[1]] == d.quote
+
+
+def test_a_long_sentence_is_quoted_around_its_evidence_word_for_word():
+    from rag.detail import MAX_QUOTE_WORDS
+
+    filler = " ".join(f"word{i}" for i in range(60))
+    content = f"An opening line. This long sentence rambles on {filler} and is suitable for ages 4-8 of course."
+    d = read_detail("what age is it for?", "Some Book", content)
+    assert d.stated and d.short == "ages 4-8"
+    assert len(d.quote.split()) <= MAX_QUOTE_WORDS and "ages 4-8" in d.quote
+    assert content[d.span[0]:d.span[1]] == d.quote
+    text = detail_text(d)
+    assert text.startswith('ages 4-8: …"') and len(text.split()) <= 50
