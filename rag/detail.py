@@ -296,11 +296,11 @@ def _overlap(question_words: set[str], sentence_words: list[set[str]]) -> list[f
 
 def _short(kind: str | None, quote: str, question: str = "") -> str:
     if kind == "count":  # the number and the thing counted: "Ninety photographers"
-        nouns = [w for w in _WORDS.findall(question.lower()) if len(w) > 3]
+        nouns = {cognate(w) for w in _WORDS.findall(question) if len(w) > 3}  # "fotógrafos" ~ "photographers"
         for m in re.finditer(rf"\b(?:{_NUM}|{'|'.join(_NUMBER_WORDS)})\b(?:\s+[\w-]+){{0,3}}", quote, re.I):
             words = m.group(0).split()
             for n, w in enumerate(words[1:], 1):
-                if any(w.lower().startswith(x[:5]) for x in nouns):
+                if cognate(w) in nouns:
                     return " ".join(words[: n + 1])
         return quote
     if kind in ("when", "year"):

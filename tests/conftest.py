@@ -35,6 +35,22 @@ def shared_data() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session")
+def real_index(tmp_path_factory):
+    """(the real records' index, loaded; their catalog folder): `prepare` + `index build` once per session."""
+    from indexing.build import BuildConfig, build_index
+    from indexing.prepare import prepare
+    from indexing.search import load_index
+
+    if not (SHARED / "trn_first500_title_content_alpaca.json").exists():
+        pytest.skip(f"real records not found at {SHARED} (../shared is absent)")
+    tmp = tmp_path_factory.mktemp("real")
+    prepare([SHARED / "trn_first500_title_content_alpaca.json", SHARED / "trn_raw_lines_from_readme.jsonl"],
+            tmp / "cat", progress=False)
+    build_index(BuildConfig(catalog=str(tmp / "cat"), out=str(tmp / "idx"), progress=False))
+    return load_index(tmp / "idx"), tmp / "cat"
+
+
 def write_jsonl(path: Path, records: list, raw_lines: list[str] = ()) -> Path:
     """Write records (dicts) as JSON lines, then any raw (possibly malformed) lines."""
     with open(path, "w", encoding="utf-8") as f:

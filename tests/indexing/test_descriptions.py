@@ -159,18 +159,3 @@ def test_real_records_abstention_on_questions_calibration_never_saw(real_index):
     rng = random.Random(7)
     assert refused([rng.choice(HELD_OUT_FRAMES_EN + HELD_OUT_FRAMES_PT).format(title=t) for t in names]).mean() >= 0.98
     assert refused(invented_descriptions(300, seed=7)).mean() >= 0.98
-
-
-@pytest.fixture(scope="module")
-def real_index(tmp_path_factory):
-    from indexing.build import BuildConfig, build_index
-    from indexing.prepare import prepare
-    from tests.conftest import SHARED
-
-    if not (SHARED / "trn_first500_title_content_alpaca.json").exists():
-        pytest.skip(f"real records not found at {SHARED} (../shared is absent)")
-    tmp = tmp_path_factory.mktemp("real")
-    prepare([SHARED / "trn_first500_title_content_alpaca.json", SHARED / "trn_raw_lines_from_readme.jsonl"],
-            tmp / "cat", progress=False)
-    build_index(BuildConfig(catalog=str(tmp / "cat"), out=str(tmp / "idx"), progress=False))
-    return load_index(tmp / "idx"), tmp / "cat"
