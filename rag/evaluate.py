@@ -564,6 +564,41 @@ def format_kind_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def answered_right(r: dict) -> bool:
+    """One answer row judged as its group is: detail / other: the gold in ≤ 50 words; unanswerable: "doesn't
+    say"; compare: a fact of each product; yes/no: the evidence holds the gold in ≤ 50 words and no verdict
+    goes against the gold."""
+    group = r["group"]
+    if group in ("detail", "other"):
+        return bool(r["contains"] and r["words"] <= 50)
+    if group == "unanswerable":
+        return bool(r["not_stated"])
+    if group == "compare":
+        return bool(r["compare_right"])
+    return bool(r["contains"] and r["words"] <= 50 and r["verdict"] in (None, r["verdict_gold"]))
+
+
+def format_by_kind(report: dict) -> str:
+    """Right answers (`answered_right`) per part, group and kind (author, age, who, ...), a column a system:
+    where the model answers better than no model, kind by kind."""
+    systems = list(report["answers"])
+    rows = sorted({(r["part"], r["group"], r["kind"]) for r in report["answers"][systems[0]]})
+    lines = ["| part | group | kind | n | " + " | ".join(systems) + " |", "|---|---|---|---:|" + "---:|" * len(systems)]
+    for part, group, kind in rows:
+        cells = []
+        for s in systems:
+            rs = [r for r in report["answers"][s] if (r["part"], r["group"], r["kind"]) == (part, group, kind)]
+            cells.append(f"{sum(answered_right(r) for r in rs)}/{len(rs)}")
+        lines.append(f"| {part} | {group} | {kind} | {len(rs)} | " + " | ".join(cells) + " |")
+    for part in ("dev", "held-out"):
+        cells = []
+        for s in systems:
+            rs = [r for r in report["answers"][s] if r["part"] == part]
+            cells.append(f"**{sum(answered_right(r) for r in rs)}/{len(rs)}**")
+        lines.append(f"| {part} | **all** | | {len(rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_detail_report(report: dict) -> str:
     lines = [f"{report['n_questions']} hand-written detail questions (answerable / unanswerable per row); "
              "'held-out' = the half of the products rag/detail.py's rules were not written against.", "",
@@ -602,7 +637,8 @@ def main_detail(args: argparse.Namespace) -> int:
            + (f" --adapter {args.adapter}" if args.adapter else "") + f" --out {out}")
     table = format_detail_report(report) + "\n\nPer kind (" + "; ".join(
         f"{g}: {n}" for g, n in sorted(Counter(question_group(it) for it in items).items())) + \
-        "):\n\n" + format_kind_report(report)
+        "):\n\n" + format_kind_report(report) + "\n\nRight answers by kind (`rag.evaluate.answered_right`):\n\n" + \
+        format_by_kind(report)
     (out / "detail.md").write_text(f"Command: `{cmd}`\n\n{table}\n")
     (out / "detail.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(table)

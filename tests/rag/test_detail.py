@@ -230,6 +230,16 @@ def test_kind_metrics_score_yes_no_compare_and_unanswerable_apart():
     assert m["compare all"]["right"] == 0.5 and m["unanswerable en"]["not_stated"] == 1.0
     assert "pt" not in " ".join(m)  # no Portuguese rows: no Portuguese groups
 
+    from rag.evaluate import answered_right, format_by_kind
+
+    assert [answered_right(r) for r in rows] == [True, False, False, False, False, False, False, True, False, True]
+    assert answered_right(row("yesno", contains=True)) and not answered_right(row("yesno", contains=True, words=90))
+    by = {s: [dict(r, part="dev", kind=r["group"]) for r in rows] for s in ("auto", "fine-tuned + RAG (read)")}
+    by["fine-tuned + RAG (read)"][1]["words"] = 30  # the model's answer to the second question is concise
+    table = format_by_kind({"answers": by})
+    assert "| dev | detail | detail | 3 | 1/3 | 2/3 |" in table
+    assert "| dev | **all** | | 10 | **3/10** | **4/10** |" in table
+
 
 @pytest.mark.parametrize("question, expected", [
     ("Is it unabridged?", True), ("does Mog's Kittens come with a CD?", True), ("Can a toddler use it?", True),
