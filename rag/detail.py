@@ -54,11 +54,11 @@ KINDS: dict[str, tuple[str, str, tuple[str, str]]] = {
                ("who wrote it", "quem o escreveu")),
     "pages": (r"pages?\b|p[áa]ginas?", rf"{_NUM}\s*(?:-\s*)?(?:pages?|pp\b|p[áa]ginas)",
               ("how many pages it has", "quantas páginas tem")),
-    "age": (r"\bage[sd]?\b|how\s+old|years?\s+old|reading\s+level|grade|idade|faixa\s+et[áa]ria|anos|"
+    "age": (r"\bage[sd]?\b|how\s+old|years?\s+old|reading\s+level|\bgrades?\b|\bidade\b|faixa\s+et[áa]ria|\banos\b|"
             r"(?:young|old)(?:er|est)\s+(?:kids|children|readers|child)|mais\s+(?:novos?|velhos?)",
             rf"\bages?\s*{_NUM}|aged\s*{_NUM}|{_NUM}\s*(?:-|to|–|and\s+up|\+)\s*(?:{_NUM}\s*)?(?:years?|yrs)|"
             r"years?\s+old|grades?\s*\d|pre-?school|toddlers?|bab(?:y|ies)|young\s+(?:readers|children)|"
-            r"\bteens?\b|young\s+adult|beginning\s+readers|first\s+readers|idade",
+            r"\bteens?\b|young\s+adult|beginning\s+readers|first\s+readers|\bidade\b",
             ("what age it is for", "para que idade é")),
     "length": (r"how\s+long|running\s+time|\blonger\b|\bshorter\b|mais\s+(?:longo|curto)|"
                r"how\s+many\s+(?:cds?|discs?|cassettes?|tapes?|hours|minutes)|"

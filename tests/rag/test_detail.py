@@ -23,6 +23,9 @@ MOG = ("Judith Kerr's best-selling adventures of that endearing cat Mog have ent
     ("Quantas páginas tem?", "pages"),
     ("Quem escreveu Mog's Kittens?", "author"),
     ("Para que idade é?", "age"),
+    ("Em que cidade se passa?", "setting"),  # "cidade" holds "idade": no age
+    ("What grade level is it?", "age"),
+    ("Is there an upgrade kit?", None),
     ("Tell me something nice", None),
 ])
 def test_detail_kind_from_the_question(question, kind):
