@@ -367,11 +367,11 @@ def read_detail(question: str, title: str, content: str) -> Detail:
         if not cands:
             return Detail(kind, False)
     else:
-        cands = [(s, e, _focus(asked, content, s, e)) for s, e in spans]
+        cands = [(s, e, None) for s, e in spans]  # where to narrow: found for the chosen sentence only
     # a sentence a short answer can be read from ("Ages 3-5", "by Judith Kerr") beats one that only
     # mentions the kind ("for young children")
     if is_portuguese(asked):  # Portuguese words meet the English description's as cognates ("bibliografia")
-        qwords = {cognate(w) for w in _WORDS.findall(asked) if len(w) > 3} - set(_language_words()[0])
+        qwords = {cognate(w) for w in _WORDS.findall(asked) if len(w) > 3 and w.lower() not in _language_words()[0]}
         overlap = dict(zip(spans, _overlap(qwords, [{cognate(w) for w in _WORDS.findall(content[s:e])}
                                                     for s, e in spans])))
     else:
@@ -380,7 +380,7 @@ def read_detail(question: str, title: str, content: str) -> Detail:
                                else 0.0) for s, e, _ in cands]
     best = max(range(len(cands)), key=lambda i: (scores[i], -i))  # ties: the earlier sentence
     s0, e0, at = cands[best]
-    s, e = _narrow(content, s0, e0, at)
+    s, e = _narrow(content, s0, e0, _focus(asked, content, s0, e0) if at is None else at)
     quote = content[s:e]
     return Detail(kind, True, _short(kind, quote, asked), quote, (s, e), (s0, e0))
 

@@ -390,6 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     import hashlib
 
     from indexing.catalog import catalog_file, read_catalog
+    from indexing.errors import UserError
 
     ap = argparse.ArgumentParser(prog="python -m rag.evidence", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -406,7 +407,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="hand-written question fixtures to train on too: their dev half only "
                          "(rag.evaluate.tuning_part)")
     args = ap.parse_args(argv)
-    exclude = {it["title"] for f in args.exclude for it in json.loads(Path(f).read_text(encoding="utf-8"))}
+    try:
+        exclude = {it["title"] for f in args.exclude for it in json.loads(Path(f).read_text(encoding="utf-8"))}
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise UserError(f"--exclude: not a JSON list of {{\"title\": ...}} questions ({e})") from None
     docs = read_catalog(args.catalog, columns=["title", "content"])
     rows = [(t, c) for t, c in zip(docs["title"], docs["content"]) if c and t not in exclude]
     from rag.evaluate import tuning_part
@@ -427,4 +431,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from indexing.errors import UserError
+
+    try:
+        main()
+    except UserError as e:
+        sys.exit(f"python -m rag.evidence: error: {e}")
