@@ -89,7 +89,7 @@ docs: install
 COMPILE := --strip-extras --no-emit-index-url --no-emit-find-links --annotation-style=line
 upgrade: export CUSTOM_COMPILE_COMMAND = make upgrade
 upgrade: install
-	$(BIN)/pip-compile -q --upgrade --extra dev --extra ray $(COMPILE) -c requirements/torch.txt -o $(LOCK) \
+	$(BIN)/pip-compile -q --upgrade --extra dev --extra ray --extra multilingual $(COMPILE) -c requirements/torch.txt -o $(LOCK) \
 	  pyproject.toml
 	$(BIN)/pip-compile -q --upgrade $(COMPILE) --unsafe-package torchvision --unsafe-package torchaudio \
 	  --unsafe-package torchcodec -o $(VLLM_LOCK) requirements/vllm.in

@@ -58,6 +58,8 @@ class BuildConfig:
     wait: float = 600  # seconds to wait for another writer of `out` (add/remove/build) before failing
     ranker: bool = True  # learn the fusion of the retrievers from the catalog's own questions (indexing/rank.py)
     ranker_products: int = 1000  # products whose questions train (and validate) it: its build time grows with them
+    multilingual: str = "auto"  # the multilingual second stage (indexing/multilingual.py): auto (when its extra
+    # is installed) | use (required) | none
     progress: bool = True  # progress bars
 
 
@@ -168,6 +170,9 @@ def _build(cfg: BuildConfig) -> dict:
             write_titles(cfg, tmp, docs, meta)
         if passages is not None:
             write_passage_indexes(cfg, tmp, encoders, docs, passages, shards, meta, seconds)
+        if use_multilingual(cfg, passages):
+            with timed(seconds, "multilingual"):
+                write_cards(cfg, tmp, docs, meta)
         meta["build_seconds"] = {"embed": round(t_embed, 1), **seconds}
         meta = write_meta(tmp, meta)
         index = Index(tmp, model=cfg.model)
@@ -177,9 +182,12 @@ def _build(cfg: BuildConfig) -> dict:
             with timed(meta["build_seconds"], "ranker"):
                 train_ranker(cfg, tmp, index, meta)
 
-        # 5. the abstention threshold, measured with the finished index exactly as questions will use it
+        # 5. the abstention threshold, measured with the finished index as questions will use it, less the
+        # multilingual stage: it reorders only what the fusion is not sure of, which needs the margin measured here
         with timed(meta["build_seconds"], "calibrate"):
+            second, index.cards = index.cards, None
             meta.update(calibrate_index(index))
+            index.cards = second
         meta["build_seconds"]["total"] = round(time.time() - t0, 1)
         meta["created"] = utc_now()
         write_meta(tmp, meta)
@@ -211,6 +219,8 @@ def check_config(cfg: BuildConfig) -> None:
         raise UserError("--shard-size must be >= 1 and --passage-tokens >= 8")
     if cfg.engine not in ("local", "ray"):
         raise UserError(f"--engine must be local or ray, not {cfg.engine!r}")
+    if cfg.multilingual not in ("auto", "use", "none"):
+        raise UserError(f"--multilingual must be auto, use or none, not {cfg.multilingual!r}")
 
 
 def load_docs(cfg: BuildConfig):
@@ -354,6 +364,37 @@ def write_passage_indexes(cfg: BuildConfig, tmp, encoders: dict, docs, passages,
                         "splitter": "semantic-text-splitter (embedding model's tokenizer)" if cfg.passage_split
                         == "tokens" else f"semantic-text-splitter ({CHARS_PER_TOKEN} characters per token)",
                         **pinfo}
+
+
+def use_multilingual(cfg: BuildConfig, passages) -> bool:
+    """Whether this build embeds the products' multilingual cards: with a learned fusion to rerank (it needs
+    descriptions), when asked ("use": the extra must be installed) or, by default, when the extra is installed."""
+    from indexing import multilingual
+    from indexing.errors import UserError
+
+    if cfg.multilingual == "none" or passages is None or not cfg.ranker:
+        if cfg.multilingual == "use":
+            raise UserError("--multilingual use reranks the learned fusion: it needs descriptions and the ranker")
+        return False
+    if cfg.multilingual == "use" or multilingual.available():
+        multilingual.identity()  # installed and the pinned one, or a one-line error
+        return True
+    print(f"note: no multilingual stage (questions in Portuguese, questions that describe): {multilingual.INSTALL}",
+          file=sys.stderr)
+    return False
+
+
+def write_cards(cfg: BuildConfig, tmp, docs, meta: dict) -> None:
+    """Into the new version `tmp`: every product's multilingual card vector (indexing/multilingual.py) by id."""
+    from indexing import multilingual
+    from indexing.store import write_faiss
+    from indexing.vectors import make_faiss
+
+    X = multilingual.embed(multilingual.card_texts(docs["title"].tolist(), docs["content"].tolist()),
+                           progress=cfg.progress)
+    index, info = make_faiss(X, docs["id"].to_numpy(), cfg.index_type)
+    write_faiss(tmp, index, multilingual.CARDS)
+    meta["multilingual"] = {**multilingual.identity(), "count": len(docs), "dim": int(X.shape[1]), **info}
 
 
 def train_ranker(cfg: BuildConfig, tmp, index, meta: dict) -> None:

@@ -126,11 +126,12 @@ def merge_bm25(parts: list, n_rows: int):
 def read_version(folder, meta: dict, mmap: bool = False) -> dict:
     """Everything search reads from one version, base + deltas - tombstones, merged (CPU FAISS): docs,
     titles (FAISS), bm25, chars (None without "fuzzy"), passages, passage_index, bm25_passages (None for
-    a title-only index)."""
+    a title-only index), cards (the multilingual card vectors; None without "multilingual")."""
     from indexing.store import (
         BM25,
         BM25_CHARS,
         BM25_PASSAGES,
+        CARDS,
         PASSAGE_VECTORS,
         has_passage_vectors,
         read_bm25,
@@ -147,7 +148,8 @@ def read_version(folder, meta: dict, mmap: bool = False) -> dict:
     mmap = mmap and not meta.get("deltas") and not meta.get("tombstones")
     out = {"docs": docs, "titles": read_faiss(folder, meta, mmap=mmap), "bm25": read_bm25(folder, BM25, rows=len(docs)),
            "chars": read_bm25(folder, BM25_CHARS, rows=len(docs)) if meta.get("fuzzy") else None,
-           "passages": read_passages(folder, meta), "passage_index": None, "bm25_passages": None}
+           "passages": read_passages(folder, meta), "passage_index": None, "bm25_passages": None,
+           "cards": read_faiss(folder, meta, CARDS, mmap=mmap) if meta.get("multilingual") else None}
     if out["passages"] is not None:
         if has_passage_vectors(meta):  # else passages are searched by BM25 alone
             out["passage_index"] = read_faiss(folder, meta, PASSAGE_VECTORS, mmap=mmap)
@@ -158,6 +160,10 @@ def read_version(folder, meta: dict, mmap: bool = False) -> dict:
         return out
     out["docs"], rows = live_rows([docs] + [d["docs"] for d in deltas], dead)
     merge_faiss(out["titles"], [(d["titles"], d["docs"]["id"].to_numpy()) for d in deltas], dead)
+    if out["cards"] is not None:  # a delta written before the multilingual stage has no cards: its products
+        # are found by the fusion alone until the index is compacted or rebuilt
+        merge_faiss(out["cards"], [(d["cards"], d["docs"]["id"].to_numpy()) for d in deltas if d["cards"] is not None],
+                    dead)
     for key in ("bm25", "chars"):
         if out[key] is not None:
             out[key] = merge_bm25([(out[key], rows[0])] + [(d[key if key == "bm25" else "bm25_chars"], r)

@@ -9,7 +9,7 @@ For a sample of catalog products (by default those the learned fusion never trai
 held-out ones, with typos and partial titles; short titles in held-out frames) and by description (a
 quoted span, a "looking for something that..." phrasing, a Portuguese one, a held-out frame; never with
 the title's words). `--extra FILE` adds hand-written questions ([{"title", "question", "kind"?}]: kind
-"name" -> hand_name, "description" -> hand_desc, none -> handwritten).
+"name" -> hand_name, "description" -> hand_desc, "description_pt" -> hand_pt_desc, none -> handwritten).
 Reports hit@1, hit@5 and MRR (over the top 10) per kind of question, for each retriever. For hybrid
 search (what answering uses) also the abstention table: how often "not in the catalog" is said (the
 index's calibrated rule over the top 3 hits, as answering applies it) to naming questions about products
@@ -46,12 +46,15 @@ MODES = ("dense", "bm25", "fuzzy", "titles", "descriptions", "hybrid")
 
 # hand-written (--extra): "handwritten" (description_questions.json: the 20 that chose the ranker's settings),
 # "hand_name" / "hand_desc" (heldout_questions.json, items with "kind": written after, never used for a choice)
-HANDWRITTEN = {None: "handwritten", "name": "hand_name", "description": "hand_desc"}
+# "hand_pt_desc" (pt_describing_questions.json, "kind": "description_pt": Portuguese descriptions of products
+# whose descriptions are in English, written after the multilingual stage's settings were chosen)
+HANDWRITTEN = {None: "handwritten", "name": "hand_name", "description": "hand_desc", "description_pt": "hand_pt_desc"}
 KINDS = (*VARIANTS, *CHAT_VARIANTS, "hand_name", *DESCRIPTION_VARIANTS, *CHAT_DESCRIPTION_VARIANTS, "hand_desc",
-         "handwritten")
+         "hand_pt_desc", "handwritten")
 NAMING, DESCRIBING = (*VARIANTS, *CHAT_VARIANTS), (*DESCRIPTION_VARIANTS, *CHAT_DESCRIPTION_VARIANTS)
 # phrasings the ranker never trained on, about products it never trained on
-HELD_OUT_KINDS = ("chat", "chat_pt", "chat_typo", "chat_partial", "short", "hand_name", "desc_chat", "hand_desc")
+HELD_OUT_KINDS = ("chat", "chat_pt", "chat_typo", "chat_partial", "short", "hand_name", "desc_chat", "hand_desc",
+                  "hand_pt_desc")
 GROUPS = {"names": NAMING, "descriptions": DESCRIBING, "held-out frames": HELD_OUT_KINDS, "all": KINDS}
 ABSTAIN_K = 3  # hits the "not in the catalog" rule looks at: answering retrieves 3 (ask -k 3)
 
@@ -81,7 +84,7 @@ def handwritten_questions(path, docs) -> list[dict]:
         raise UserError(f"{path}: {len(missing)} titles are not in the catalog, e.g. {missing[0]!r}")
     bad = [it.get("kind") for it in items if it.get("kind") not in HANDWRITTEN]
     if bad:
-        raise UserError(f"{path}: \"kind\" must be name or description, not {bad[0]!r}")
+        raise UserError(f"{path}: \"kind\" must be name, description or description_pt, not {bad[0]!r}")
     return [{"qid": f"{Path(path).stem}:{i}", "variant": HANDWRITTEN[it.get("kind")], "question": it["question"],
              "uid": uid_of[it["title"]], "title": it["title"]} for i, it in enumerate(items)]
 

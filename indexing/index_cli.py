@@ -53,6 +53,9 @@ def format_info(folder: str | Path, meta: dict, versions: dict | None = None) ->
          f"{m['ranker']['training']['products']:,} products; validation hit@1 {m['ranker']['validation_hit@1']})")
         if m.get("ranker") else "fusion:     rule (route by word coverage)"
         + (f": {m['ranker_skipped']}" if m.get("ranker_skipped") else ""),
+        (f"second:     multilingual cards ({m['multilingual']['package']} {m['multilingual']['version']}, "
+         f"{m['multilingual']['count']:,} products) for questions the fusion is not sure name a product"
+         if m.get("multilingual") else "second:     none (no multilingual stage)"),
         f"lexical:    {m['bm25']}",
         f"abstain:    best {m.get('abstain_score', 'cosine')} < {m.get('abstain_threshold', 0):.3f} (found by title)"
         + (f", < {m['abstain_threshold_described']:.3f} (found by description)"
@@ -153,6 +156,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "rule: route by word coverage (indexes before 0.3)")
     b.add_argument("--ranker-products", type=int, default=1000, metavar="N",
                    help="products whose generated questions train the learned fusion (default 1000)")
+    b.add_argument("--multilingual", choices=("auto", "use", "none"), default="auto",
+                   help="the multilingual second stage for Portuguese and describing questions "
+                        "(indexing/multilingual.py): auto = when its extra is installed (default), use = required, "
+                        "none = without it")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     _wait_argument(b)
     b.set_defaults(_index_main=_main_build)
@@ -211,7 +218,8 @@ def _main_build(args) -> int:
                       shard_size=args.shard_size, engine=args.engine, ray_address=args.ray_address,
                       fresh=args.fresh, ranker=args.fusion == "learned", progress=not args.quiet,
                       wait=args.wait, title_encoder=args.title_encoder, passage_encoder=args.passage_encoder,
-                      ranker_products=args.ranker_products, passage_split=args.passage_split)
+                      ranker_products=args.ranker_products, passage_split=args.passage_split,
+                      multilingual=args.multilingual)
     meta = build_index(cfg)
     print(format_info(args.out, meta))
     print(f"version {meta['version']} committed; built in {meta['build_seconds']['total']} s "

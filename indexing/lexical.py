@@ -182,3 +182,27 @@ def coverage(bm, tokens: list[list[str]], rows, weighted: bool = False) -> "np.n
                 found += weight * (post[at] == rows[qi])  # list holds millions of rows at full size
         C[qi] = np.where(rows[qi] >= 0, found / total, 0.0)
     return C
+
+
+_LANG_WORDS = re.compile(r"[^\W_]+", re.U)
+# Portuguese words frequent in questions that bm25s' Portuguese stop words lack
+_PT_QUESTION_WORDS = {"quanto", "quanta", "quantos", "quantas", "qual", "quais", "quem", "onde", "quando", "como",
+                      "pesa", "custa", "tem", "livro", "escreveu", "idade"}
+
+
+@lru_cache(maxsize=1)
+def _language_words() -> tuple[frozenset, frozenset]:
+    """(words only Portuguese uses, words only English uses), from bm25s' stop-word lists."""
+    from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_PORTUGUESE
+
+    pt, en = set(STOPWORDS_PORTUGUESE) - set(STOPWORDS_EN), set(STOPWORDS_EN) - set(STOPWORDS_PORTUGUESE)
+    en -= {"s", "t"}  # "Mog's", "don't": the apostrophe's leftovers say nothing about the language
+    return frozenset(pt | _PT_QUESTION_WORDS), frozenset(en)
+
+
+def is_portuguese(text: str) -> bool:
+    """More Portuguese-only words than English-only ones, or, at a tie, Portuguese accents."""
+    pt, en = _language_words()
+    words = [w.lower() for w in _LANG_WORDS.findall(text)]
+    n_pt, n_en = sum(w in pt for w in words), sum(w in en for w in words)
+    return n_pt > n_en or (n_pt == n_en and bool(re.search(r"[ãõçêâá]", text.lower())))

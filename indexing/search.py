@@ -57,6 +57,7 @@ class Hit:
     coverage: float = 0.0  # share of the question's words in the title (a typo away counts) or in the best
     # passage, the higher
     fused: float | None = None  # the learned fusion's score (None: fused by the rule); margins calibrate "sure"
+    multilingual: float | None = None  # the second stage's match (None: skipped; indexing/multilingual.py)
 
     @property
     def evidence(self) -> float:
@@ -70,7 +71,8 @@ class Hit:
                 "dense_score": None if self.dense_score is None else round(self.dense_score, 4),
                 "bm25_score": None if self.bm25_score is None else round(self.bm25_score, 4),
                 "coverage": round(self.coverage, 4), "retrievers": list(self.retrievers), "match": self.match,
-                "passage": self.passage, "fused": None if self.fused is None else round(self.fused, 4)}
+                "passage": self.passage, "fused": None if self.fused is None else round(self.fused, 4),
+                "multilingual": None if self.multilingual is None else round(self.multilingual, 4)}
 
 
 def abstains(hits, threshold: float, score=None) -> bool:
@@ -287,6 +289,23 @@ class Index:
             except UserError as e:  # made by another ProductQA: search still works, by the rule
                 print(f"note: {e}; fusing by the rule meanwhile", file=sys.stderr)
         self.fusion = "learned" if self.ranker is not None else FUSION  # "learned" or FUSION (the rule, route())
+        # the multilingual second stage's card vectors (None: the index has none, or the extra is not installed)
+        self.cards = self._second_stage(v["cards"])
+
+    def _second_stage(self, cards):
+        """The multilingual cards to rerank with (indexing/multilingual.py), once the installed encoder is checked
+        to be the index's; without the extra, None and a note: search goes on with the fusion alone."""
+        from indexing import multilingual
+
+        if cards is None or self.ranker is None:
+            return None
+        if not multilingual.available():
+            print(f"note: {self.root} has a multilingual stage, but its encoder is not installed "
+                  f"({multilingual.INSTALL}); searching without it", file=sys.stderr)
+            return None
+        multilingual.check(self.meta, self.folder)
+        _direct_map(cards)
+        return cards
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -326,21 +345,74 @@ class Index:
             X = [self.features(c) for c in cands]
             S = self.ranker.score(np.concatenate(X)) if X else []
             bounds = np.cumsum([0] + [len(x) for x in X])
-        out = []
+        out, unsure = [], []
         for qi, c in enumerate(cands):
             fused = {}
             if learned:
                 s = S[bounds[qi]: bounds[qi + 1]]
                 rows = c.rows
                 order = np.argsort(-s, kind="stable")
-                ranking, described, fused = [rows[i] for i in order], None, {rows[i]: float(s[i]) for i in order[:k]}
+                ranking, described, fused = [rows[i] for i in order], None, {rows[i]: float(s[i]) for i in order}
             else:
                 ranking, described = route(c)
             hits = [self._hit(c, row, pos, described) for pos, row in enumerate(ranking[:k])]
             for h, row in zip(hits, ranking):
                 h.fused = fused.get(row)
+            if learned and self.cards is not None and not self._named(hits, ranking, fused):
+                unsure.append((qi, ranking, fused))
             out.append(hits)
+        if unsure:  # the second stage, for the questions the fusion is not sure name a product
+            self._rerank(cands, unsure, out, k)
         return out
+
+    def _named(self, hits: list[Hit], ranking: list[int], fused: dict) -> bool:
+        """The fusion is sure the question names its best hit: matched by its title, ahead of the second by at
+        least the calibrated margin (meta.json "catalog_margin"), and either the title holds NAMED_COVERAGE of the
+        question's words or the lead is NAMED_MARGIN times the margin. Those questions skip the second stage."""
+        from indexing.multilingual import NAMED_COVERAGE, NAMED_MARGIN
+
+        margin = self.meta.get("catalog_margin")
+        if not hits or hits[0].match != "title" or margin is None:
+            return False
+        lead = fused[ranking[0]] - fused[ranking[1]] if len(ranking) > 1 else float("inf")
+        return lead >= margin and (hits[0].coverage >= NAMED_COVERAGE or lead >= NAMED_MARGIN * margin)
+
+    def _rerank(self, cands: list[Candidates], unsure: list, out: list, k: int) -> None:
+        """The multilingual second stage (indexing/multilingual.py) for the questions in `unsure` [(question's
+        position, the fusion's ranking, its scores)]: the fusion's top POOL and the cards' top POOL, ordered by
+        the fusion's score (below its lowest for a product only the cards found) plus WEIGHT[language] times
+        the multilingual match; `out`'s hits for them replaced, in place."""
+        import numpy as np
+
+        from indexing import multilingual as ml
+        from indexing.lexical import is_portuguese
+
+        xq = ml.embed([cands[qi].focused for qi, _, _ in unsure], query=True)
+        D, ids = self.cards.search(xq, ml.POOL)
+        doc_ids = self.docs["id"].to_numpy()
+        for (qi, ranking, fused), x, found in zip(unsure, xq, ids):
+            c = cands[qi]
+            card_rows = [int(r) for r in self.row_of_id[found[found >= 0]] if r >= 0]
+            pool = list(dict.fromkeys(ranking[:ml.POOL] + card_rows))
+            cards = self.cards.reconstruct_batch(doc_ids[pool]) @ x
+            d = self.docs.iloc[pool]
+            matched = ml.match(x, cards, [ml.sentences(t, ct) for t, ct in zip(d["title"], d["content"])])
+            floor = min(fused[r] for r in ranking[:ml.POOL]) - 1.0
+            # the Portuguese weight where the fusion read few of the question's words (not for a Portuguese frame
+            # around an English title or quote, which the fusion reads)
+            pt = is_portuguese(c.question) and bool(out[qi]) and out[qi][0].coverage < ml.READ_COVERAGE
+            w = ml.WEIGHT["pt" if pt else "en"]
+            score = np.array([fused.get(r, floor) for r in pool]) + w * matched
+            order = [pool[i] for i in np.argsort(-score, kind="stable")]
+            reranked = _merge(order, ranking)[:k]
+            hits = [self._hit(c, row, pos, None) for pos, row in enumerate(reranked)]
+            m = dict(zip(pool, matched))
+            for h, row in zip(hits, reranked):
+                h.fused = fused.get(row)
+                h.multilingual = None if row not in m else float(m[row])
+                if row in card_rows:
+                    h.retrievers = (*h.retrievers, "multilingual")
+            out[qi] = hits
 
     def candidates(self, questions: list[str], mode: str = "hybrid", k: int = CANDIDATES,
                    for_ranker: bool = True) -> list[Candidates]:

@@ -69,9 +69,10 @@ META, TITLES, DOCS, BM25 = "meta.json", "index.faiss", "docs.parquet", "bm25"
 PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES = "passages.faiss", "passages.parquet", "bm25_passages"
 FILES = {1: (META, TITLES, DOCS, BM25), 2: (META, TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES)}
 BM25_CHARS, RANKER = "bm25_chars", "ranker.txt"  # optional: present when meta.json has "fuzzy" / "ranker"
+CARDS, DELTA_CARDS = "cards.faiss", "cards.npy"  # optional: with meta.json's "multilingual" (indexing/multilingual.py)
 DELTAS, TOMBSTONES, DELTA_TITLES, DELTA_PASSAGES = "deltas", "tombstones.npy", "titles.npy", "passages.npy"
-SIZED = (TITLES, DOCS, PASSAGE_VECTORS, PASSAGES, RANKER)  # their sizes go into meta.json: truncation is caught on load
-OPTIONAL = {"fuzzy": BM25_CHARS, "ranker": RANKER}
+SIZED = (TITLES, DOCS, PASSAGE_VECTORS, PASSAGES, RANKER, CARDS)  # sizes into meta.json: truncation is caught on load
+OPTIONAL = {"fuzzy": BM25_CHARS, "ranker": RANKER, "multilingual": CARDS}
 REBUILD_HINT = "rebuild with `productqa index build` to search descriptions"
 
 
@@ -366,8 +367,8 @@ def read_faiss(folder: Path, meta: dict, name: str = TITLES, mmap: bool = False)
     processes serving the same version share them in the page cache); nothing can be added or removed."""
     import faiss
 
-    count = base_count(meta, "products" if name == TITLES else "passages")
-    info = meta if name == TITLES else meta["passages"]
+    info = {TITLES: meta, CARDS: meta.get("multilingual")}.get(name, meta.get("passages"))
+    count = info["count"] if name == CARDS else base_count(meta, "products" if name == TITLES else "passages")
     dim = meta["dim"] if name == TITLES else info.get("dim", meta["dim"])
     flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap and info.get("index_type") == "ivf" else 0
     try:
@@ -483,7 +484,8 @@ def read_delta(folder: Path, meta: dict, d: dict) -> dict:
     out = {"docs": _read_table(f / DOCS, d["count"], "products"), "titles": np.load(f / DELTA_TITLES),
            "bm25": read_bm25(f, BM25, rows=d["count"]),
            "bm25_chars": read_bm25(f, BM25_CHARS, rows=d["count"]) if meta.get("fuzzy") else None,
-           "passages": None, "passage_vectors": None, "bm25_passages": None}
+           "passages": None, "passage_vectors": None, "bm25_passages": None,
+           "cards": np.load(f / DELTA_CARDS) if (f / DELTA_CARDS).exists() else None}
     if has_passages(meta) and d["passages"]:
         out["passages"] = _read_table(f / PASSAGES, d["passages"], "passages")
         out["passage_vectors"] = np.load(f / DELTA_PASSAGES) if has_passage_vectors(meta) else None
@@ -492,7 +494,7 @@ def read_delta(folder: Path, meta: dict, d: dict) -> dict:
 
 
 def write_delta(folder: Path, name: str, docs, titles, passages=None, passage_vectors=None, bm25=None,
-                bm25_passages=None, bm25_chars=None) -> dict:
+                bm25_passages=None, bm25_chars=None, cards=None) -> dict:
     """deltas/NAME/ in a version being committed; returns its meta.json entry."""
     import numpy as np
 
@@ -501,6 +503,8 @@ def write_delta(folder: Path, name: str, docs, titles, passages=None, passage_ve
     write_docs(f, docs)
     np.save(f / DELTA_TITLES, np.asarray(titles, dtype=np.float32))
     write_bm25(f, bm25)
+    if cards is not None:  # the products' multilingual cards (indexing/multilingual.py)
+        np.save(f / DELTA_CARDS, np.asarray(cards, dtype=np.float32))
     if bm25_chars is not None:
         write_bm25(f, bm25_chars, BM25_CHARS)
     n_passages = 0 if passages is None else len(passages)
@@ -509,14 +513,15 @@ def write_delta(folder: Path, name: str, docs, titles, passages=None, passage_ve
         if passage_vectors is not None:  # None: passages searched by BM25 alone
             np.save(f / DELTA_PASSAGES, np.asarray(passage_vectors, dtype=np.float32))
         write_bm25(f, bm25_passages, BM25_PASSAGES)
-    sizes = {n: (f / n).stat().st_size for n in (DOCS, DELTA_TITLES, PASSAGES, DELTA_PASSAGES) if (f / n).exists()}
+    sizes = {n: (f / n).stat().st_size for n in (DOCS, DELTA_TITLES, PASSAGES, DELTA_PASSAGES, DELTA_CARDS)
+             if (f / n).exists()}
     return {"name": name, "count": len(docs), "passages": n_passages, "file_sizes": sizes}
 
 
 def link_version(src: Path, dst: Path) -> None:
     """The base files and deltas of version `src` in `dst` as hard links (copies where links are impossible):
     committed files never change, so versions share them. meta.json and tombstones.npy are written anew."""
-    for top in (TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES, BM25_CHARS, RANKER, DELTAS):
+    for top in (TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES, BM25_CHARS, RANKER, CARDS, DELTAS):
         if not (src / top).exists():
             continue
         if (src / top).is_file():

@@ -156,6 +156,7 @@ def _compact(root) -> dict:
     from indexing.store import (
         BM25_CHARS,
         BM25_PASSAGES,
+        CARDS,
         PASSAGE_VECTORS,
         RANKER,
         commit,
@@ -182,6 +183,9 @@ def _compact(root) -> dict:
         write_bm25(tmp, build_bm25(lexical_texts(docs["title"], docs["content"], meta["lexical"])))
         if meta.get("fuzzy"):
             write_bm25(tmp, build_char_bm25(docs["title"].tolist()), BM25_CHARS)
+        if v["cards"] is not None:
+            write_faiss(tmp, v["cards"], CARDS)
+            meta["multilingual"] = {**meta["multilingual"], "count": int(v["cards"].ntotal)}
         if meta.get("ranker"):  # the learned fusion reads features, not products: it stays valid
             shutil.copy2(folder / RANKER, tmp / RANKER)  # under the writer lock: no one removes `folder`
         if passages is not None:
@@ -245,6 +249,11 @@ def _add(root, inputs, batch_size, device, progress, compact: str) -> dict:
                              progress=progress),
              "bm25": build_bm25(lexical_texts(new["title"], new["content"], meta["lexical"])),
              "bm25_chars": build_char_bm25(new["title"].tolist()) if meta.get("fuzzy") else None}
+    if meta.get("multilingual"):  # the new products' multilingual cards, by the encoder the index was built with
+        from indexing import multilingual
+
+        multilingual.check(meta, root)
+        delta["cards"] = multilingual.embed(multilingual.card_texts(new["title"].tolist(), new["content"].tolist()))
     meta = {**meta, "next_id": int(ids[-1]) + 1}
     live_passages = None
     if has_passages(meta):

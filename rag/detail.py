@@ -31,7 +31,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from indexing.lexical import _stopwords
+from indexing.lexical import _language_words, _stopwords, is_portuguese  # noqa: F401 (re-exported)
 
 # kind -> (question words, evidence in a sentence, what is missing "doesn't say ...": (en, pt))
 _NUM = r"\d+(?:[,.]\d+)*"
@@ -174,29 +174,6 @@ def detail_kind(question: str, title: str | None = None) -> str | None:
     first ("what is The Age of Innocence?" asks no age)."""
     q = without_title(question, title)
     return next((k for k in ORDER if _Q[k].search(q)), None)
-
-
-# Portuguese words frequent in questions that bm25s' Portuguese stop words lack
-_PT_QUESTION_WORDS = {"quanto", "quanta", "quantos", "quantas", "qual", "quais", "quem", "onde", "quando", "como",
-                      "pesa", "custa", "tem", "livro", "escreveu", "idade"}
-
-
-@lru_cache(maxsize=1)
-def _language_words() -> tuple[frozenset, frozenset]:
-    """(words only Portuguese uses, words only English uses), from bm25s' stop-word lists."""
-    from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_PORTUGUESE
-
-    pt, en = set(STOPWORDS_PORTUGUESE) - set(STOPWORDS_EN), set(STOPWORDS_EN) - set(STOPWORDS_PORTUGUESE)
-    en -= {"s", "t"}  # "Mog's", "don't": the apostrophe's leftovers say nothing about the language
-    return frozenset(pt | _PT_QUESTION_WORDS), frozenset(en)
-
-
-def is_portuguese(text: str) -> bool:
-    """More Portuguese-only words than English-only ones, or, at a tie, Portuguese accents."""
-    pt, en = _language_words()
-    words = [w.lower() for w in _WORDS.findall(text)]
-    n_pt, n_en = sum(w in pt for w in words), sum(w in en for w in words)
-    return n_pt > n_en or (n_pt == n_en and bool(re.search(r"[ãõçêâá]", text.lower())))
 
 
 def sentences(text: str) -> list[tuple[int, int]]:
