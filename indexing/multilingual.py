@@ -12,9 +12,9 @@ into `cards.faiss`; a search whose learned fusion is not sure of a named product
 `Index._named`: matched by title, ahead by the calibrated margin, and the title holding NAMED_COVERAGE of the
 question's words or the lead NAMED_MARGIN times the margin) takes the fusion's top POOL and the cards' top POOL,
 and orders them by the fusion's score plus a weight (WEIGHT, by language) times the multilingual match (the
-card's cosine and the best of the product's first sentences', averaged). meta.json's "multilingual" records the package, its version and its files' hash; an
-index is refused when the installed package differs, and searches without this stage (saying so once)
-when the extra is not installed.
+card's cosine and the best of the product's first sentences', averaged). meta.json's "multilingual" records
+the package, its version and its files' hash; an index is refused when the installed package differs, and
+searches without this stage (saying so) when the extra is not installed.
 """
 
 from __future__ import annotations
