@@ -10,9 +10,10 @@ Portuguese descriptions here, 15x slower to embed) and the English ms-marco cros
 The build embeds one "card" per product (its title and the first CARD_CHARS characters of its description)
 into `cards.faiss`; a search whose learned fusion is not sure of a named product (indexing/search.py,
 `Index._named`: matched by title, ahead by the calibrated margin, and the title holding NAMED_COVERAGE of the
-question's words or the lead NAMED_MARGIN times the margin) takes the fusion's top POOL and the cards' top POOL,
-and orders them by the fusion's score plus a weight (WEIGHT, by language) times the multilingual match (the
-card's cosine and the best of the product's first sentences', averaged). meta.json's "multilingual" records
+question's words or the lead NAMED_MARGIN times the margin; or the title holding all of them) takes the
+fusion's top POOL and the cards' top POOL, and orders them by the fusion's score plus a weight (WEIGHT, by
+language) times the multilingual match (the card's cosine and the best of the product's first sentences',
+averaged). meta.json's "multilingual" records
 the package, its version and its files' hash; an index is refused when the installed package differs, and
 searches without this stage (saying so) when the extra is not installed.
 """

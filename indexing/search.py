@@ -368,12 +368,16 @@ class Index:
     def _named(self, hits: list[Hit], ranking: list[int], fused: dict) -> bool:
         """The fusion is sure the question names its best hit: matched by its title, ahead of the second by at
         least the calibrated margin (meta.json "catalog_margin"), and either the title holds NAMED_COVERAGE of the
-        question's words or the lead is NAMED_MARGIN times the margin. Those questions skip the second stage."""
+        question's words or the lead is NAMED_MARGIN times the margin; or the title holds every word of the question
+        (a series' volumes differ by one word: their lead is small, and a card cannot tell them apart). Those
+        questions skip the second stage."""
         from indexing.multilingual import NAMED_COVERAGE, NAMED_MARGIN
 
         margin = self.meta.get("catalog_margin")
         if not hits or hits[0].match != "title" or margin is None:
             return False
+        if hits[0].coverage >= 1.0:
+            return True
         lead = fused[ranking[0]] - fused[ranking[1]] if len(ranking) > 1 else float("inf")
         return lead >= margin and (hits[0].coverage >= NAMED_COVERAGE or lead >= NAMED_MARGIN * margin)
 
