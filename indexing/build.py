@@ -221,6 +221,12 @@ def check_config(cfg: BuildConfig) -> None:
         raise UserError(f"--engine must be local or ray, not {cfg.engine!r}")
     if cfg.multilingual not in ("auto", "use", "none"):
         raise UserError(f"--multilingual must be auto, use or none, not {cfg.multilingual!r}")
+    if cfg.multilingual == "use":  # before the embedding, not hours into it
+        if not cfg.passages or not cfg.ranker:
+            raise UserError("--multilingual use reranks the learned fusion: it needs descriptions and the ranker")
+        from indexing import multilingual
+
+        multilingual.identity()  # installed and the pinned one, or a one-line error
 
 
 def load_docs(cfg: BuildConfig):
@@ -370,11 +376,8 @@ def use_multilingual(cfg: BuildConfig, passages) -> bool:
     """Whether this build embeds the products' multilingual cards: with a learned fusion to rerank (it needs
     descriptions), when asked ("use": the extra must be installed) or, by default, when the extra is installed."""
     from indexing import multilingual
-    from indexing.errors import UserError
 
-    if cfg.multilingual == "none" or passages is None or not cfg.ranker:
-        if cfg.multilingual == "use":
-            raise UserError("--multilingual use reranks the learned fusion: it needs descriptions and the ranker")
+    if cfg.multilingual == "none" or passages is None or not cfg.ranker:  # "use" without them: check_config
         return False
     if cfg.multilingual == "use" or multilingual.available():
         multilingual.identity()  # installed and the pinned one, or a one-line error

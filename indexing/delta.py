@@ -160,10 +160,8 @@ def read_version(folder, meta: dict, mmap: bool = False) -> dict:
         return out
     out["docs"], rows = live_rows([docs] + [d["docs"] for d in deltas], dead)
     merge_faiss(out["titles"], [(d["titles"], d["docs"]["id"].to_numpy()) for d in deltas], dead)
-    if out["cards"] is not None:  # a delta written before the multilingual stage has no cards: its products
-        # are found by the fusion alone until the index is compacted or rebuilt
-        merge_faiss(out["cards"], [(d["cards"], d["docs"]["id"].to_numpy()) for d in deltas if d["cards"] is not None],
-                    dead)
+    if out["cards"] is not None:  # `index add` embeds every delta's cards when the index has them
+        merge_faiss(out["cards"], [(d["cards"], d["docs"]["id"].to_numpy()) for d in deltas], dead)
     for key in ("bm25", "chars"):
         if out[key] is not None:
             out[key] = merge_bm25([(out[key], rows[0])] + [(d[key if key == "bm25" else "bm25_chars"], r)

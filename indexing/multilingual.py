@@ -135,11 +135,16 @@ def sentences(title: str, content: str) -> list[str]:
     return [title] + [s for s in _SENTENCE.split(content) if s.strip()][:SENTENCES] if content else [title]
 
 
-def match(xq, cards, texts: list[list[str]]):
-    """The multilingual match of one question vector `xq` [512] with each candidate: the mean of its card's
-    cosine (`cards` [m]) and the best cosine among its sentences (`texts`: per candidate, its `sentences`)."""
+def sentence_vectors(texts: list[list[str]]) -> list:
+    """Per product, the vectors [n_i, 512] of its `sentences`, embedded in one call."""
     flat = [s for ss in texts for s in ss]
-    cos = embed(flat) @ xq if flat else np.zeros(0, dtype=np.float32)
+    X = embed(flat) if flat else np.zeros((0, 512), dtype=np.float32)
     ends = np.cumsum([len(ss) for ss in texts])
-    best = np.array([cos[e - len(ss): e].max() if len(ss) else 0.0 for ss, e in zip(texts, ends)])
+    return [X[e - len(ss): e] for ss, e in zip(texts, ends)]
+
+
+def match(xq, cards, vectors: list):
+    """The multilingual match of one question vector `xq` [512] with each candidate: the mean of its card's
+    cosine (`cards` [m]) and the best cosine among its sentences (`vectors`: per candidate, `sentence_vectors`)."""
+    best = np.array([float((V @ xq).max()) if len(V) else 0.0 for V in vectors])
     return 0.5 * np.asarray(cards, dtype=np.float64) + 0.5 * best

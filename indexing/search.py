@@ -394,13 +394,17 @@ class Index:
         xq = ml.embed([cands[qi].focused for qi, _, _ in unsure], query=True)
         D, ids = self.cards.search(xq, ml.POOL)
         doc_ids = self.docs["id"].to_numpy()
-        for (qi, ranking, fused), x, found in zip(unsure, xq, ids):
+        card_rows = [[int(r) for r in self.row_of_id[found[found >= 0]] if r >= 0] for found in ids]
+        pools = [list(dict.fromkeys(ranking[:ml.POOL] + rows)) for (_, ranking, _), rows in zip(unsure, card_rows)]
+        # every pooled product's sentences embedded once for the batch (questions share candidates)
+        rows = list(dict.fromkeys(r for pool in pools for r in pool))
+        d = self.docs.iloc[rows]
+        S = ml.sentence_vectors([ml.sentences(t, ct) for t, ct in zip(d["title"], d["content"])])
+        vectors = dict(zip(rows, S))
+        for (qi, ranking, fused), x, pool, found in zip(unsure, xq, pools, card_rows):
             c = cands[qi]
-            card_rows = [int(r) for r in self.row_of_id[found[found >= 0]] if r >= 0]
-            pool = list(dict.fromkeys(ranking[:ml.POOL] + card_rows))
             cards = self.cards.reconstruct_batch(doc_ids[pool]) @ x
-            d = self.docs.iloc[pool]
-            matched = ml.match(x, cards, [ml.sentences(t, ct) for t, ct in zip(d["title"], d["content"])])
+            matched = ml.match(x, cards, [vectors[r] for r in pool])
             floor = min(fused[r] for r in ranking[:ml.POOL]) - 1.0
             # the Portuguese weight where the fusion read few of the question's words (not for a Portuguese frame
             # around an English title or quote, which the fusion reads)
@@ -414,7 +418,7 @@ class Index:
             for h, row in zip(hits, reranked):
                 h.fused = fused.get(row)
                 h.multilingual = None if row not in m else float(m[row])
-                if row in card_rows:
+                if row in found:
                     h.retrievers = (*h.retrievers, "multilingual")
             out[qi] = hits
 

@@ -38,14 +38,16 @@ def test_a_changed_model_file_is_a_one_line_error(monkeypatch, fresh_identity):
 
 
 def test_the_extra_missing_says_how_to_install_it(monkeypatch, fresh_identity, tmp_path):
-    from indexing.build import BuildConfig, use_multilingual
+    from indexing.build import BuildConfig, check_config, use_multilingual
 
+    with pytest.raises(UserError, match="needs descriptions"):  # refused before any embedding
+        check_config(BuildConfig(catalog="c", out=str(tmp_path), multilingual="use", passages=False))
     monkeypatch.setattr(multilingual, "MODULE", "no_such_module_here")
     with pytest.raises(UserError, match=r"productqa\[multilingual\]"):
         multilingual.identity()
     assert not multilingual.available()
-    with pytest.raises(UserError, match=r"productqa\[multilingual\]"):  # asked for: the build refuses
-        use_multilingual(BuildConfig(catalog="c", out=str(tmp_path), multilingual="use"), passages=[])
+    with pytest.raises(UserError, match=r"productqa\[multilingual\]"):  # asked for: the build refuses, first
+        check_config(BuildConfig(catalog="c", out=str(tmp_path), multilingual="use"))
     assert not use_multilingual(BuildConfig(catalog="c", out=str(tmp_path)), passages=[])  # auto: without it
 
 
