@@ -61,10 +61,10 @@ def question_sets(docs) -> dict:
     }
 
 
-def named(idx, hits) -> bool:
+def named(idx, hits, question: str) -> bool:
     """Index._named from the hits (the gate every system shares)."""
     fused = {i: h.fused for i, h in enumerate(hits)}
-    return idx._named(hits, list(range(len(hits))), fused)
+    return idx._named(hits, list(range(len(hits))), fused, question)
 
 
 def run(system, idx, qs) -> tuple[float, float, float]:
@@ -150,7 +150,7 @@ def main() -> int:
             def system(q):
                 idx.cards = None
                 hits = idx.retrieve(q, k=10)
-                if not hits or named(idx, hits):
+                if not hits or named(idx, hits, q):
                     return hits[:3], False
                 floor = min(h.fused for h in hits if h.fused is not None) - 1.0
                 s = ce.score(q, ml.card_texts([h.title for h in hits], [h.content for h in hits]))

@@ -30,6 +30,7 @@ batches of 64 (ms per batch, queries/s), with faiss's default OpenMP threads. Pr
 and the smallest nprobe reaching --target recall, and writes benchmarks/results/search.md.
 
     python benchmarks/search.py --slice 10000 [--searches 300]    # end to end, with title-only products
+    python benchmarks/search.py --slice 10000 --multilingual       # end to end, without and with the 2nd stage
 
 `--slice N` instead measures whole searches (`Index.retrieve`, k=3 as answering asks, the learned fusion)
 on N described products of the synthetic catalog (benchmarks/prepare.py's generator, prepared with
@@ -296,28 +297,16 @@ def title_only_slice(n: int, searches: int, command: str) -> str:
     """The `--slice` report (see the module docstring)."""
     import tempfile
 
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from prepare import generate
 
     from indexing.build import BuildConfig, build_index
     from indexing.evaluate import evaluate_retrieval
-    from indexing.prepare import prepare
     from indexing.questions import VARIANTS, make_chat_questions, make_eval_questions
     from indexing.search import load_index
 
     t_start, load0 = time.time(), os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="pqa-title-only-"))
-    m = round(n * 38 / 62)
-    generate(tmp / "synth.jsonl", int((n + m) * 1.15) + 200)  # ~2% duplicates, ~38% title-only
-    prepare([tmp / "synth.jsonl"], tmp / "synth", progress=False)
-    t = pq.read_table(tmp / "synth" / "catalog.parquet")
-    described = t.filter(t["has_description"]).slice(0, n)
-    title_only = t.filter(pc.invert(t["has_description"])).slice(0, m)
-    if described.num_rows < n or title_only.num_rows < m:
-        raise SystemExit(f"the synthetic catalog holds {described.num_rows} + {title_only.num_rows} products")
+    described, title_only = slice_catalog(n, tmp)
     builds, idx = {}, {}
     for name, table in (("described", described), ("with title-only", pa_concat(described, title_only))):
         (tmp / name).mkdir()
@@ -363,6 +352,92 @@ def title_only_slice(n: int, searches: int, command: str) -> str:
     return "\n".join(lines)
 
 
+def slice_catalog(n: int, tmp: Path):
+    """(n described products, n * 38/62 title-only ones) of the synthetic catalog (benchmarks/prepare.py's
+    generator, prepared with `productqa prepare` in `tmp`), as arrow tables."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from prepare import generate
+
+    from indexing.prepare import prepare
+
+    m = round(n * 38 / 62)
+    generate(tmp / "synth.jsonl", int((n + m) * 1.15) + 200)  # ~2% duplicates, ~38% title-only
+    prepare([tmp / "synth.jsonl"], tmp / "synth", progress=False)
+    t = pq.read_table(tmp / "synth" / "catalog.parquet")
+    described = t.filter(t["has_description"]).slice(0, n)
+    title_only = t.filter(pc.invert(t["has_description"])).slice(0, m)
+    if described.num_rows < n or title_only.num_rows < m:
+        raise SystemExit(f"the synthetic catalog holds {described.num_rows} + {title_only.num_rows} products")
+    return described, title_only
+
+
+def multilingual_slice(n: int, searches: int, command: str) -> str:
+    """The `--slice N --multilingual` report: the slice (title-only products at the real rate) built without
+    and with the multilingual second stage (indexing/multilingual.py) in one run; the same naming and
+    describing questions timed on both, alternating one question at a time; build time per stage."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from indexing.build import BuildConfig, build_index
+    from indexing.questions import (
+        make_chat_description_questions,
+        make_chat_questions,
+        make_description_questions,
+        make_eval_questions,
+    )
+    from indexing.search import load_index
+
+    t_start, load0 = time.time(), os.getloadavg()[0]
+    tmp = Path(tempfile.mkdtemp(prefix="pqa-multilingual-"))
+    (tmp / "cat").mkdir()
+    pq.write_table(pa_concat(*slice_catalog(n, tmp)), tmp / "cat" / "catalog.parquet")
+    builds, idx = {}, {}
+    for name in ("none", "use"):
+        builds[name] = build_index(BuildConfig(catalog=str(tmp / "cat"), out=str(tmp / name), progress=False,
+                                               multilingual=name))
+        idx[name] = load_index(tmp / name)
+    docs = idx["none"].docs
+    described = docs[docs["content"] != ""]
+    half = searches // 2 + 1
+    sets = {"naming": [q["question"] for q in make_eval_questions(docs, half, seed=7)
+                       + make_chat_questions(docs, half, seed=7)][:searches],
+            "describing": [q["question"] for q in make_description_questions(described, half, seed=7)
+                           + make_chat_description_questions(described, half, seed=7)][:searches]}
+    times, read = {(s, name): [] for s in sets for name in idx}, {s: 0 for s in sets}
+    for i in idx.values():
+        i.retrieve(sets["naming"][0], k=3)
+    for s, qs in sets.items():
+        for q in qs:
+            for name, i in idx.items():  # alternating: the machine's state is the same for both
+                t0 = time.perf_counter()
+                hits = i.retrieve(q, k=3)
+                times[s, name].append((time.perf_counter() - t0) * 1000)
+                read[s] += name == "use" and any(h.multilingual is not None for h in hits)
+    lines = [f"Command: `{command}`. Search end to end (`Index.retrieve`, k=3, learned fusion), one question at a "
+             f"time, {len(idx['none']):,} products ({int((docs['content'] == '').sum()):,} title-only), built "
+             f"without (`--multilingual none`, as before the stage) and with it (`use`); the same questions on "
+             f"both, alternating in one process.", "",
+             "| questions | n | read by the stage | without: p50 (ms) | p95 | with: p50 (ms) | p95 | p50 ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s, qs in sets.items():
+        a, b = np.array(times[s, "none"]), np.array(times[s, "use"])
+        lines.append(f"| {s} | {len(qs)} | {read[s] / len(qs):.0%} | "
+                     f"{np.percentile(a, 50):.1f} | {np.percentile(a, 95):.1f} | "
+                     f"{np.percentile(b, 50):.1f} | {np.percentile(b, 95):.1f} | "
+                     f"{np.percentile(b, 50) / np.percentile(a, 50):.2f}x |")
+    stages = sorted(set(builds["none"]["build_seconds"]) | set(builds["use"]["build_seconds"]))
+    lines += ["", "| build stage | without (s) | with (s) |", "|---|---:|---:|"]
+    took = {name: b["build_seconds"] for name, b in builds.items()}
+    lines += [f"| {st} | {took['none'].get(st, 0):.0f} | {took['use'].get(st, 0):.0f} |" for st in stages]
+    lines += ["", f"{os.cpu_count()} CPUs, no GPU; load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at "
+              f"end; {(time.time() - t_start) / 60:.1f} min."]
+    return "\n".join(lines)
+
+
 def pa_concat(a, b):
     import pyarrow as pa
 
@@ -382,12 +457,17 @@ def main() -> None:
     ap.add_argument("--slice", type=int, metavar="N",
                     help="instead: whole searches on N described products, with and without title-only ones added")
     ap.add_argument("--searches", type=int, default=300, help="with --slice: questions timed")
+    ap.add_argument("--multilingual", action="store_true",
+                    help="with --slice: the slice without and with the multilingual second stage")
     args = ap.parse_args()
     if args.slice:
-        text = title_only_slice(args.slice, args.searches, shlex.join(["python", "benchmarks/search.py",
-                                                                      *sys.argv[1:]]))
+        command = shlex.join(["python", "benchmarks/search.py", *sys.argv[1:]])
+        if args.multilingual:
+            text, out = multilingual_slice(args.slice, args.searches, command), "search_multilingual.md"
+        else:
+            text, out = title_only_slice(args.slice, args.searches, command), "search_title_only.md"
         print(text)
-        out = ROOT / "benchmarks" / "results" / "search_title_only.md"
+        out = ROOT / "benchmarks" / "results" / out
         out.write_text(text + "\n")
         return
     if args.queries < BATCH or args.single > args.queries:

@@ -84,6 +84,24 @@ def fuzzy_coverage(question: str, title: str) -> float:
     return near / len(words)
 
 
+_MAIN_TITLE = re.compile(r"\s*(?::|\(|\[| - | -- ).*$", re.S)
+
+
+def title_in_question(question: str, title: str) -> bool:
+    """Does the question hold every word of the title's main part (before a colon, a parenthesis or a dash), each
+    as written or `edits_allowed` edits away (adjacent swaps count once), one of them of 4 letters or more? "Explain
+    Cirucs to me." holds *Circus*, "Unless da Carol Shields vale a leitura?" holds *Unless: A Novel*. Words are
+    compared unstemmed: a stemmer cuts a typo'd word differently ("cirucs" -> "ciruc", "circus" stays)."""
+    from rapidfuzz.distance import OSA
+
+    words = _GRAM_WORDS.findall(_MAIN_TITLE.sub("", title).casefold())
+    asked = set(_GRAM_WORDS.findall(question.casefold()))
+    if not words or max(map(len, words)) < 4:
+        return False
+    return all(w in asked or any(OSA.distance(w, x, score_cutoff=edits_allowed(w)) <= edits_allowed(w) for x in asked)
+               for w in words)
+
+
 GRAM = 3  # characters per gram of the typo-tolerant title index
 
 

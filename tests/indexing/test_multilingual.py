@@ -63,6 +63,8 @@ def test_describing_questions_in_english_and_portuguese_find_their_real_product(
         assert hits[0].multilingual is not None  # the second stage read it
     named = idx.retrieve("What is 'Girls Ballet Tutu Neon Pink'?", k=3)  # a named product skips it
     assert named[0].title == "Girls Ballet Tutu Neon Pink" and named[0].multilingual is None
+    typo = idx.retrieve("Explain Cirucs to me.", k=3)  # a one-word title, typo'd, in a frame: named all the same
+    assert typo[0].title == "Circus" and typo[0].multilingual is None
 
 
 def test_an_index_without_it_loads_and_a_changed_encoder_is_refused(real_index, tmp_path, monkeypatch, capsys):
@@ -113,3 +115,13 @@ def test_added_products_get_their_cards(real_index, tmp_path):
     assert list((after.folder / "deltas").glob("*/cards.npy"))
     hits = after.retrieve("uma lanterna dobrável carregada pelo sol que ilumina a barraca por oito horas", k=3)
     assert hits[0].uid == "NEW-LANTERN", [h.title for h in hits]
+
+
+def test_glued_review_quotes_are_split_into_sentences():
+    content = ("'The whole world should Mind Map.'THE EXPRESS'Tony Buzan will do for the brain what Stephen Hawking "
+               "did for the universe.'THE TIMES")
+    assert multilingual.sentences("How to Mind Map", content) == [
+        "How to Mind Map", "'The whole world should Mind Map.'",
+        "'Tony Buzan will do for the brain what Stephen Hawking did for the universe.'"]  # sources are not sentences
+    assert multilingual.sentences("T", "One. Two three.") == ["T", "One.", "Two three."]
+    assert multilingual.sentences("T", "") == ["T"]

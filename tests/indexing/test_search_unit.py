@@ -118,3 +118,17 @@ def test_fuzzy_coverage_forgives_a_typo_per_word(question, title, expected):
     from indexing.lexical import fuzzy_coverage
 
     assert fuzzy_coverage(question, title) == expected
+
+
+@pytest.mark.parametrize("question, title, expected", [
+    ("Explain Cirucs to me.", "Circus", True),  # typo'd, unstemmed: a stemmer cuts "cirucs" to "ciruc"
+    ("Pode me dar detalhes de Geimni?", "Gemini", True),
+    ("Unless da Carol Shields vale a leitura?", "Unless: A Novel", True),  # the main title, before the colon
+    ("Heard good things about The Only. Tell me more.", "The Only Game", False),  # a word of it missing
+    ("a book about it", "It", False),  # no word of 4 letters: too easily in any question
+    ("Tell me about Mog in the Dark", "Mog in the Dark (Mog)", True),
+])
+def test_title_in_question_reads_the_main_title_a_typo_forgiven(question, title, expected):
+    from indexing.lexical import title_in_question
+
+    assert title_in_question(question, title) is expected
