@@ -52,19 +52,19 @@ def demo_index() -> str:
     return str(work / "index")
 
 
-def wait_for(url: str, proc, timeout: float = 300) -> None:
+def wait_for(url: str, proc, timeout: float = 300, path: str = "config") -> None:
     import urllib.request
 
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None:
-            raise SystemExit(f"the chat server exited with code {proc.returncode}")
+            raise SystemExit(f"the server exited with code {proc.returncode}")
         try:
-            urllib.request.urlopen(url + "config", timeout=2)
+            urllib.request.urlopen(url + path, timeout=2)
             return
         except OSError:
             time.sleep(1)
-    raise SystemExit(f"the chat server did not answer within {timeout:.0f} s")
+    raise SystemExit(f"the server did not answer within {timeout:.0f} s")
 
 
 def tree_rss_mb(pid: int) -> float:

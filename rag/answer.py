@@ -828,10 +828,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_answer_arguments(p: argparse.ArgumentParser, mode: bool = True, reload: bool = True,
-                         draft: bool = True) -> None:
-    """The flags of an AnswerConfig, declared once for ask, batch, chat and eval answers: the index, the
+                         draft: bool = True, llm_key: str = "--api-key") -> None:
+    """The flags of an AnswerConfig, declared once for ask, batch, chat, api and eval answers: the index, the
     model (--adapter, --base-model, --device), --answer-mode (unless the command has its own), the
-    engine (--engine, --llm-url, --api-key), --draft-missing and, for long-running commands,
+    engine (--engine, --llm-url, and the model server's key: `llm_key`, --api-key except in `productqa api`,
+    whose --api-key is its own clients' key), --draft-missing and, for long-running commands,
     --reload-seconds."""
     import os
 
@@ -852,8 +853,9 @@ def add_answer_arguments(p: argparse.ArgumentParser, mode: bool = True, reload: 
                         "for this command; `make vllm` installs it); default $PRODUCTQA_ENGINE")
     p.add_argument("--llm-url", metavar="URL", default=os.environ.get("PRODUCTQA_LLM_URL"),
                    help="answer through a running server instead (`productqa serve`), e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--api-key", metavar="KEY", default=os.environ.get("PRODUCTQA_API_KEY"),
-                   help="the server's API key (default $PRODUCTQA_API_KEY)")
+    env = "PRODUCTQA_API_KEY" if llm_key == "--api-key" else "PRODUCTQA_LLM_API_KEY"
+    p.add_argument(llm_key, dest="llm_api_key", metavar="KEY", default=os.environ.get(env),
+                   help=f"the model server's API key (default ${env})")
     if draft:
         p.add_argument("--draft-missing", action="store_true",
                        help="a product the catalog holds without a description: the model drafts one from its title "
@@ -871,7 +873,7 @@ def answer_config(args: argparse.Namespace, **overrides) -> AnswerConfig:
     answers from the version it loaded; one with its own --answer-mode list passes `mode`)."""
     cfg = AnswerConfig(index=args.index, adapter=args.adapter, base_model=args.base_model, device=args.device,
                        mode=getattr(args, "answer_mode", DEFAULT_MODE), engine=args.engine, llm_url=args.llm_url,
-                       api_key=args.api_key, reload_seconds=getattr(args, "reload_seconds", 0),
+                       api_key=args.llm_api_key, reload_seconds=getattr(args, "reload_seconds", 0),
                        draft_missing=getattr(args, "draft_missing", False))
     cfg = replace(cfg, **overrides)
     cfg.check()

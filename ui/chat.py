@@ -48,6 +48,7 @@ _AUTOLINK = re.compile(r"(?i)(\w)(://)|\b(www)(\.)")  # bare URLs GFM would turn
 _FOLLOWUP_WORDS = re.compile(
     r"\b(it|its|it's|this|that|these|those|they|them|one|ele|ela|eles|elas|isso|isto|dele|dela|deles|"
     r"esse|essa|este|esta|desse|dessa|deste|desta|nele|nela|o mesmo|a mesma)\b", re.IGNORECASE)
+MAX_TURNS = 8  # earlier questions of a conversation read to find the product a follow-up is about
 EMPTY_REPLY = "Please type a question about a product, for example: What is 'Mog's Kittens'?"
 ERROR_REPLY = "Sorry, something went wrong while answering this question. Please try again."
 MODEL_DOWN_REPLY = ("Sorry, the answering model is not reachable right now. Please try again in a moment: "
@@ -142,24 +143,15 @@ class ChatSession:
                 history += source_messages(hits, abstained=not close)
                 yield copy.deepcopy(history), (hits[0] if close and hits else last)
                 return
-            from rag.compare import followup_pair
-
             text, final = "", None
-            pair = followup_pair(q, hits, last, index) if prompt_q == q else None  # "how does it compare with X?"
-            for piece in self.qa.stream(prompt_q, k=k, max_new_tokens=int(max_new_tokens),
-                                        temperature=float(temperature), hits=hits, use_adapter=bool(use_adapter),
-                                        index=index, draft=None if draft is None else bool(draft),
-                                        compare=prompt_q == q, pair=pair):  # a follow-up: the last product
+            for piece in self.stream(q, k, temperature, max_new_tokens, use_adapter, last, draft,
+                                     retrieved=(hits, prompt_q, index, retrieval_ms)):
                 if isinstance(piece, Answer):
                     final = piece
                     break
                 text += piece
                 answer["content"] = escape_md(text)
                 yield copy.deepcopy(history), last
-            final.retrieval_ms += retrieval_ms
-            final.latency_ms += retrieval_ms
-            if final.first_token_ms is not None:
-                final.first_token_ms += retrieval_ms
             answer["content"] = answer_markdown(final, notice)
             history += source_messages(final.sources, final.abstained,
                                        (1, 2) if final.origin == "compare" else final.cited)
@@ -175,14 +167,61 @@ class ChatSession:
                 answer["content"] = escape_md(ERROR_REPLY)
             yield copy.deepcopy(history), last
 
+    def stream(self, q: str, k: int = 3, temperature=0.0, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, use_adapter=True,
+               last=None, draft=None, retrieved=None, mode=None):
+        """One turn's answer to the (sanitized) question `q` in a conversation whose last product is `last`: its
+        text pieces as they come, then the final `Answer` (its timings counting the retrieval). A follow-up
+        that names no product is about `last`; "how does it compare with X?" puts `last` beside X. `retrieved`:
+        `retrieve`'s result when the caller already has it; `mode`: an answer mode (default: the Answerer's).
+        The chat and the HTTP API (ui/api.py) answer here."""
+        from rag.answer import Answer
+        from rag.compare import followup_pair
+
+        hits, prompt_q, index, retrieval_ms = retrieved or self.retrieve(q, k, last)
+        pair = followup_pair(q, hits, last, index) if prompt_q == q else None  # "how does it compare with X?"
+        for piece in self.qa.stream(prompt_q, k=k, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
+                                    hits=hits, use_adapter=bool(use_adapter), index=index, mode=mode,
+                                    draft=None if draft is None else bool(draft),
+                                    compare=prompt_q == q, pair=pair):  # a follow-up: the last product
+            if isinstance(piece, Answer):
+                piece.retrieval_ms += retrieval_ms
+                piece.latency_ms += retrieval_ms
+                if piece.first_token_ms is not None:
+                    piece.first_token_ms += retrieval_ms
+                yield piece
+                return
+            yield piece
+
+    def last_product(self, questions: list[str], k: int = 3):
+        """The product a conversation's earlier questions leave it at (what the chat keeps in its state between
+        turns), for a client that sends the whole conversation each time (the HTTP API's `messages`): each
+        question in turn, a follow-up keeping the product before it, a product found replacing it."""
+        from indexing.questions import sanitize_question
+
+        last = None
+        for question in questions[-MAX_TURNS:]:
+            try:
+                q, _ = sanitize_question(question)
+            except UserError:
+                continue
+            hits, prompt_q, index, _ = self.retrieve(q, k, last)
+            if prompt_q == q and hits and not self.qa.should_abstain(hits, index):
+                last = hits[0]
+        return last
+
     def retrieve(self, q: str, k: int, last=None):
         """(hits, the question as the model sees it, the index version, retrieval ms): a follow-up that
         names no product ("and how long is it?") is about `last`, the product discussed last."""
+        from indexing.lexical import title_in_question
+
         t0 = time.perf_counter()
         index = self.qa.serving  # one index version for the whole answer, even if a new one goes live
         hits = self.qa.retrieve([q], k, index)[0]
         retrieval_ms = (time.perf_counter() - t0) * 1000  # measured here, so stream() does not count it
-        if last is not None and self.qa.should_abstain(hits, index) and is_followup(q):
+        # a follow-up: refers back ("it", "isso"), and finds nothing, or only a product it does not name ("and how
+        # long is it?" finds *The Long Kill* by one word)
+        if last is not None and is_followup(q) and (self.qa.should_abstain(hits, index) or not hits
+                                                     or not title_in_question(q, hits[0].title)):
             return [last], f"{q} (about '{last.title}')", index, retrieval_ms
         return hits, q, index, retrieval_ms
 

@@ -30,6 +30,8 @@ COMMANDS = {
     "describe": ("rag.describe", "draft descriptions for the products without one (the fine-tuned model, from the "
                                  "title alone), resumable; reviewed drafts go back with `index add`"),
     "chat": ("ui.chat", "serve the Gradio chat: streamed grounded answers with their sources"),
+    "api": ("ui.api", "serve ProductQA over HTTP: OpenAI-compatible chat completions, answers, search, products, "
+                      "metrics"),
     "demo": ("ui.demo", "run the whole pipeline on the shipped demo catalog (reuses what is built)"),
 }
 # Commands with sub-commands that live in different stages: name -> {sub: (module, help)}.

@@ -34,7 +34,7 @@ class FakeQA:
         return abstains(hits, self.threshold, score=lambda h: h.dense_score or 0)
 
     def stream(self, question, k=3, max_new_tokens=320, temperature=0.0, use_retrieval=True, hits=None,
-               use_adapter=True, index=None, draft=None, compare=None, pair=None):
+               use_adapter=True, index=None, draft=None, compare=None, pair=None, mode=None):
         self.calls.append({"question": question, "hits": hits, "use_adapter": use_adapter, "draft": draft,
                            "compare": compare})
         if self.fail:
