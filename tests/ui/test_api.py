@@ -116,6 +116,10 @@ def test_answers_search_and_products(api):
 
 def test_keys_sizes_and_malformed_bodies(api):
     url, _, _ = api
+    assert "access-control-allow-origin" not in httpx.get(  # CORS off without --cors-origin
+        url + "/healthz", headers={"Origin": "https://shop.example"}).headers
+    assert httpx.get(url + "/docs").status_code == 200 and "/v1/chat/completions" in httpx.get(
+        url + "/openapi.json").json()["paths"]  # the OpenAPI page, open like the probes
     no_key = httpx.get(url + "/v1/models")
     assert no_key.status_code == 401 and no_key.json()["error"]["code"] == "invalid_api_key"
     assert httpx.get(url + "/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -202,10 +206,15 @@ def test_a_public_address_without_a_key_is_refused(demo_index):
 def test_one_port_serves_the_chat_page_and_the_api(demo_index):
     from gradio_client import Client
 
-    proc, url = start(demo_index, "--chat", key=None)
+    proc, url = start(demo_index, "--chat", "--cors-origin", "https://shop.example", key=None)
     try:
         page = httpx.get(url + "/")
         assert page.status_code == 200 and "gradio" in page.text.lower()
+        allowed = httpx.options(url + "/v1/models", headers={"Origin": "https://shop.example",
+                                                             "Access-Control-Request-Method": "GET"})
+        assert allowed.headers.get("access-control-allow-origin") == "https://shop.example"
+        other = httpx.get(url + "/v1/models", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
         assert httpx.get(url + "/v1/models").json()["data"][0]["id"] == "productqa"  # loopback: no key needed
         messages, _ = Client(url + "/", verbose=False).predict(  # retrieval only: the page's own path, no model
             ASK, [], 3, 0.0, 24, False, True, False,
