@@ -73,15 +73,20 @@ def fuzzy_coverage(question: str, title: str) -> float:
     `edits_allowed` edits (adjacent swaps count once) of one of its words. The "not in the catalog" evidence
     reads it (indexing/search.py `Hit.coverage`): "Tell me about eGmini." names *Gemini* though no word of it
     is in any title, and an invented product's words are rarely one typo away from a title's."""
-    from rapidfuzz.distance import OSA
 
     q, t = tokenize([question, title])
     words, found = set(q), set(t)
     if not words:
         return 0.0
-    near = sum(w in found or any(OSA.distance(w, x, score_cutoff=edits_allowed(w)) <= edits_allowed(w)
-                                 for x in found) for w in words)
-    return near / len(words)
+    return sum(near(w, found) for w in words) / len(words)
+
+
+def near(word: str, words: set) -> bool:
+    """Is `word` in `words`, or `edits_allowed` edits (OSA: an adjacent swap counts once) from one of them?"""
+    from rapidfuzz.distance import OSA
+
+    k = edits_allowed(word)
+    return word in words or any(OSA.distance(word, x, score_cutoff=k) <= k for x in words)
 
 
 _MAIN_TITLE = re.compile(r"\s*(?::|\(|\[| - | -- ).*$", re.S)
@@ -92,14 +97,9 @@ def title_in_question(question: str, title: str) -> bool:
     as written or `edits_allowed` edits away (adjacent swaps count once), one of them of 4 letters or more? "Explain
     Cirucs to me." holds *Circus*, "Unless da Carol Shields vale a leitura?" holds *Unless: A Novel*. Words are
     compared unstemmed: a stemmer cuts a typo'd word differently ("cirucs" -> "ciruc", "circus" stays)."""
-    from rapidfuzz.distance import OSA
-
     words = _GRAM_WORDS.findall(_MAIN_TITLE.sub("", title).casefold())
     asked = set(_GRAM_WORDS.findall(question.casefold()))
-    if not words or max(map(len, words)) < 4:
-        return False
-    return all(w in asked or any(OSA.distance(w, x, score_cutoff=edits_allowed(w)) <= edits_allowed(w) for x in asked)
-               for w in words)
+    return bool(words) and max(map(len, words)) >= 4 and all(near(w, asked) for w in words)
 
 
 GRAM = 3  # characters per gram of the typo-tolerant title index

@@ -20,7 +20,7 @@ import argparse
 import re
 import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from indexing.errors import UserError
@@ -309,6 +309,18 @@ class Index:
 
     def __len__(self) -> int:
         return len(self.docs)
+
+    @cached_property
+    def _row_of_uid(self) -> dict:
+        return {u: i for i, u in enumerate(self.docs["uid"])}  # built once per version (a version never changes)
+
+    def product(self, uid: str) -> dict | None:
+        """One product's catalog entry (uid, title, content), or None when this version holds no such uid."""
+        row = self._row_of_uid.get(uid)
+        if row is None:
+            return None
+        d = self.docs.iloc[row]
+        return {"uid": d["uid"], "title": d["title"], "content": d["content"]}
 
     def search_dense(self, xq, k: int):
         """(cosine D [nq, k], rows I [nq, k]) of titles for question vectors xq; -1 where fewer than k hits."""

@@ -116,24 +116,6 @@ class Metrics:
         self.answer.labels("total").observe(ans.latency_ms / 1000)
 
 
-class Limiter:
-    """At most `n` answers in flight; the next one is refused at once (429), never queued without bound."""
-
-    def __init__(self, n: int):
-        self.n, self.used, self.lock = n, 0, threading.Lock()
-
-    def take(self) -> None:
-        with self.lock:
-            if self.used >= self.n:
-                raise ApiError(429, f"too many requests in flight (at most {self.n}); retry shortly",
-                               code="rate_limit_exceeded", headers={"Retry-After": "1"})
-            self.used += 1
-
-    def give(self) -> None:
-        with self.lock:
-            self.used -= 1
-
-
 def content_text(content) -> str:
     """A message's text: a string, or OpenAI's content parts [{"type": "text", "text": ...}]."""
     if content is None:
@@ -158,7 +140,8 @@ def build_app(qa, cfg: ApiConfig):
     from indexing.questions import sanitize_question
     from ui.chat import ChatSession
 
-    session, metrics, limiter = ChatSession(qa), Metrics(qa), Limiter(cfg.max_concurrency)
+    # at most max_concurrency answers in flight; the next is refused at once (429), never queued without bound
+    session, metrics, slots = ChatSession(qa), Metrics(qa), threading.BoundedSemaphore(cfg.max_concurrency)
 
     class Message(BaseModel):
         model_config = ConfigDict(extra="allow")
@@ -216,7 +199,7 @@ def build_app(qa, cfg: ApiConfig):
                                        "invalid_request", where or None), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, e: StarletteHTTPException):
+    async def http_error(request: Request, e: StarletteHTTPException):  # FastAPI's own: an unknown route, ...
         return JSONResponse(error_body(e.status_code, str(e.detail)), e.status_code, headers=e.headers)
 
     @app.middleware("http")
@@ -229,20 +212,20 @@ def build_app(qa, cfg: ApiConfig):
                 response = JSONResponse(error_body(401, "a valid API key is required: Authorization: Bearer KEY",
                                                    "invalid_api_key"), 401, headers={"WWW-Authenticate": "Bearer"})
                 return finish(request, response, t0)
+        # the body limit here, not FastAPI's max_body_size: that one answers 413 in plain text, before any handler
+        # can give it OpenAI's error shape
+        too_big = JSONResponse(error_body(413, f"request body over {cfg.max_body_bytes:,} bytes", "body_too_large"),
+                               413)
         size = request.headers.get("content-length")
         if size is not None and (not size.isdigit() or int(size) > cfg.max_body_bytes):
-            response = JSONResponse(error_body(413, f"request body over {cfg.max_body_bytes:,} bytes",
-                                               "body_too_large"), 413)
-            return finish(request, response, t0)
+            return finish(request, too_big, t0)
         if size is None and request.method in ("POST", "PUT", "PATCH"):
             body = b""
-            async for chunk in request.stream():  # chunked: count as it comes
+            async for chunk in request.stream():  # chunked: counted as it comes
                 body += chunk
                 if len(body) > cfg.max_body_bytes:
-                    response = JSONResponse(error_body(413, f"request body over {cfg.max_body_bytes:,} bytes",
-                                                       "body_too_large"), 413)
-                    return finish(request, response, t0)
-            request._body = body  # starlette reads the cached body in the route
+                    return finish(request, too_big, t0)
+            request._body = body  # what the route reads (starlette replays a body read in middleware)
         return finish(request, await call_next(request), t0)
 
     def finish(request, response, t0):
@@ -263,7 +246,9 @@ def build_app(qa, cfg: ApiConfig):
         """One of the --max-concurrency answers in flight (429 when none is free), released once."""
 
         def __init__(self):
-            limiter.take()
+            if not slots.acquire(blocking=False):
+                raise ApiError(429, f"too many requests in flight (at most {cfg.max_concurrency}); retry shortly",
+                               code="rate_limit_exceeded", headers={"Retry-After": "1"})
             metrics.in_flight.inc()
             self.held = True
 
@@ -271,17 +256,13 @@ def build_app(qa, cfg: ApiConfig):
             if self.held:
                 self.held = False
                 metrics.in_flight.dec()
-                limiter.give()
+                slots.release()
 
-    def answer(q: str, k: int, temperature: float, max_tokens: int, last=None, mode=None, draft=None):
-        """The answer's pieces, then its Answer (the chat's path)."""
-        yield from session.stream(q, k, temperature, max_tokens, last=last, draft=draft, mode=mode)
-
-    def answered(*a, **kw):
-        """The final Answer, holding a slot while it is worked on."""
+    def answered(q: str, k: int, temperature: float, max_tokens: int, last=None, mode=None, draft=None):
+        """The final Answer (the chat's path), holding a slot while it is worked on."""
         slot = Slot()
         try:
-            *_, ans = answer(*a, **kw)
+            *_, ans = session.stream(q, k, temperature, max_tokens, last=last, draft=draft, mode=mode)
         finally:
             slot.release()
         metrics.observe(ans)
@@ -334,7 +315,7 @@ def build_app(qa, cfg: ApiConfig):
             said = ""
             try:
                 last = session.last_product(asked[:-1], k) if len(asked) > 1 else None
-                for piece in answer(q, k, temperature, max_tokens, last, mode=body.mode):
+                for piece in session.stream(q, k, temperature, max_tokens, last=last, mode=body.mode):
                     if isinstance(piece, str):
                         said += piece
                         yield chunk({"content": piece})
@@ -398,13 +379,11 @@ def build_app(qa, cfg: ApiConfig):
     @app.get("/v1/products/{uid}", summary="One product's catalog entry (404 if the index holds none)")
     def product(uid: str):
         index = qa.serving
-        row = rows_of(index).get(uid)
-        if row is None:
+        entry = index.product(uid)
+        if entry is None:
             raise ApiError(404, f"no product with uid {uid!r} in index version {getattr(index, 'version', None)}",
                            code="product_not_found", param="uid")
-        d = index.docs.iloc[row]
-        return {"uid": d["uid"], "title": d["title"], "content": d["content"],
-                "has_description": bool(d["content"]), "index_version": getattr(index, "version", None)}
+        return {**entry, "has_description": bool(entry["content"]), "index_version": getattr(index, "version", None)}
 
     # ----------------------------------------------------------------- operations
 
@@ -441,20 +420,8 @@ def build_app(qa, cfg: ApiConfig):
         blocks.queue(default_concurrency_limit=cfg.max_concurrency, max_size=512)
         app = gr.mount_gradio_app(app, blocks, path="/", auth=cfg.chat_auth, ssr_mode=False, show_error=False,
                                   enable_monitoring=False, theme=theme)
-    app.state.metrics, app.state.limiter = metrics, limiter
+    app.state.metrics = metrics
     return app
-
-
-_ROWS: dict = {}
-
-
-def rows_of(index) -> dict:
-    """{uid: row} of an index version, built once per version (a product lookup at 2.2M is one dict get)."""
-    key = (id(index), getattr(index, "version", None))
-    if key not in _ROWS:
-        _ROWS.clear()  # only the version serving is kept
-        _ROWS[key] = {u: i for i, u in enumerate(index.docs["uid"])}
-    return _ROWS[key]
 
 
 def tail(said: str, ans) -> str:

@@ -195,36 +195,43 @@ class ChatSession:
     def last_product(self, questions: list[str], k: int = 3):
         """The product a conversation's earlier questions leave it at (what the chat keeps in its state between
         turns), for a client that sends the whole conversation each time (the HTTP API's `messages`): each
-        question in turn, a follow-up keeping the product before it, a product found replacing it."""
+        question in turn, a follow-up keeping the product before it, a product found replacing it. One
+        retrieval for all of them."""
         from indexing.questions import sanitize_question
 
-        last = None
+        qs = []
         for question in questions[-MAX_TURNS:]:
             try:
-                q, _ = sanitize_question(question)
+                qs.append(sanitize_question(question)[0])
             except UserError:
                 continue
-            hits, prompt_q, index, _ = self.retrieve(q, k, last)
-            if prompt_q == q and hits and not self.qa.should_abstain(hits, index):
+        if not qs:
+            return None
+        index = self.qa.serving
+        last = None
+        for q, hits in zip(qs, self.qa.retrieve(qs, k, index)):
+            if not self._follows(q, hits, last, index) and hits and not self.qa.should_abstain(hits, index):
                 last = hits[0]
         return last
+
+    def _follows(self, q: str, hits: list, last, index) -> bool:
+        """Is `q` about `last`? It refers back ("it", "isso") and finds nothing, or only a product it does not
+        name ("and how long is it?" finds *The Long Kill* by one word)."""
+        from indexing.lexical import title_in_question
+
+        return last is not None and is_followup(q) and (not hits or self.qa.should_abstain(hits, index)
+                                                         or not title_in_question(q, hits[0].title))
 
     def retrieve(self, q: str, k: int, last=None):
         """(hits, the question as the model sees it, the index version, retrieval ms): a follow-up that
         names no product ("and how long is it?") is about `last`, the product discussed last."""
-        from indexing.lexical import title_in_question
-
         t0 = time.perf_counter()
         index = self.qa.serving  # one index version for the whole answer, even if a new one goes live
         hits = self.qa.retrieve([q], k, index)[0]
         retrieval_ms = (time.perf_counter() - t0) * 1000  # measured here, so stream() does not count it
-        # a follow-up: refers back ("it", "isso"), and finds nothing, or only a product it does not name ("and how
-        # long is it?" finds *The Long Kill* by one word)
-        if last is not None and is_followup(q) and (self.qa.should_abstain(hits, index) or not hits
-                                                     or not title_in_question(q, hits[0].title)):
+        if self._follows(q, hits, last, index):
             return [last], f"{q} (about '{last.title}')", index, retrieval_ms
         return hits, q, index, retrieval_ms
-
 
 def answer_markdown(final, notice: str | None = None) -> str:
     """A finished answer as the chat shows it: the cited product as a heading, the text, where it came
