@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ART ?= artifacts/demo
 
-.PHONY: install vllm browser demo test test-long bench docs lint upgrade clean
+.PHONY: install vllm browser demo test test-long bench docs lint upgrade clean gpu-wheels
 
 # Installs are reproducible: requirements/lock.txt holds every package at the version the tests
 # passed with (pip-compile output), installed without resolving (pip --no-deps), then the
@@ -95,6 +95,20 @@ upgrade: install
 	  --unsafe-package torchcodec -o $(VLLM_LOCK) requirements/vllm.in
 
 # ruff (configured in pyproject.toml); .ci/run runs it before the tests
+# What benchmarks/gpu_check.sh needs on a GPU machine without a package index (Python 3.12 there): the wheels it
+# lacks, into .whl/, and MiniLM as an fp16 copy (.gpu-model/, 45 MB: the packaged fp32 model is over a call's
+# 64 MiB). Both are git-ignored; they travel with the command (two calls: one carries each).
+GPU_WHEELS := faiss-cpu bm25s pystemmer lightgbm rapidfuzz semantic-text-splitter orjson ijson
+gpu-wheels: install
+	rm -rf .whl .gpu-model && mkdir -p .whl
+	for p in $(GPU_WHEELS); do v=$$(grep -i "^$$p==" $(LOCK) | cut -d' ' -f1); \
+	  $(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+	    --platform manylinux2014_x86_64 -d .whl "$$v" || exit 1; done
+	$(BIN)/python -c "from sentence_transformers import SentenceTransformer as S; from indexing.embed import \
+	default_model_path as d; m = S(str(d()), device='cpu').half(); m.save('.gpu-model')"
+	du -sh .whl .gpu-model
+
 lint: install
 	$(BIN)/ruff check .
 

@@ -6,15 +6,19 @@ ANN recall, `ask` and the chat at full size.
 1. the synthetic trn.json of the real size (2,248,619 lines; benchmarks/prepare.py makes it once)
 2. `productqa prepare` of all of it (1,370,282 products)
 3. `productqa index build` of `--products` products (0 = all) with `--build-args` (default: int8 MiniLM titles,
-   static passages, passages cut by characters); resumable: when
+   static passages, passages cut by characters, no multilingual stage: its cards are embedded in one piece after
+   the shards, ~2.4 h for 2.2M products here, and are not resumable); resumable: when
    it is interrupted, run this again and the build continues from its last finished shard (the table
    then says how many shards an earlier run had embedded)
-4. in a child process: index load time and RSS; 1,000 one-at-a-time hybrid searches (p50 / p95); the
-   ANN indexes' recall@10 against exact search (nprobe = nlist scans every list) at several nprobe, with
-   their time per query, on 200 questions
+4. in a child process: index load time and RSS; 1,000 one-at-a-time hybrid searches (p50 / p95); where a
+   search's time goes (cProfile over 300 of them, per stage); recall@10 of the built ANN indexes against
+   exact search on 200 questions (benchmarks/ann_full.py compares the structures)
 5. `productqa ask` on 3 questions (base model, default answer mode): ready time = process wall time -
    the answer's latency, peak RSS, the answers
-6. `productqa chat`: seconds until it serves its page, RSS then
+6. `productqa chat` and `productqa api`: seconds until they serve (the API: an answer to POST /v1/answers), RSS
+7. `index add` of 1,000 new products and `index remove` of them (the index ends as built), against the
+   build's time and bytes, with how long after each commit a serving process (indexing.follow.Follower,
+   polling every second) answers from the new version
 
 Each stage runs in its own process, nothing else running; wall time and peak RSS (the process tree,
 polled) per stage. Writes benchmarks/results/full_scale.md.
@@ -35,7 +39,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-FAST = "--title-encoder minilm-int8 --passage-encoder static --passage-split chars"
+FAST = "--title-encoder minilm-int8 --passage-encoder static --passage-split chars --multilingual none"
+# where a search's time goes: (stage, the functions whose cumulative time it is), from cProfile
+STAGES = (("question embedding", ("embed",)), ("title vectors (ANN + re-rank)", ("search_dense",)),
+          ("passage vectors (ANN + re-rank)", ("search_passages",)), ("BM25 titles + passages", ("search_bm25",)),
+          ("BM25 title trigrams", ("bm25_search",)), ("word coverage", ("_coverage",)),
+          ("cosines of every candidate", ("_cosines",)), ("the ranker's features", ("features",)),
+          ("LightGBM", ("score",)), ("multilingual second stage", ("_rerank",)))
 
 
 def du(path: Path) -> int:
@@ -65,31 +75,77 @@ def probe(index: str, n: int, recall_n: int = 200) -> dict:
         t.append((time.perf_counter() - t1) * 1000)
     out.update(n=len(qs), p50=float(np.percentile(t, 50)), p95=float(np.percentile(t, 95)),
                rss_searched=psutil.Process().memory_info().rss)
+    out["stages"] = stage_times(idx, qs[:300])
     sample = [focus(q) for q in qs[:: max(1, len(qs) // recall_n)][:recall_n]]
     out["recall"] = {}
     for name, model, index_ in (("titles", idx.model, idx._cpu["titles"]),
                                 ("passages", idx.passage_model, idx._cpu.get("passages"))):
-        ivf = faiss.try_extract_index_ivf(index_) if index_ is not None else None
-        if ivf is None:
+        if index_ is None or not hasattr(index_, "rerank"):
             continue
+        X = index_.exact  # by id: the exact ground truth, searched flat
+        exact = faiss.IndexFlatIP(X.shape[1])
+        exact.add(np.ascontiguousarray(X))
         xq = embed(model, sample)
-        ivf.nprobe = ivf.nlist  # every list: exact
-        t1 = time.perf_counter()
-        _, I_exact = index_.search(xq, 10)
-        rows = [{"nprobe": ivf.nlist, "recall@10": 1.0, "ms": (time.perf_counter() - t1) * 1000 / len(xq)}]
-        for nprobe in (8, 16, 32, 64, 128):
-            ivf.nprobe = nprobe
-            t1 = time.perf_counter()
-            _, I = index_.search(xq, 10)
-            ms = (time.perf_counter() - t1) * 1000 / len(xq)
-            rec = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, I_exact)])
-            rows.append({"nprobe": nprobe, "recall@10": float(rec), "ms": ms})
-        out["recall"][name] = {"nlist": ivf.nlist, "ntotal": index_.ntotal, "rows": rows}
+        _, I_exact = exact.search(xq, 10)
+        exact.reset()
+        _, I = index_.search(xq, 10)
+        rec = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, I_exact)])
+        out["recall"][name] = {"ntotal": index_.ntotal, "recall@10": float(rec), "nprobe":
+                               faiss.extract_index_ivf(index_.index).nprobe, "rerank": index_.rerank}
     return out
 
 
-def chat_ready(cli: list[str], index: Path, timeout: float = 600) -> tuple[float, int]:
-    """Seconds until `productqa chat` serves its page, and its RSS then."""
+def stage_times(idx, qs: list[str]) -> list:
+    """[(stage, ms per question)]: cProfile's cumulative time of each STAGES function over one-at-a-time searches."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    for q in qs:
+        idx.retrieve(q, k=5)
+    prof.disable()
+    total = (time.perf_counter() - t0) * 1000 / len(qs)
+    cum = {}
+    for (_, _, fn), (_, _, _, ct, _) in pstats.Stats(prof).stats.items():
+        cum[fn] = cum.get(fn, 0.0) + ct
+    rows = [(stage, sum(cum.get(f, 0.0) for f in fns) * 1000 / len(qs)) for stage, fns in STAGES]
+    return rows + [("whole search (profiled)", total)]
+
+
+def updates(index: Path, work: Path, cli: list[str]) -> list:
+    """Rows for `index add` of 1,000 new products and `index remove` of them, each a fresh process, with the bytes
+    the new version wrote and how long a Follower (this process, polling every second) took to serve it."""
+    from prepare import run_measured
+    from update import files, new_products
+
+    from indexing.follow import Follower
+    from indexing.store import current_version, live_folder
+
+    follower = Follower(index, reload_seconds=1.0, log=lambda m: None)
+    new = work / "new_1000.jsonl"
+    uids = new_products(new, 0, 1000)
+    rows = []
+    for name, args in (("index add (1,000 new products)", ["index", "add", "--index", str(index), "--input", str(new),
+                                                           "--quiet"]),
+                       ("index remove (the same 1,000)", ["index", "remove", "--index", str(index), "--uid", *uids])):
+        before = files(live_folder(index))
+        secs, peak, _ = run_measured(cli + args + ["--no-compact"])
+        committed = time.time()
+        now = files(live_folder(index))
+        wrote = sum(size for ino, size in now.items() if ino not in before)
+        v = current_version(index)
+        while follower.current.version != v and time.time() - committed < 120:
+            time.sleep(0.05)
+        rows.append((name, secs, peak, wrote, time.time() - committed, follower.current.version == v))
+    follower.close()
+    return rows
+
+
+def serve_until(cli: list[str], command: str, index: Path, ready, timeout: float = 600) -> tuple[float, int, object]:
+    """Start `productqa COMMAND --index INDEX --port P`; (seconds until `ready(port)` returns something, the process
+    tree's RSS then, what it returned)."""
     import httpx
     import psutil
 
@@ -97,25 +153,38 @@ def chat_ready(cli: list[str], index: Path, timeout: float = 600) -> tuple[float
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.perf_counter()
-    p = subprocess.Popen(cli + ["chat", "--index", str(index), "--port", str(port)], stdout=subprocess.DEVNULL,
+    p = subprocess.Popen(cli + [command, "--index", str(index), "--port", str(port)], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     try:
         while time.perf_counter() - t0 < timeout:
             if p.poll() is not None:
-                raise SystemExit("productqa chat exited before serving")
+                raise SystemExit(f"productqa {command} exited before serving")
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                got = ready(port)
+                if got is not None:
                     secs = time.perf_counter() - t0
                     proc = psutil.Process(p.pid)
-                    rss = sum(c.memory_info().rss for c in [proc, *proc.children(recursive=True)])
-                    return secs, rss
+                    return secs, sum(c.memory_info().rss for c in [proc, *proc.children(recursive=True)]), got
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        raise SystemExit("productqa chat did not serve within the timeout")
+        raise SystemExit(f"productqa {command} did not serve within the timeout")
     finally:
         p.terminate()
         p.wait(30)
+
+
+def chat_page(port: int):
+    import httpx
+
+    return True if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200 else None
+
+
+def api_answer(port: int):
+    import httpx
+
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/answers", json={"question": "What is 'Mog's Kittens'?"}, timeout=60)
+    return r.json() if r.status_code == 200 else None
 
 
 def main() -> None:
@@ -194,8 +263,16 @@ def main() -> None:
         rows.append(("ask (base model, auto mode)", f"What is '{title[:30]}...'?", secs, peak,
                      f"ready in {secs - ans['latency_ms'] / 1000:.1f} s; answer {ans['latency_ms']:.0f} ms, origin "
                      f"{ans['origin']}" + (f", picked by {ans['picked_by']}" if ans.get("picked_by") else "")))
-    secs, rss = chat_ready(cli, index)
+    secs, rss, _ = serve_until(cli, "chat", index, chat_page)
     rows.append(("chat (`productqa chat`)", "until its page is served", secs, rss, "RSS once serving"))
+    secs, rss, api = serve_until(cli, "api", index, api_answer)
+    rows.append(("api (`productqa api`)", "until POST /v1/answers answers", secs, rss,
+                 f"RSS once serving; origin {api['origin']}, index version {api.get('index_version')}"))
+    build_bytes = du(index)
+    for name, secs, peak, wrote, lag, seen in updates(index, work, cli):
+        rows.append((name, f"{secs / b['secs']:.2%} of the build's time, {wrote / build_bytes:.3%} of its bytes",
+                     secs, peak, f"wrote {wrote / 2**20:.1f} MB; a Follower served it {lag:.1f} s after the commit"
+                     + ("" if seen else " (NOT seen within 120 s)")))
 
     lines = [f"Synthetic catalog of the real size and token counts (benchmarks/prepare.py, generator v2), this machine "
              f"({os.cpu_count()} CPUs, no GPU), nothing else running. Command: `python benchmarks/full_scale.py"
@@ -208,11 +285,14 @@ def main() -> None:
     lines += ["", "Index build by stage (meta.json `build_seconds`):", "",
               "| " + " | ".join(bs) + " |", "|" + "---:|" * len(bs),
               "| " + " | ".join(f"{v:,.1f}" for v in bs.values()) + " |"]
+    lines += ["", "Where a search's time goes (cProfile over 300 of the questions, one at a time; a stage's time "
+              "includes the profiler's overhead):", "", "| stage | ms per question |", "|---|---:|"]
+    lines += [f"| {stage} | {ms:.1f} |" for stage, ms in s["stages"]]
+    lines += ["", "recall@10 of the built ANN indexes against exact search (200 questions):", "",
+              "| vectors | index | vectors | nprobe | re-rank | recall@10 |", "|---|---|---:|---:|---:|---:|"]
     for name, r in s["recall"].items():
-        lines += ["", f"ANN recall@10 against exact search, {name} ({r['ntotal']:,} vectors, IVF-Flat, "
-                  f"nlist {r['nlist']}; {len(s and r['rows'])} settings, 200 questions):", "",
-                  "| nprobe | recall@10 | ms per query |", "|---:|---:|---:|"]
-        lines += [f"| {x['nprobe']} | {x['recall@10']:.3f} | {x['ms']:.2f} |" for x in r["rows"]]
+        kind = meta["index_type"] if name == "titles" else meta["passages"]["index_type"]
+        lines.append(f"| {name} | {kind} | {r['ntotal']:,} | {r['nprobe']} | {r['rerank']} | {r['recall@10']:.3f} |")
     lines += ["", "Answers:", ""]
     lines += [f"- {a['question']} → ({a['origin']}) {a['answer'][:160]}..." for a in answers]
     write_result("full_scale.md", "\n".join(lines))

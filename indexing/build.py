@@ -49,7 +49,7 @@ class BuildConfig:
     title_encoder: str = DEFAULT_TITLE_ENCODER  # auto | minilm | minilm-int8 | static (indexing/embed.py)
     passage_encoder: str = DEFAULT_PASSAGE_ENCODER  # minilm | minilm-int8 | static | none (BM25 alone)
     lexical: str = "title"  # what the title BM25 indexes: "title", "title+content" or "2title+content"
-    index_type: str = "auto"  # auto | flat | ivf
+    index_type: str = "auto"  # auto | flat | ivf | ivfpq (indexing/vectors.py)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see indexing/embed.py)
     shard_size: int = 4096  # products per shard: the most embedding work a crash can lose
     engine: str = "local"  # local (this process) | ray (Ray Data: local Ray or a cluster)
@@ -175,10 +175,12 @@ def _build(cfg: BuildConfig) -> dict:
                 write_cards(cfg, tmp, docs, meta)
         meta["build_seconds"] = {"embed": round(t_embed, 1), **seconds}
         meta = write_meta(tmp, meta)
+        described = passages is not None
+        del docs, passages  # the loaded version holds its own copies: at full size ~2 GB less at the peak
         index = Index(tmp, model=cfg.model)
 
         # 4. the fusion, learned from questions about this catalog
-        if cfg.ranker and passages is not None:
+        if cfg.ranker and described:
             with timed(meta["build_seconds"], "ranker"):
                 train_ranker(cfg, tmp, index, meta)
 
@@ -346,7 +348,7 @@ def write_passage_indexes(cfg: BuildConfig, tmp, encoders: dict, docs, passages,
     meta["passages"] describes them."""
     from indexing.lexical import build_bm25
     from indexing.store import BM25_PASSAGES, PASSAGE_VECTORS, write_bm25, write_faiss, write_passages
-    from indexing.vectors import make_faiss_parts
+    from indexing.vectors import PASSAGES_LARGE, make_faiss_parts
 
     pinfo = {}
     with timed(seconds, "faiss_passages"):
@@ -357,7 +359,7 @@ def write_passage_indexes(cfg: BuildConfig, tmp, encoders: dict, docs, passages,
                 from indexing.embed import embed, load_kind
 
                 pdim = int(embed(load_kind(encoders["passages"], cfg.device), ["width"]).shape[1])
-            pindex, pinfo = make_faiss_parts(parts, len(passages), pdim, cfg.index_type)
+            pindex, pinfo = make_faiss_parts(parts, len(passages), pdim, cfg.index_type, PASSAGES_LARGE)
             pinfo["dim"] = pdim
             write_faiss(tmp, pindex, PASSAGE_VECTORS)
             del pindex
@@ -395,7 +397,7 @@ def write_cards(cfg: BuildConfig, tmp, docs, meta: dict) -> None:
 
     X = multilingual.embed(multilingual.card_texts(docs["title"].tolist(), docs["content"].tolist()),
                            progress=cfg.progress)
-    index, info = make_faiss(X, docs["id"].to_numpy(), cfg.index_type)
+    index, info = make_faiss(X, docs["id"].to_numpy(), cfg.index_type, large="ivf")  # the type cards were measured with
     write_faiss(tmp, index, multilingual.CARDS)
     meta["multilingual"] = {**multilingual.identity(), "count": len(docs), "dim": int(X.shape[1]), **info}
 

@@ -24,7 +24,12 @@ from pathlib import Path
 
 from indexing.embed import DEFAULT_PASSAGE_ENCODER, DEFAULT_TITLE_ENCODER, ENCODERS, PASSAGE_ENCODERS
 from indexing.texts import DEFAULT_PASSAGE_TOKENS, LEXICAL_FIELDS
-from indexing.vectors import FLAT_MAX
+from indexing.vectors import FLAT_MAX, RERANKED
+
+
+def ivfpq(info: dict) -> str:
+    """`index info`'s words for an ivfpq index's codes and short list."""
+    return f", {info['codes']} codes, re-rank {info['rerank']}" if info.get("index_type") in RERANKED else ""
 
 
 def format_info(folder: str | Path, meta: dict, versions: dict | None = None) -> str:
@@ -37,12 +42,13 @@ def format_info(folder: str | Path, meta: dict, versions: dict | None = None) ->
         f"index:      {folder}",
         f"products:   {m['count']:,}",
         f"dense:      {m['index_type']}"
-        + (f" (nlist {m['nlist']}, nprobe {m['nprobe']})" if m["index_type"] == "ivf" else "")
+        + (f" (nlist {m['nlist']}, nprobe {m['nprobe']}{ivfpq(m)})" if m["index_type"] in ("ivf", *RERANKED) else "")
         + f", dim {m['dim']}, {m['metric']}, embeds {m['embed']}",
         (f"passages:   {p['count']:,} description passages of at most {p['max_tokens']} tokens"
          f"{' (counted in characters)' if p.get('split') == 'chars' else ''}, "
          f"{p.get('index_type', 'no vectors (BM25 alone)')}"
-         + (f" (nlist {p['nlist']}, nprobe {p['nprobe']})" if p.get("index_type") == "ivf" else ""))
+         + (f" (nlist {p['nlist']}, nprobe {p['nprobe']}{ivfpq(p)})" if p.get("index_type") in ("ivf", *RERANKED)
+            else ""))
         if p else f"passages:   none: titles only ({REBUILD_HINT})",
         f"model:      {m['embedding_model']['name']} (hash {m['embedding_model']['hash'][:12]}), titles"
         + (f"; passages: {pe['name']} (hash {pe['hash'][:12]})"
@@ -147,8 +153,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what the dense vectors encode (default: title; see docs/results.md for the measurement)")
     b.add_argument("--lexical", choices=tuple(LEXICAL_FIELDS), default="title",
                    help="what BM25 indexes (default: title; see docs/results.md for the measurement)")
-    b.add_argument("--index-type", choices=("auto", "flat", "ivf"), default="auto",
-                   help=f"auto = exact up to {FLAT_MAX:,} products, IVF above")
+    b.add_argument("--index-type", choices=("auto", "flat", "ivf", *RERANKED), default="auto",
+                   help=f"auto = exact up to {FLAT_MAX:,} products; above: titles ivfpq (IVF with 4-bit "
+                        "fast-scan codes + exact re-rank), passages ivfsq (8-bit codes + exact re-rank); "
+                        "ivf: IVF-Flat, the type before")
     b.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="auto = bf16 on bf16-capable CPUs, fp16 on CUDA")
     b.add_argument("--fusion", choices=("learned", "rule"), default="learned",

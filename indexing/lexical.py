@@ -48,18 +48,86 @@ def tokenize(texts: list[str], progress: bool = False) -> list[list[str]]:
 
 
 def build_bm25(texts: list[str], progress: bool = False):
-    """A bm25s index over `texts`. Its vocabulary is numbered in sorted order: bm25s numbers tokens in
-    set-iteration order, which changes from process to process, and a resumed index build must write
-    the same files as an uninterrupted one."""
+    """A bm25s index over `texts`: what `bm25s.BM25().index(bm25s.tokenize(texts, ...))` builds (the same tokens,
+    scores and layout: tests/indexing/test_lexical.py), in array operations (`tokenize_corpus`, `index_arrays`);
+    bm25s loops over documents and tokens in Python, ~5x slower at full size (docs/results.md). Its vocabulary is
+    numbered in sorted order: bm25s numbers tokens in set-iteration order, which changes from process to process,
+    and a resumed index build must write the same files as an uninterrupted one."""
+    return index_arrays(*tokenize_corpus(texts, progress))
+
+
+# bm25s.tokenize's default pattern, r"(?u)\b\w\w+\b", without its word boundaries: a greedy run of word
+# characters starts and ends at one anyway, so both find the same tokens, 3.5x faster (tests/indexing/test_lexical.py)
+TOKEN = re.compile(r"\w\w+")
+CHUNK = 50_000  # texts per step of the corpus tokenizer (bounds its Python objects in memory)
+
+
+def tokenize_corpus(texts: list[str], progress: bool = False) -> tuple["np.ndarray", "np.ndarray", list[str]]:
+    """(token ids [all tokens] into `words`, tokens per text [n], words in sorted order): `tokenize` of every text
+    (bm25s.tokenize: lower-cased, split by its pattern, stop words
+    dropped, then stemmed), with the words numbered once per corpus instead of once per token."""
+    from itertools import chain
+
+    import numpy as np
+    import pandas as pd
+    from tqdm import tqdm
+
+    split, ids = TOKEN.findall, {}
+    flat, lengths = [], np.zeros(len(texts), dtype=np.int64)
+    for a in tqdm(range(0, len(texts), CHUNK), desc="bm25 words", unit="chunk", disable=not progress, leave=False):
+        toks = [split(t.lower()) for t in texts[a: a + CHUNK]]
+        lengths[a: a + len(toks)] = [len(t) for t in toks]
+        codes, uniq = pd.factorize(np.fromiter(chain.from_iterable(toks), dtype=object, count=int(
+            lengths[a: a + len(toks)].sum())))
+        flat.append(np.fromiter((ids.setdefault(w, len(ids)) for w in uniq), np.int64, len(uniq))[codes])
+    surface = list(ids)
+    stop = set(_stopwords())
+    kept = np.fromiter((w not in stop for w in surface), dtype=bool, count=len(surface))
+    stems = _stemmer().stemWords([w for w, k in zip(surface, kept) if k])
+    words = sorted(set(stems))
+    number = {w: i for i, w in enumerate(words)}
+    stem_of = np.full(len(surface), -1, dtype=np.int64)
+    stem_of[kept] = [number[w] for w in stems]
+    tok = np.concatenate(flat) if flat else np.zeros(0, dtype=np.int64)
+    doc = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+    keep = kept[tok]
+    return stem_of[tok[keep]], np.bincount(doc[keep], minlength=len(texts)).astype(np.int64), words
+
+
+def index_arrays(tok: "np.ndarray", lengths: "np.ndarray", words: list[str], k1: float = 1.5, b: float = 0.75):
+    """A bm25s.BM25 (lucene, bm25s's defaults) over documents given as one array of token ids `tok` (into `words`)
+    and their `lengths`: the scores, CSC layout (rows ascending in each column) and vocabulary that
+    `bm25s.BM25().index(Tokenized(ids, vocab))` makes, computed per token array instead of per document."""
     import bm25s
     import numpy as np
 
-    tok = bm25s.tokenize(texts, stopwords=_stopwords(), stemmer=_stemmer(), show_progress=progress, leave=False)
-    words = sorted(tok.vocab)
-    remap = np.empty(len(words), dtype=np.int64)
-    remap[[tok.vocab[w] for w in words]] = np.arange(len(words))
-    ids = [remap[np.asarray(doc, dtype=np.int64)].tolist() for doc in tok.ids]
-    return _index(ids, words, progress)
+    bm = bm25s.BM25(k1=k1, b=b)
+    n, n_words = len(lengths), len(words)
+    avg = float(lengths.mean()) if n else 0.0
+    rows, cols, tfs = [], [], []
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    for a in range(0, n, 200_000):  # (document, word) pairs with their counts, documents in order
+        z = min(a + 200_000, n)
+        doc = np.repeat(np.arange(a, z, dtype=np.int64), lengths[a:z])
+        key, tf = _unique(doc * max(n_words, 1) + tok[starts[a]: starts[z]], counts=True)
+        rows.append((key // max(n_words, 1)).astype(np.int32))
+        cols.append((key % max(n_words, 1)).astype(np.int32))
+        tfs.append(tf.astype(np.float32))
+    rows, cols, tf = (np.concatenate(x) if x else np.zeros(0, t) for x, t in
+                      ((rows, np.int32), (cols, np.int32), (tfs, np.float32)))
+    df = np.bincount(cols, minlength=n_words)
+    idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)  # bm25s keeps idf as float32
+    tfc = tf / (k1 * ((1 - b) + b * lengths[rows] / avg) + tf) if len(tf) else tf
+    order = np.argsort(cols, kind="stable")  # by word, then document: CSC
+    bm.scores = {"data": (idf[cols] * tfc)[order].astype(np.float32), "indices": rows[order],
+                 "indptr": np.concatenate([[0], np.cumsum(df)]).astype(np.int64), "num_docs": n}
+    vocab = {w: i for i, w in enumerate(words)}
+    if "" not in vocab:  # bm25s adds the empty token (scores nothing) to every vocabulary it builds
+        vocab[""] = n_words
+    bm.vocab_dict = vocab
+    bm.unique_token_ids_set = set(vocab.values())
+    bm.nonoccurrence_array = None  # lucene has none (what bm25s's index sets)
+    return bm
 
 
 def edits_allowed(word: str) -> int:
@@ -120,20 +188,44 @@ def char_grams(texts: list[str]) -> list[list[str]]:
 
 def build_char_bm25(titles: list[str], progress: bool = False):
     """bm25s over the titles' character trigrams (`char_grams`): the typo-tolerant title retriever.
-    Search it with `bm25_search(bm, char_grams(questions), k)`."""
-    grams = char_grams(titles)
-    vocab = sorted({g for gs in grams for g in gs})
-    num = {g: i for i, g in enumerate(vocab)}
-    return _index([[num[g] for g in gs] for gs in grams], vocab, progress)
+    Search it with `bm25_search(bm, char_grams(questions), k)`. The grams are cut in arrays (`gram_ids`): the
+    same vocabulary and documents as `char_grams`, ~10x faster at full size."""
+    return index_arrays(*gram_ids(titles, progress))
 
 
-def _index(ids: list[list[int]], words: list[str], progress: bool):
-    import bm25s
+def _unique(a, counts: bool = False):
+    """np.unique by sorting: numpy 2's hash-based unique took ~10x longer on these packed int64 keys."""
+    import numpy as np
 
-    bm = bm25s.BM25()
-    bm.index(bm25s.tokenization.Tokenized(ids=ids, vocab={w: i for i, w in enumerate(words)}),
-             show_progress=progress, leave_progress=False)
-    return bm
+    a = np.sort(a)
+    first = np.flatnonzero(np.r_[True, a[1:] != a[:-1]]) if len(a) else np.zeros(0, dtype=np.int64)
+    return (a[first], np.diff(np.r_[first, len(a)])) if counts else a[first]
+
+
+def gram_ids(titles: list[str], progress: bool = False) -> tuple["np.ndarray", "np.ndarray", list[str]]:
+    """(gram ids [all grams] into `grams`, distinct grams per title [n], grams in sorted order): `char_grams` of
+    every title, as arrays. Each title becomes "#word#word#" (casefolded words); a trigram is a word's when its
+    middle character is not "#", and titles are joined by "\0", which no gram may hold."""
+    import numpy as np
+    from tqdm import tqdm
+
+    parts, lengths = [], np.zeros(len(titles), dtype=np.int64)
+    for a in tqdm(range(0, len(titles), CHUNK), desc="title grams", unit="chunk", disable=not progress, leave=False):
+        text = "\0".join("#" + "#".join(_GRAM_WORDS.findall(t.casefold())) + "#" for t in titles[a: a + CHUNK])
+        c = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        doc = np.cumsum(c == 0)[: max(len(c) - 2, 0)] + a  # the title each gram starts in
+        c0, c1, c2 = c[:-2], c[1:-1], c[2:]
+        ok = (c0 != 0) & (c1 != 0) & (c2 != 0) & (c1 != ord("#"))
+        parts.append((doc[ok], (c0[ok] << 42) | (c1[ok] << 21) | c2[ok]))  # 21 bits a code point
+    doc = np.concatenate([d for d, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
+    code = np.concatenate([g for _, g in parts]) if parts else np.zeros(0, dtype=np.int64)
+    vocab = _unique(code)  # numeric order of (c0, c1, c2) == the strings' order
+    gid = np.searchsorted(vocab, code)
+    pair = _unique(doc * max(len(vocab), 1) + gid)  # a title's distinct grams, titles in order
+    doc, gid = pair // max(len(vocab), 1), pair % max(len(vocab), 1)
+    lengths[:] = np.bincount(doc, minlength=len(titles))
+    grams = ["".join(map(chr, (int(v) >> 42, (int(v) >> 21) & 0x1FFFFF, int(v) & 0x1FFFFF))) for v in vocab]
+    return gid, lengths, grams
 
 
 def bm25_search(bm, tokens: list[list[str]], k: int):
@@ -188,6 +280,7 @@ def coverage(bm, tokens: list[list[str]], rows, weighted: bool = False) -> "np.n
         if not words:
             continue
         found = np.zeros(rows.shape[1], dtype=np.float64)
+        asked = rows[qi].astype(indices.dtype)
         total = 0.0
         for w in words:
             t = vocab.get(w)
@@ -196,8 +289,10 @@ def coverage(bm, tokens: list[list[str]], rows, weighted: bool = False) -> "np.n
             total += weight
             if df:  # a word no product has covers nothing, but still counts as asked
                 post = indices[indptr[t]: indptr[t + 1]]  # the rows holding the word, ascending
-                at = np.minimum(np.searchsorted(post, rows[qi]), df - 1)  # binary search: a common word's
-                found += weight * (post[at] == rows[qi])  # list holds millions of rows at full size
+                # binary search (a common word's list holds millions of rows at full size), in the list's own
+                # dtype: given int64 rows, numpy converts the whole int32 list first, every call
+                at = np.minimum(np.searchsorted(post, asked), df - 1)
+                found += weight * (post[at] == asked)
         C[qi] = np.where(rows[qi] >= 0, found / total, 0.0)
     return C
 

@@ -159,10 +159,13 @@ class Candidates:
 
 
 def _direct_map(index) -> None:
-    """Let an IVF index give its vectors back by id (`reconstruct_batch`); flat ones (IndexIDMap2) can."""
+    """Let an IVF index give its vectors back by id (`reconstruct_batch`); flat ones (IndexIDMap2) and "ivfpq" ones
+    (indexing.vectors.Reranked: its exact vectors by id) can."""
     import faiss
 
-    ivf = faiss.try_extract_index_ivf(index) if index is not None else None
+    from indexing.vectors import Reranked
+
+    ivf = faiss.try_extract_index_ivf(index) if index is not None and not isinstance(index, Reranked) else None
     if ivf is not None:
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
 

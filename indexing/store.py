@@ -7,9 +7,12 @@
                          what is embedded (fields, passage size, counts), catalog fingerprint, creation
                          time, package version, file sizes, "version": N
         index.faiss      title vectors (FAISS; ids = docs.parquet `id`)
+        index.vectors.npy  the exact title vectors by id (row = id), memory-mapped, beside a re-ranked index
+                         ("ivfpq", "ivfsq": indexing/vectors.py; its codes propose, these re-rank)
         docs.parquet     id, uid, title, content of every indexed product, in BM25 order
         bm25/            bm25s lexical index over titles, same rows as docs.parquet
         passages.faiss   description passage vectors (ids = passages.parquet `pid`)      (format 2)
+        passages.vectors.npy  the exact passage vectors by pid, beside a re-ranked passage index
         passages.parquet pid, id (product), start, end: character offsets into the description
         bm25_passages/   bm25s over the passages, same rows as passages.parquet
         bm25_chars/      bm25s over the titles' character trigrams (typo-tolerant titles)   (meta "fuzzy")
@@ -41,7 +44,6 @@
 
     INDEX_DIR's build folder (.INDEX_DIR.build/, beside it, while a build runs):
       build.json         the settings the shards were made with (a resume must match them)
-      products.parquet   id, title, content in build order
       passages.parquet   the passages, as above
       shards/            NNNNN.titles.npy, NNNNN.passages.npy: vectors of products [NNNNN*S, (NNNNN+1)*S)
       manifest.jsonl     one line per finished shard: file names, sizes, blake2b digests
@@ -71,7 +73,10 @@ FILES = {1: (META, TITLES, DOCS, BM25), 2: (META, TITLES, DOCS, BM25, PASSAGE_VE
 BM25_CHARS, RANKER = "bm25_chars", "ranker.txt"  # optional: present when meta.json has "fuzzy" / "ranker"
 CARDS, DELTA_CARDS = "cards.faiss", "cards.npy"  # optional: with meta.json's "multilingual" (indexing/multilingual.py)
 DELTAS, TOMBSTONES, DELTA_TITLES, DELTA_PASSAGES = "deltas", "tombstones.npy", "titles.npy", "passages.npy"
-SIZED = (TITLES, DOCS, PASSAGE_VECTORS, PASSAGES, RANKER, CARDS)  # sizes into meta.json: truncation is caught on load
+# beside a re-ranked index (indexing.vectors.RERANKED): its exact vectors by id
+EXACT = {TITLES: "index.vectors.npy", PASSAGE_VECTORS: "passages.vectors.npy", CARDS: "cards.vectors.npy"}
+# sizes into meta.json: truncation is caught on load
+SIZED = (TITLES, DOCS, PASSAGE_VECTORS, PASSAGES, RANKER, CARDS, *EXACT.values())
 OPTIONAL = {"fuzzy": BM25_CHARS, "ranker": RANKER, "multilingual": CARDS}
 REBUILD_HINT = "rebuild with `productqa index build` to search descriptions"
 
@@ -332,6 +337,11 @@ def read_meta(folder: str | Path) -> dict:
                         f"({', '.join(map(str, FILES))}): rebuild it")
     missing = [f for f in (*FILES[version], *(f for key, f in OPTIONAL.items() if meta.get(key)))
                if not (folder / f).exists() and (f != PASSAGE_VECTORS or has_passage_vectors(meta))]
+    from indexing.vectors import RERANKED
+
+    missing += [EXACT[f] for f, info in ((TITLES, meta), (PASSAGE_VECTORS, meta.get("passages") or {}),
+                                         (CARDS, meta.get("multilingual") or {}))
+                if info.get("index_type") in RERANKED and not (folder / EXACT[f]).exists()]
     if missing:
         raise UserError(f"{folder}: incomplete index, missing {', '.join(missing)} (rebuild it)")
     sizes = dict(meta.get("file_sizes", {}))
@@ -364,8 +374,13 @@ def has_passage_vectors(meta: dict) -> bool:
 def read_faiss(folder: Path, meta: dict, name: str = TITLES, mmap: bool = False):
     """The title index (default) or the passage index, checked against meta.json. `mmap`: an IVF index's
     lists stay in the file, memory-mapped read-only (a serving process starts without reading them, and
-    processes serving the same version share them in the page cache); nothing can be added or removed."""
+    processes serving the same version share them in the page cache); nothing can be added or removed.
+    A re-ranked index ("ivfpq", "ivfsq") comes with its exact vectors (indexing.vectors.Reranked), always
+    memory-mapped: the version's file is never written to (added vectors are kept in memory)."""
     import faiss
+    import numpy as np
+
+    from indexing.vectors import RERANKED, Reranked, set_nprobe
 
     info = {TITLES: meta, CARDS: meta.get("multilingual")}.get(name, meta.get("passages"))
     count = info["count"] if name == CARDS else base_count(meta, "products" if name == TITLES else "passages")
@@ -373,7 +388,13 @@ def read_faiss(folder: Path, meta: dict, name: str = TITLES, mmap: bool = False)
     flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap and info.get("index_type") == "ivf" else 0
     try:
         index = faiss.read_index(str(folder / name), flags)
-    except RuntimeError as e:
+        if info.get("index_type") in RERANKED:
+            exact = np.load(folder / EXACT[name], mmap_mode="r")
+            if exact.ndim != 2 or exact.shape[1] != dim:
+                raise ValueError(f"{EXACT[name]} holds vectors of shape {exact.shape}, not [n, {dim}]")
+            index = Reranked(index, exact)
+            set_nprobe(index, info)
+    except (RuntimeError, ValueError) as e:
         raise UserError(f"{folder}/{name}: corrupt ({str(e).splitlines()[0][:200]})") from None
     if index.ntotal != count or index.d != dim:
         raise UserError(f"{folder}/{name}: holds {index.ntotal:,} vectors of dim {index.d}, meta.json says "
@@ -382,8 +403,17 @@ def read_faiss(folder: Path, meta: dict, name: str = TITLES, mmap: bool = False)
 
 
 def write_faiss(folder: Path, index, name: str = TITLES) -> None:
+    """A FAISS index into the version being written; a re-ranked one (indexing.vectors.Reranked) with its exact
+    vectors by id beside it."""
     import faiss
+    import numpy as np
 
+    from indexing.vectors import Reranked
+
+    if isinstance(index, Reranked):
+        faiss.write_index(index.index, str(folder / name))
+        np.save(folder / EXACT[name], index.exact_rows() if index._added else np.asarray(index.exact))
+        return
     faiss.write_index(index, str(folder / name))
 
 
@@ -521,7 +551,8 @@ def write_delta(folder: Path, name: str, docs, titles, passages=None, passage_ve
 def link_version(src: Path, dst: Path) -> None:
     """The base files and deltas of version `src` in `dst` as hard links (copies where links are impossible):
     committed files never change, so versions share them. meta.json and tombstones.npy are written anew."""
-    for top in (TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES, BM25_CHARS, RANKER, CARDS, DELTAS):
+    for top in (TITLES, DOCS, BM25, PASSAGE_VECTORS, PASSAGES, BM25_PASSAGES, BM25_CHARS, RANKER, CARDS, DELTAS,
+                *EXACT.values()):
         if not (src / top).exists():
             continue
         if (src / top).is_file():

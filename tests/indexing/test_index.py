@@ -236,3 +236,51 @@ def test_ivf_indexes_are_memory_mapped_for_search(demo_catalog, tmp_path):
     assert (kind(idx3._cpu["titles"]) == "OnDiskInvertedLists"
             and idx3.retrieve("Quillmark Copper Kettle", k=1)[0].uid == "NEW1")
     assert idx3.retrieve("What is 'Halloween Witch Costume for Girls'?", k=1)[0].uid == hits[0].uid
+
+
+@pytest.mark.parametrize("index_type", ["ivfpq", "ivfsq"])
+def test_reranked_indexes_score_exactly_and_update(demo_catalog, tmp_path, index_type):
+    """A re-ranked index (indexing.vectors.Reranked: IVF codes propose, exact vectors by id re-rank) scores
+    its hits with exact cosines, gives vectors back by id, takes adds and removes (tombstones), and compacts
+    into one base whose exact vectors keep their ids; its exact vectors are checked like the other files."""
+    import faiss
+    import numpy as np
+
+    from indexing.build import BuildConfig, build_index
+    from indexing.store import EXACT, TITLES
+    from indexing.update import add_products, compact, remove_products
+    from indexing.vectors import Reranked
+
+    out = tmp_path / "pq"
+    meta = build_index(BuildConfig(catalog=str(demo_catalog), out=str(out), progress=False, ranker=False,
+                                   index_type=index_type))
+    assert meta["index_type"] == meta["passages"]["index_type"] == index_type and meta["rerank"] >= 10
+    idx = load_index(out)
+    t = idx._cpu["titles"]
+    assert isinstance(t, Reranked) and isinstance(t.exact, np.memmap)
+    ids = idx.docs["id"].to_numpy()
+    X = t.reconstruct_batch(ids)
+    assert np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-3)
+    xq = idx.model.encode(["Halloween Witch Costume for Girls", "a book about a tiger"], normalize_embeddings=True)
+    exact = faiss.IndexFlatIP(X.shape[1])
+    exact.add(X)
+    De, Ie = exact.search(xq, 5)
+    D, I = t.search(xq, 5)
+    assert np.allclose(D, De, atol=1e-5) and (I[:, 0] == ids[Ie[:, 0]]).all()  # exact scores, the exact best hit
+    hit = idx.retrieve("What is 'Halloween Witch Costume for Girls'?", k=1)[0]
+    new = write_jsonl(tmp_path / "new.jsonl", [{"uid": "NEW1", "title": "Quillmark Copper Kettle",
+                                                 "content": "A hand-hammered copper kettle that whistles softly."}])
+    add_products(out, [new], progress=False, compact="never")
+    remove_products(out, [hit.uid], progress=False, compact="never")
+    idx2 = load_index(out)
+    assert idx2.retrieve("Quillmark Copper Kettle", k=1)[0].uid == "NEW1"
+    assert hit.uid not in {h.uid for h in idx2.retrieve("What is 'Halloween Witch Costume for Girls'?", k=5)}
+    compact(out)
+    idx3 = load_index(out)
+    assert isinstance(idx3._cpu["titles"], Reranked) and idx3.retrieve("Quillmark Copper Kettle", k=1)[0].uid == "NEW1"
+    new_id = int(idx3.docs.loc[idx3.docs["uid"] == "NEW1", "id"].iloc[0])
+    assert np.allclose(idx3._cpu["titles"].reconstruct_batch([new_id]),
+                       idx2._cpu["titles"].reconstruct_batch([new_id]))
+    (live_folder(out) / EXACT[TITLES]).write_bytes(b"\x93NUMPY")  # truncated: caught on load, one line
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        load_index(out)
