@@ -190,15 +190,19 @@ def training_data(index, cfg: RankerConfig) -> dict | None:
         keep = sorted(random.Random(cfg.seed + 1).sample(range(len(questions)), cfg.questions))
         questions = [questions[i] for i in keep]
     X, y, group, val = [], [], [], []
-    # one batched retrieval for all of them (vectors, BM25 and features in bulk), not one search each
-    for q, c in zip(questions, index.candidates([x["question"] for x in questions])):
-        yy = labels(q, c.rows, docs)
-        if not yy.any():  # no retriever found it: nothing to learn about ordering
-            continue
-        X.append(index.features(c))
-        y.append(yy)
-        group.append(len(yy))
-        val.append(_pick(q["uid"], cfg.val_share, salt="ranker-val") == 0)
+    # batched retrievals of 256 questions (vectors, BM25 and features in bulk), not one search each; the same
+    # batches as before: one batch of all of them pads the question embeddings differently (bf16), enough to
+    # change the real records' ranker ("Explain Cirucs to me." lost Circus, tests/indexing/test_multilingual.py)
+    for s in range(0, len(questions), 256):
+        batch = questions[s: s + 256]
+        for q, c in zip(batch, index.candidates([x["question"] for x in batch])):
+            yy = labels(q, c.rows, docs)
+            if not yy.any():  # no retriever found it: nothing to learn about ordering
+                continue
+            X.append(index.features(c))
+            y.append(yy)
+            group.append(len(yy))
+            val.append(_pick(q["uid"], cfg.val_share, salt="ranker-val") == 0)
     return {"X": np.concatenate(X), "y": np.concatenate(y), "group": np.asarray(group), "val": np.asarray(val),
             "products": len(pool)}
 
