@@ -147,6 +147,8 @@ def main() -> None:
 
     if bool(args.index) == bool(args.shards) or (args.shards and not args.catalog):
         raise SystemExit("ann_full.py: give --index DIR, or --shards BUILD_DIR with --catalog DIR")
+    if args.shards and not any((Path(args.shards) / "shards").glob("*.titles.npy")):
+        raise SystemExit(f"ann_full.py: {args.shards}: no embedded shards (a build folder, .INDEX.build, holds them)")
     n = args.queries
     if args.index:
         try:

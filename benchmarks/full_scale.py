@@ -61,6 +61,7 @@ def probe(index: str, n: int, recall_n: int = 200) -> dict:
     from indexing.embed import embed
     from indexing.questions import make_description_questions, make_eval_questions
     from indexing.search import focus, load_index
+    from indexing.vectors import Reranked
 
     t0 = time.perf_counter()
     idx = load_index(index)
@@ -80,7 +81,7 @@ def probe(index: str, n: int, recall_n: int = 200) -> dict:
     out["recall"] = {}
     for name, model, index_ in (("titles", idx.model, idx._cpu["titles"]),
                                 ("passages", idx.passage_model, idx._cpu.get("passages"))):
-        if index_ is None or not hasattr(index_, "rerank"):
+        if not isinstance(index_, Reranked):  # the re-ranked types keep their exact vectors: the ground truth
             continue
         X = index_.exact  # by id: the exact ground truth, searched flat
         exact = faiss.IndexFlatIP(X.shape[1])

@@ -209,7 +209,7 @@ def gram_ids(titles: list[str], progress: bool = False) -> tuple["np.ndarray", "
     import numpy as np
     from tqdm import tqdm
 
-    parts, lengths = [], np.zeros(len(titles), dtype=np.int64)
+    parts = []
     for a in tqdm(range(0, len(titles), CHUNK), desc="title grams", unit="chunk", disable=not progress, leave=False):
         text = "\0".join("#" + "#".join(_GRAM_WORDS.findall(t.casefold())) + "#" for t in titles[a: a + CHUNK])
         c = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
@@ -223,7 +223,7 @@ def gram_ids(titles: list[str], progress: bool = False) -> tuple["np.ndarray", "
     gid = np.searchsorted(vocab, code)
     pair = _unique(doc * max(len(vocab), 1) + gid)  # a title's distinct grams, titles in order
     doc, gid = pair // max(len(vocab), 1), pair % max(len(vocab), 1)
-    lengths[:] = np.bincount(doc, minlength=len(titles))
+    lengths = np.bincount(doc, minlength=len(titles)).astype(np.int64)
     grams = ["".join(map(chr, (int(v) >> 42, (int(v) >> 21) & 0x1FFFFF, int(v) & 0x1FFFFF))) for v in vocab]
     return gid, lengths, grams
 

@@ -412,7 +412,7 @@ def write_faiss(folder: Path, index, name: str = TITLES) -> None:
 
     if isinstance(index, Reranked):
         faiss.write_index(index.index, str(folder / name))
-        np.save(folder / EXACT[name], index.exact_rows() if index._added else np.asarray(index.exact))
+        np.save(folder / EXACT[name], index.exact_rows())
         return
     faiss.write_index(index, str(folder / name))
 

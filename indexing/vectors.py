@@ -44,9 +44,9 @@ class Reranked:
     and the vectors added since (`add_with_ids`, in memory). Answers the faiss calls search reads and updates make:
     search, reconstruct_batch, add_with_ids, remove_ids, ntotal, d."""
 
-    def __init__(self, index, exact, rerank: int = RERANK):
+    def __init__(self, index, exact, rerank: int = RERANK, added: list | None = None):
         self.index, self.exact, self.rerank = index, exact, rerank
-        self._added: list = []  # (X, ids) added since the exact file was written
+        self._added: list = list(added or [])  # (X, ids) added since the exact file was written
         self._extra = None  # (sorted ids, their vectors), made on first use after an add
 
     @property
@@ -96,7 +96,10 @@ class Reranked:
         return D, I
 
     def exact_rows(self) -> np.ndarray:
-        """Every vector by id, the added ones included (for a compaction writing one file)."""
+        """Every vector by id, the added ones included (for a compaction writing one file); the exact array itself
+        when nothing was added (no second copy of gigabytes)."""
+        if not self._added:
+            return self.exact
         n = max([len(self.exact)] + [int(i.max()) + 1 for _, i in self._added if len(i)])
         out = np.zeros((n, self.d), dtype=np.float32)
         out[: len(self.exact)] = self.exact
@@ -169,9 +172,7 @@ def make_faiss_parts(parts, n: int, d: int, index_type: str = "auto", large: str
             exact[ids[inside]] = X[inside]
             if not inside.all():  # ids past n (a compaction keeps ids): kept as added vectors
                 extra.append((X[~inside], ids[~inside]))
-        out = Reranked(index, exact)
-        out._added = extra
-        return out, {"index_type": index_type, "nlist": nlist,
+        return Reranked(index, exact, added=extra), {"index_type": index_type, "nlist": nlist,
                      "nprobe": min(nlist, max(IVF_NPROBE, nlist // PROBE_SHARE_OF[index_type])), "codes": codes,
                      "rerank": RERANK}
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
